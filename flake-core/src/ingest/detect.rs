@@ -1,0 +1,127 @@
+//! Format detection from the first bytes of a report, never from its name.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A report format cargo-flake reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// JUnit XML in any of its dialects (Surefire, nextest, pytest, gotestsum, jest-junit, ...).
+    Junit,
+    /// pytest-json-report.
+    PytestJson,
+    /// Jest `--json`.
+    Jest,
+    /// RSpec `--format json`.
+    Rspec,
+    /// `go test -json` (test2json events).
+    GoTest,
+    /// libtest JSON lines (`cargo test -- -Z unstable-options --format json`, nextest libtest-json).
+    Libtest,
+    /// The structured CI payload hosted flaky-test services accept.
+    CiPayload,
+}
+
+impl Format {
+    /// Every format, in detection order.
+    pub const ALL: [Format; 7] = [
+        Format::Junit,
+        Format::PytestJson,
+        Format::Jest,
+        Format::Rspec,
+        Format::GoTest,
+        Format::Libtest,
+        Format::CiPayload,
+    ];
+
+    /// The name used by `--format` and in the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Junit => "junit",
+            Format::PytestJson => "pytest-json",
+            Format::Jest => "jest",
+            Format::Rspec => "rspec",
+            Format::GoTest => "go-test",
+            Format::Libtest => "libtest",
+            Format::CiPayload => "ci-payload",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown format `{s}`; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// Guesses the format from the first bytes of a report (a few KiB suffice).
+/// Returns `None` when nothing matches.
+pub fn detect(head: &[u8]) -> Option<Format> {
+    // UTF-16 with a BOM can only be XML among our formats.
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Some(Format::Junit);
+    }
+    let head = head.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(head);
+    let text = String::from_utf8_lossy(head);
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('<') {
+        return Some(Format::Junit);
+    }
+    if !trimmed.starts_with('{') && !trimmed.starts_with('[') {
+        return None;
+    }
+    // JSON lines: the first line is a complete object with a telltale key.
+    let first_line = trimmed.lines().next().unwrap_or("");
+    if first_line.contains("\"Action\"")
+        && (first_line.contains("\"Test\"")
+            || first_line.contains("\"Package\"")
+            || first_line.contains("\"Time\""))
+    {
+        return Some(Format::GoTest);
+    }
+    if first_line.contains("\"type\"")
+        && (first_line.contains("\"suite\"") || first_line.contains("\"test\""))
+        && first_line.contains("\"event\"")
+    {
+        return Some(Format::Libtest);
+    }
+    // Whole-document JSON: look for the keys each tool writes near the top.
+    if trimmed.contains("\"test_results\"")
+        || trimmed.contains("\"commit_sha\"")
+        || trimmed.contains("\"workflow_run_id\"")
+    {
+        return Some(Format::CiPayload);
+    }
+    if trimmed.contains("\"numTotalTests\"") || trimmed.contains("\"testResults\"") {
+        return Some(Format::Jest);
+    }
+    if trimmed.contains("\"examples\"")
+        && (trimmed.contains("\"summary_line\"")
+            || trimmed.contains("\"full_description\"")
+            || trimmed.contains("\"version\""))
+    {
+        return Some(Format::Rspec);
+    }
+    if trimmed.contains("\"tests\"")
+        && (trimmed.contains("\"nodeid\"")
+            || trimmed.contains("\"collectors\"")
+            || trimmed.contains("\"exitcode\""))
+    {
+        return Some(Format::PytestJson);
+    }
+    None
+}

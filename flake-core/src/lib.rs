@@ -1,0 +1,8 @@
+//! The library behind `cargo flake`: the outcome model, the runners, report
+//! ingest, the history store, quarantine and statistics.
+//!
+//! Nothing in this crate prints; every operation is a library call returning
+//! data, so the CLI, a server or another front end can share it.
+
+pub mod ingest;
+pub mod model;

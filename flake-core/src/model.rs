@@ -1,0 +1,462 @@
+//! The outcome model every runner, parser, store and report shares.
+//!
+//! An [`Attempt`] is one execution of one test; a [`TestResult`] is what a run
+//! concluded about a test from all of its attempts. Classification lives here
+//! and only here so that the nextest runner, the cargo-test runner and every
+//! ingested format agree on what "flaky" means.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest failure output kept per attempt. Real failure output is short; a test
+/// that dumps megabytes must not bloat the history database or a report.
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024;
+
+/// How one attempt of a test ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptStatus {
+    /// The attempt passed.
+    Pass,
+    /// The attempt failed (assertion, panic, non-zero exit, error).
+    Fail,
+    /// The attempt was killed for exceeding its time limit.
+    Timeout,
+    /// The test process died from a signal or aborted.
+    Crash,
+    /// The test passed but leaked subprocesses or handles, and the runner counted that as a failure.
+    Leak,
+    /// The test was not run (ignored, filtered, skipped by the framework).
+    Skip,
+}
+
+impl AttemptStatus {
+    /// Whether this attempt counts as a failure of the test.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Fail | Self::Timeout | Self::Crash | Self::Leak)
+    }
+
+    /// Stable small integer used by the history store. Never renumber.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Pass => 0,
+            Self::Fail => 1,
+            Self::Timeout => 2,
+            Self::Crash => 3,
+            Self::Leak => 4,
+            Self::Skip => 5,
+        }
+    }
+
+    /// Inverse of [`AttemptStatus::code`].
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => Self::Pass,
+            1 => Self::Fail,
+            2 => Self::Timeout,
+            3 => Self::Crash,
+            4 => Self::Leak,
+            5 => Self::Skip,
+            _ => return None,
+        })
+    }
+
+    /// Lowercase name, as in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Timeout => "timeout",
+            Self::Crash => "crash",
+            Self::Leak => "leak",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+/// What a failed attempt left behind for a human.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// One-line summary: the panic or assertion message, or the framework's message attribute.
+    pub message: String,
+    /// Source location of the failure (`file:line:col`) when the output names one.
+    pub location: Option<String>,
+    /// Captured output, capped at [`MAX_OUTPUT_BYTES`].
+    pub output: String,
+}
+
+impl Failure {
+    /// Builds a failure from raw captured output: the message is the first
+    /// meaningful line, the location is the panic location when present, and
+    /// the stored output is capped.
+    pub fn from_output(message: Option<&str>, output: &str) -> Self {
+        let message = message
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| first_line(m).to_owned())
+            .unwrap_or_else(|| first_failure_line(output).to_owned());
+        Failure {
+            message,
+            location: panic_location(output),
+            output: cap_output(output),
+        }
+    }
+}
+
+/// One execution of one test.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// How it ended.
+    pub status: AttemptStatus,
+    /// Wall time in milliseconds, when the source reports it.
+    pub duration_ms: Option<u64>,
+    /// Failure details for failed attempts.
+    pub failure: Option<Failure>,
+}
+
+impl Attempt {
+    /// A passing attempt.
+    pub fn pass(duration_ms: Option<u64>) -> Self {
+        Attempt {
+            status: AttemptStatus::Pass,
+            duration_ms,
+            failure: None,
+        }
+    }
+
+    /// A skipped (not run) attempt.
+    pub fn skip() -> Self {
+        Attempt {
+            status: AttemptStatus::Skip,
+            duration_ms: None,
+            failure: None,
+        }
+    }
+
+    /// A failing attempt with the given status and failure details.
+    pub fn failed(status: AttemptStatus, duration_ms: Option<u64>, failure: Failure) -> Self {
+        Attempt {
+            status,
+            duration_ms,
+            failure: Some(failure),
+        }
+    }
+}
+
+/// What a run concluded about one test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The first attempt passed.
+    Passed,
+    /// Some attempt failed and another passed.
+    Flaky,
+    /// Every attempt failed.
+    Failed,
+    /// The test did not run.
+    Skipped,
+}
+
+impl Outcome {
+    /// Classifies a test from its attempts, in order.
+    ///
+    /// A mix of failing and passing attempts is flaky whatever the order, so
+    /// that attempts gathered from several shard or rerun files agree with
+    /// in-run retries. No attempts, or only skips, is skipped.
+    pub fn classify(attempts: &[Attempt]) -> Outcome {
+        let mut passed = false;
+        let mut failed = false;
+        for attempt in attempts {
+            match attempt.status {
+                AttemptStatus::Pass => passed = true,
+                AttemptStatus::Skip => {}
+                _ => failed = true,
+            }
+        }
+        match (passed, failed) {
+            (true, false) => Outcome::Passed,
+            (true, true) => Outcome::Flaky,
+            (false, true) => Outcome::Failed,
+            (false, false) => Outcome::Skipped,
+        }
+    }
+
+    /// Combines what two reports of one logical run said about one test, e.g.
+    /// a failure in one shard and a pass in its rerun file.
+    pub fn merge(self, other: Outcome) -> Outcome {
+        use Outcome::*;
+        match (self, other) {
+            (Skipped, o) | (o, Skipped) => o,
+            (Flaky, _) | (_, Flaky) => Flaky,
+            (Passed, Failed) | (Failed, Passed) => Flaky,
+            (Passed, Passed) => Passed,
+            (Failed, Failed) => Failed,
+        }
+    }
+
+    /// Stable small integer used by the history store. Never renumber.
+    pub fn code(self) -> i64 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::Flaky => 1,
+            Outcome::Failed => 2,
+            Outcome::Skipped => 3,
+        }
+    }
+
+    /// Inverse of [`Outcome::code`].
+    pub fn from_code(code: i64) -> Option<Outcome> {
+        Some(match code {
+            0 => Outcome::Passed,
+            1 => Outcome::Flaky,
+            2 => Outcome::Failed,
+            3 => Outcome::Skipped,
+            _ => return None,
+        })
+    }
+
+    /// Lowercase name, as in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Flaky => "flaky",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one test in one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// The test id (see the README for each ecosystem's convention).
+    pub id: String,
+    /// The classification of `attempts`.
+    pub outcome: Outcome,
+    /// Every attempt, in order. Skipped tests have one `Skip` attempt.
+    pub attempts: Vec<Attempt>,
+}
+
+impl TestResult {
+    /// Classifies `attempts` into a result.
+    pub fn new(id: impl Into<String>, attempts: Vec<Attempt>) -> Self {
+        let outcome = Outcome::classify(&attempts);
+        TestResult {
+            id: id.into(),
+            outcome,
+            attempts,
+        }
+    }
+
+    /// A test that did not run.
+    pub fn skipped(id: impl Into<String>) -> Self {
+        TestResult::new(id, vec![Attempt::skip()])
+    }
+
+    /// Number of attempts that actually ran (skips excluded).
+    pub fn attempts_run(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| a.status != AttemptStatus::Skip)
+            .count()
+    }
+
+    /// The first failure, which is what a human wants to see first.
+    pub fn first_failure(&self) -> Option<&Failure> {
+        self.attempts.iter().find_map(|a| a.failure.as_ref())
+    }
+
+    /// Appends the attempts of another report of the same test in the same run.
+    pub fn absorb(&mut self, other: TestResult) {
+        self.attempts
+            .retain(|a| a.status != AttemptStatus::Skip || other.attempts.is_empty());
+        self.attempts.extend(other.attempts);
+        self.outcome = Outcome::classify(&self.attempts);
+    }
+}
+
+/// Truncates output to [`MAX_OUTPUT_BYTES`] on a character boundary, keeping the
+/// head and the tail: panics print their message first and backtraces last.
+pub fn cap_output(output: &str) -> String {
+    if output.len() <= MAX_OUTPUT_BYTES {
+        return output.to_owned();
+    }
+    let half = MAX_OUTPUT_BYTES / 2;
+    let mut head_end = half;
+    while !output.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    let mut tail_start = output.len() - half;
+    while !output.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    let skipped = tail_start - head_end;
+    format!(
+        "{}\n[... {skipped} bytes cut by cargo-flake ...]\n{}",
+        &output[..head_end],
+        &output[tail_start..]
+    )
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
+/// The line of captured output a human would quote: a Rust panic message when
+/// present, else the first non-empty line.
+pub fn first_failure_line(output: &str) -> &str {
+    let mut lines = output.lines();
+    while let Some(line) = lines.next() {
+        // Rust >= 1.73: "thread 'x' panicked at src/lib.rs:1:2:\n<message>".
+        if line.contains("panicked at ") {
+            if line.trim_end().ends_with(':') {
+                if let Some(msg) = lines.next().map(str::trim).filter(|l| !l.is_empty()) {
+                    return msg;
+                }
+            }
+            return line.trim();
+        }
+    }
+    first_line(output)
+}
+
+/// Extracts `file:line:col` from a Rust panic message (`panicked at src/x.rs:3:5`)
+/// or, failing that, the first `path.ext:line[:col]` that looks like a source
+/// location in a traceback.
+pub fn panic_location(output: &str) -> Option<String> {
+    for line in output.lines() {
+        if let Some(rest) = line.split("panicked at ").nth(1) {
+            // Old format: "panicked at 'msg', src/lib.rs:3:5"; new: "panicked at src/lib.rs:3:5:".
+            let candidate = match rest.rfind("', ") {
+                Some(i) if rest.starts_with('\'') => &rest[i + 3..],
+                _ => rest,
+            };
+            let candidate = candidate.trim().trim_end_matches(':');
+            if let Some(loc) = parse_location(candidate) {
+                return Some(loc);
+            }
+        }
+    }
+    None
+}
+
+fn parse_location(s: &str) -> Option<String> {
+    // file:line:col with a file that has an extension.
+    let mut parts = s.rsplitn(3, ':');
+    let col = parts.next()?;
+    let line = parts.next()?;
+    let file = parts.next()?;
+    if col.parse::<u32>().is_ok() && line.parse::<u32>().is_ok() && file.contains('.') {
+        Some(format!("{file}:{line}:{col}"))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail() -> Attempt {
+        Attempt::failed(AttemptStatus::Fail, Some(1), Failure::default())
+    }
+
+    #[test]
+    fn classification_covers_every_shape() {
+        assert_eq!(Outcome::classify(&[Attempt::pass(None)]), Outcome::Passed);
+        assert_eq!(
+            Outcome::classify(&[fail(), Attempt::pass(None)]),
+            Outcome::Flaky
+        );
+        assert_eq!(
+            Outcome::classify(&[fail(), fail(), Attempt::pass(None)]),
+            Outcome::Flaky
+        );
+        assert_eq!(
+            Outcome::classify(&[fail(), fail(), fail()]),
+            Outcome::Failed
+        );
+        let timeout = Attempt::failed(AttemptStatus::Timeout, None, Failure::default());
+        assert_eq!(Outcome::classify(&[timeout]), Outcome::Failed);
+        assert_eq!(Outcome::classify(&[Attempt::skip()]), Outcome::Skipped);
+        assert_eq!(Outcome::classify(&[]), Outcome::Skipped);
+    }
+
+    #[test]
+    fn merge_of_shards_is_flaky_on_disagreement() {
+        use Outcome::*;
+        assert_eq!(Failed.merge(Passed), Flaky);
+        assert_eq!(Passed.merge(Failed), Flaky);
+        assert_eq!(Skipped.merge(Failed), Failed);
+        assert_eq!(Passed.merge(Passed), Passed);
+        assert_eq!(Failed.merge(Failed), Failed);
+        assert_eq!(Flaky.merge(Passed), Flaky);
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for o in [
+            Outcome::Passed,
+            Outcome::Flaky,
+            Outcome::Failed,
+            Outcome::Skipped,
+        ] {
+            assert_eq!(Outcome::from_code(o.code()), Some(o));
+        }
+        for s in [
+            AttemptStatus::Pass,
+            AttemptStatus::Fail,
+            AttemptStatus::Timeout,
+            AttemptStatus::Crash,
+            AttemptStatus::Leak,
+            AttemptStatus::Skip,
+        ] {
+            assert_eq!(AttemptStatus::from_code(s.code()), Some(s));
+        }
+    }
+
+    #[test]
+    fn absorb_replaces_a_skip_and_reclassifies() {
+        let mut r = TestResult::new("a", vec![fail()]);
+        r.absorb(TestResult::new("a", vec![Attempt::pass(Some(3))]));
+        assert_eq!(r.outcome, Outcome::Flaky);
+        assert_eq!(r.attempts.len(), 2);
+        let mut s = TestResult::skipped("b");
+        s.absorb(TestResult::new("b", vec![fail()]));
+        assert_eq!(s.outcome, Outcome::Failed);
+        assert_eq!(s.attempts_run(), 1);
+    }
+
+    #[test]
+    fn panic_location_new_and_old_formats() {
+        let new = "thread 'tests::x' panicked at src/lib.rs:12:9:\nassertion failed: false\nnote: run with `RUST_BACKTRACE=1`";
+        assert_eq!(panic_location(new).as_deref(), Some("src/lib.rs:12:9"));
+        assert_eq!(first_failure_line(new), "assertion failed: false");
+        let old = "thread 'main' panicked at 'boom', src/main.rs:4:5";
+        assert_eq!(panic_location(old).as_deref(), Some("src/main.rs:4:5"));
+        assert_eq!(panic_location("no location here: 1:2"), None);
+        let win = "thread 'a' panicked at C:\\src\\lib.rs:3:1:\nx";
+        assert_eq!(panic_location(win).as_deref(), Some("C:\\src\\lib.rs:3:1"));
+    }
+
+    #[test]
+    fn output_is_capped_on_char_boundaries_keeping_head_and_tail() {
+        let big = format!("HEAD{}TAIL", "é".repeat(MAX_OUTPUT_BYTES));
+        let capped = cap_output(&big);
+        assert!(capped.len() <= MAX_OUTPUT_BYTES + 64, "{}", capped.len());
+        assert!(capped.starts_with("HEAD"));
+        assert!(capped.ends_with("TAIL"));
+        assert!(capped.contains("bytes cut by cargo-flake"));
+        assert_eq!(cap_output("short"), "short");
+    }
+}
