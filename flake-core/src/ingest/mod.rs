@@ -14,10 +14,12 @@ pub mod junit;
 pub mod libtest;
 pub mod payload;
 pub mod pytest_json;
+mod read;
 pub mod rspec;
 
 pub use detect::{Format, detect};
 pub use error::{ParseError, Position, SinkError};
+pub use read::{IngestError, ReportSummary, parse, read_report};
 
 use crate::model::TestResult;
 

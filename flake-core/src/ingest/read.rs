@@ -1,0 +1,158 @@
+//! Opening a report file, detecting its format and running its parser.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::{Format, ParseError, Position, ReportMeta, Sink, SinkError, detect};
+use crate::model::TestResult;
+
+/// Why a report could not be ingested. Always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The file could not be opened or read.
+    #[error("failed to read `{}`", path.display())]
+    Read {
+        /// The report.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is empty.
+    #[error("`{}` is empty; expected a test report", path.display())]
+    Empty {
+        /// The report.
+        path: PathBuf,
+    },
+    /// No known format matched the content.
+    #[error(
+        "`{}` is not a report format cargo-flake knows (JUnit XML, pytest-json-report, Jest, RSpec, go test -json, libtest JSON, CI payload); pass `--format` if detection is wrong",
+        path.display()
+    )]
+    UnknownFormat {
+        /// The report.
+        path: PathBuf,
+    },
+    /// The content is not valid for its format.
+    #[error("`{}` is not a valid {format} report: {message} at {position}", path.display())]
+    Invalid {
+        /// The report.
+        path: PathBuf,
+        /// The format it was read as.
+        format: Format,
+        /// Where.
+        position: Position,
+        /// What was expected.
+        message: String,
+    },
+    /// The report parsed but held no tests; a gate over it must not pass.
+    #[error("`{}` holds no tests ({format} report); a report without tests cannot pass a gate", path.display())]
+    NoTests {
+        /// The report.
+        path: PathBuf,
+        /// The format it was read as.
+        format: Format,
+    },
+    /// The receiver of the tests failed (e.g. the database).
+    #[error("failed to record tests from `{}`", path.display())]
+    Sink {
+        /// The report.
+        path: PathBuf,
+        /// The receiver's error.
+        #[source]
+        source: SinkError,
+    },
+}
+
+/// What reading one report produced, besides the tests handed to the sink.
+#[derive(Clone, Debug)]
+pub struct ReportSummary {
+    /// The format the file was read as.
+    pub format: Format,
+    /// Number of test records handed to the sink.
+    pub tests: u64,
+    /// Metadata the report carried.
+    pub meta: ReportMeta,
+}
+
+/// Reads the report at `path` (format detected unless `format` is given) and
+/// hands every test to `sink`. A report with no tests is an error.
+pub fn read_report(
+    path: &Path,
+    format: Option<Format>,
+    sink: &mut dyn Sink,
+) -> Result<ReportSummary, IngestError> {
+    let file = File::open(path).map_err(|source| IngestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let head = reader.fill_buf().map_err(|source| IngestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if head.iter().all(u8::is_ascii_whitespace) {
+        return Err(IngestError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    let format = match format.or_else(|| detect(head)) {
+        Some(f) => f,
+        None => {
+            return Err(IngestError::UnknownFormat {
+                path: path.to_owned(),
+            });
+        }
+    };
+    let mut count = 0u64;
+    let mut counting = |result: TestResult| {
+        count += 1;
+        sink.test(result)
+    };
+    let parsed = parse(format, &mut reader, &mut counting);
+    let meta = parsed.map_err(|e| match e {
+        ParseError::Invalid { position, message } => IngestError::Invalid {
+            path: path.to_owned(),
+            format,
+            position,
+            message,
+        },
+        ParseError::Io(source) => IngestError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        ParseError::Sink(source) => IngestError::Sink {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    if count == 0 {
+        return Err(IngestError::NoTests {
+            path: path.to_owned(),
+            format,
+        });
+    }
+    Ok(ReportSummary {
+        format,
+        tests: count,
+        meta,
+    })
+}
+
+/// Runs the parser of `format` over `input`.
+pub fn parse(
+    format: Format,
+    input: &mut dyn BufRead,
+    sink: &mut dyn Sink,
+) -> Result<ReportMeta, ParseError> {
+    match format {
+        Format::Junit => super::junit::parse(input, sink),
+        Format::PytestJson => super::pytest_json::parse(input, sink),
+        Format::Jest => super::jest::parse(input, sink),
+        Format::Rspec => super::rspec::parse(input, sink),
+        Format::GoTest => super::go_test::parse(input, sink),
+        Format::Libtest => super::libtest::parse(input, sink),
+        Format::CiPayload => super::payload::parse(input, sink),
+    }
+}
