@@ -4,5 +4,9 @@
 //! Nothing in this crate prints; every operation is a library call returning
 //! data, so the CLI, a server or another front end can share it.
 
+pub mod ci;
+pub mod git;
 pub mod ingest;
+pub mod meta;
 pub mod model;
+pub mod store;

@@ -1,0 +1,110 @@
+//! Errors of the history store.
+
+use std::path::{Path, PathBuf};
+
+/// Why the history database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database's folder could not be created.
+    #[error("failed to create the history folder `{}`", path.display())]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite could not open the file.
+    #[error("failed to open the history database `{}`", path.display())]
+    Open {
+        /// The database.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file is not an SQLite database.
+    #[error("`{}` is not a cargo-flake history database (pass `--db` to choose another file)", path.display())]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Written by a newer cargo-flake.
+    #[error(
+        "the history database `{}` has schema version {found}, newer than this cargo-flake understands ({supported}); upgrade cargo-flake or use another `--db`",
+        path.display()
+    )]
+    TooNew {
+        /// The database.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// Any other SQLite error.
+    #[error("history database `{}` failed", path.display())]
+    Sql {
+        /// The database.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored value this build cannot interpret.
+    #[error("history database `{}` holds an unknown {what} code {code}", path.display())]
+    Corrupt {
+        /// The database.
+        path: PathBuf,
+        /// Which column.
+        what: &'static str,
+        /// The value.
+        code: i64,
+    },
+}
+
+impl StoreError {
+    /// Fills in the path of errors raised before the path was known.
+    pub(crate) fn with_path(self, path: &Path) -> Self {
+        match self {
+            StoreError::Sql { source, .. } => StoreError::Sql {
+                path: path.to_owned(),
+                source,
+            },
+            StoreError::TooNew {
+                found, supported, ..
+            } => StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+                supported,
+            },
+            StoreError::NotADatabase { source, .. } => StoreError::NotADatabase {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// Wraps a rusqlite error for `path`.
+    pub(crate) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+        let path = path.to_owned();
+        move |source| {
+            if let rusqlite::Error::SqliteFailure(e, _) = &source {
+                if e.code == rusqlite::ErrorCode::NotADatabase {
+                    return StoreError::NotADatabase {
+                        path: path.clone(),
+                        source,
+                    };
+                }
+            }
+            StoreError::Sql {
+                path: path.clone(),
+                source,
+            }
+        }
+    }
+}

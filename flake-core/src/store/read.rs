@@ -1,0 +1,430 @@
+//! Reading runs and results back.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::model::{AttemptStatus, Outcome};
+
+/// A stored run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    /// Database row id; increases with insertion order.
+    pub seq: i64,
+    /// The run id.
+    pub run_id: String,
+    /// Commit SHA.
+    pub commit: Option<String>,
+    /// Branch.
+    pub branch: Option<String>,
+    /// Tree SHA.
+    pub tree: Option<String>,
+    /// Dirty work tree.
+    pub dirty: Option<bool>,
+    /// Start, Unix ms.
+    pub started_at: i64,
+    /// End, Unix ms.
+    pub finished_at: i64,
+    /// Host.
+    pub host: Option<String>,
+    /// OS.
+    pub os: Option<String>,
+    /// Target triple.
+    pub target: Option<String>,
+    /// CI provider.
+    pub ci_provider: Option<String>,
+    /// CI job.
+    pub ci_job: Option<String>,
+    /// CI run.
+    pub ci_run: Option<String>,
+    /// Runner.
+    pub runner: Option<String>,
+    /// Runner version.
+    pub runner_version: Option<String>,
+    /// Source format.
+    pub source_format: String,
+    /// Tests recorded.
+    pub total: i64,
+    /// Passed.
+    pub passed: i64,
+    /// Flaky.
+    pub flaky: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Skipped.
+    pub skipped: i64,
+}
+
+/// One test's result in one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResultRecord {
+    /// Test id.
+    pub id: String,
+    /// Run sequence number ([`RunRecord::seq`]).
+    pub run_seq: i64,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Attempts run.
+    pub attempts: i64,
+    /// Duration of the final attempt, ms.
+    pub duration_ms: Option<i64>,
+}
+
+/// One stored attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub attempt: i64,
+    /// How it ended.
+    pub status: AttemptStatus,
+    /// Duration, ms.
+    pub duration_ms: Option<i64>,
+    /// Failure message.
+    pub message: Option<String>,
+    /// Failure location.
+    pub location: Option<String>,
+    /// Captured output (capped).
+    pub output: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os, target,
+    ci_provider, ci_job, ci_run, runner, runner_version, source_format, total, passed, flaky, failed, skipped";
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        seq: r.get(0)?,
+        run_id: r.get(1)?,
+        commit: r.get(2)?,
+        branch: r.get(3)?,
+        tree: r.get(4)?,
+        dirty: r.get(5)?,
+        started_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        host: r.get(8)?,
+        os: r.get(9)?,
+        target: r.get(10)?,
+        ci_provider: r.get(11)?,
+        ci_job: r.get(12)?,
+        ci_run: r.get(13)?,
+        runner: r.get(14)?,
+        runner_version: r.get(15)?,
+        source_format: r.get(16)?,
+        total: r.get(17)?,
+        passed: r.get(18)?,
+        flaky: r.get(19)?,
+        failed: r.get(20)?,
+        skipped: r.get(21)?,
+    })
+}
+
+impl Store {
+    /// All runs, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let path = self.display_path();
+        let sql = StoreError::sql(&path);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id"))
+            .map_err(&sql)?;
+        let rows = stmt.query_map([], run_from_row).map_err(&sql)?;
+        rows.collect::<Result<_, _>>().map_err(&sql)
+    }
+
+    /// The run with this id, if recorded.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let path = self.display_path();
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?1"),
+                [run_id],
+                run_from_row,
+            )
+            .optional()
+            .map_err(StoreError::sql(&path))
+    }
+
+    /// Every result of one run, by test id. Scans the results table, which is
+    /// keyed by test for window queries; fine for reports, not for hot paths.
+    pub fn results_of_run(&self, run_seq: i64) -> Result<Vec<ResultRecord>, StoreError> {
+        self.query_results(
+            "SELECT t.name, r.run, r.outcome, r.attempts, r.duration_ms FROM results r
+             JOIN tests t ON t.id = r.test WHERE r.run = ?1 ORDER BY t.name",
+            params![run_seq],
+        )
+    }
+
+    /// The most recent `limit` results of one test, newest first.
+    pub fn history(&self, test_id: &str, limit: usize) -> Result<Vec<ResultRecord>, StoreError> {
+        self.query_results(
+            "SELECT t.name, r.run, r.outcome, r.attempts, r.duration_ms FROM tests t
+             JOIN results r ON r.test = t.id WHERE t.name = ?1 ORDER BY r.run DESC LIMIT ?2",
+            params![test_id, limit as i64],
+        )
+    }
+
+    fn query_results(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let path = self.display_path();
+        let sql = StoreError::sql(&path);
+        let mut stmt = self.conn.prepare(query).map_err(&sql)?;
+        let rows = stmt
+            .query_map(params, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, run_seq, code, attempts, duration_ms) = row.map_err(&sql)?;
+            let outcome = Outcome::from_code(code).ok_or(StoreError::Corrupt {
+                path: path.clone(),
+                what: "outcome",
+                code,
+            })?;
+            out.push(ResultRecord {
+                id,
+                run_seq,
+                outcome,
+                attempts,
+                duration_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The stored attempts of one test in one run (empty for plain passes).
+    pub fn attempts(&self, test_id: &str, run_seq: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        let path = self.display_path();
+        let sql = StoreError::sql(&path);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.attempt, a.status, a.duration_ms, f.message, f.location, f.output
+                 FROM tests t JOIN attempts a ON a.test = t.id
+                 LEFT JOIN failures f ON f.id = a.failure
+                 WHERE t.name = ?1 AND a.run = ?2 ORDER BY a.attempt",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map(params![test_id, run_seq], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (attempt, code, duration_ms, message, location, output) = row.map_err(&sql)?;
+            let status = AttemptStatus::from_code(code).ok_or(StoreError::Corrupt {
+                path: path.clone(),
+                what: "attempt status",
+                code,
+            })?;
+            out.push(AttemptRecord {
+                attempt,
+                status,
+                duration_ms,
+                message,
+                location,
+                output,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::RunMeta;
+    use crate::model::{Attempt, Failure, TestResult};
+
+    fn meta(id: &str) -> RunMeta {
+        RunMeta {
+            run_id: id.into(),
+            commit: Some("abc".into()),
+            branch: Some("main".into()),
+            started_at: 1,
+            finished_at: 2,
+            source_format: "nextest".into(),
+            ..RunMeta::default()
+        }
+    }
+
+    fn fail(msg: &str) -> Attempt {
+        Attempt::failed(
+            AttemptStatus::Fail,
+            Some(5),
+            Failure::from_output(
+                None,
+                &format!("thread 't' panicked at src/lib.rs:1:2:\n{msg}"),
+            ),
+        )
+    }
+
+    #[test]
+    fn records_and_reads_back_a_run() {
+        let mut store = Store::open_in_memory().unwrap();
+        let results = vec![
+            TestResult::new("b ok", vec![Attempt::pass(Some(3))]),
+            TestResult::new("b flaky", vec![fail("boom 1"), Attempt::pass(Some(4))]),
+            TestResult::new("b bad", vec![fail("x"), fail("x"), fail("x")]),
+            TestResult::skipped("b skip"),
+        ];
+        let s = store.record_run(&meta("r1"), &results, None).unwrap();
+        assert_eq!(s.results, 4);
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(run.commit.as_deref(), Some("abc"));
+        let rs = store.results_of_run(run.seq).unwrap();
+        let by: Vec<_> = rs
+            .iter()
+            .map(|r| (r.id.as_str(), r.outcome, r.attempts))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                ("b bad", Outcome::Failed, 3),
+                ("b flaky", Outcome::Flaky, 2),
+                ("b ok", Outcome::Passed, 1),
+                ("b skip", Outcome::Skipped, 1),
+            ]
+        );
+        let attempts = store.attempts("b flaky", run.seq).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].status, AttemptStatus::Fail);
+        assert_eq!(attempts[0].message.as_deref(), Some("boom 1"));
+        assert_eq!(attempts[0].location.as_deref(), Some("src/lib.rs:1:2"));
+        assert_eq!(attempts[1].status, AttemptStatus::Pass);
+        assert!(store.attempts("b ok", run.seq).unwrap().is_empty());
+        // Identical failure texts are stored once.
+        let failures: i64 = store
+            .connection()
+            .query_row("SELECT count(*) FROM failures", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(failures, 2);
+    }
+
+    #[test]
+    fn shards_merge_and_sources_are_idempotent() {
+        let mut store = Store::open_in_memory().unwrap();
+        let shard1 = vec![
+            TestResult::new("t", vec![fail("a")]),
+            TestResult::new("u", vec![Attempt::pass(None)]),
+        ];
+        let shard2 = vec![TestResult::new("t", vec![Attempt::pass(Some(1))])];
+        let a = store
+            .record_run(&meta("ci-1"), &shard1, Some("d1"))
+            .unwrap();
+        assert!(!a.merged_into_existing);
+        let b = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(b.merged_into_existing);
+        let again = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(again.duplicate_source);
+        // Same content under a new run id is still a duplicate, and leaves no empty run.
+        let other = store
+            .record_run(&meta("ci-2"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(other.duplicate_source);
+        assert!(store.run("ci-2").unwrap().is_none());
+        let run = store.run("ci-1").unwrap().unwrap();
+        assert_eq!((run.total, run.passed, run.flaky, run.failed), (2, 1, 1, 0));
+        let hist = store.history("t", 10).unwrap();
+        assert_eq!(hist.len(), 1);
+        assert_eq!(hist[0].outcome, Outcome::Flaky);
+        assert_eq!(hist[0].attempts, 2);
+        let attempts = store.attempts("t", run.seq).unwrap();
+        let statuses: Vec<_> = attempts.iter().map(|a| (a.attempt, a.status)).collect();
+        assert_eq!(
+            statuses,
+            vec![(1, AttemptStatus::Fail), (2, AttemptStatus::Pass)]
+        );
+    }
+
+    #[test]
+    fn pass_then_failed_rerun_keeps_both_attempts() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .record_run(
+                &meta("r"),
+                &[TestResult::new("t", vec![Attempt::pass(Some(7))])],
+                None,
+            )
+            .unwrap();
+        store
+            .record_run(
+                &meta("r"),
+                &[TestResult::new("t", vec![fail("late")])],
+                None,
+            )
+            .unwrap();
+        let run = store.run("r").unwrap().unwrap();
+        let attempts = store.attempts("t", run.seq).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].duration_ms, Some(7));
+        assert_eq!(store.history("t", 1).unwrap()[0].outcome, Outcome::Flaky);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let mut store = Store::open_in_memory().unwrap();
+        {
+            let mut w = store.begin_run(&meta("gone"), Some("dx")).unwrap();
+            w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
+                .unwrap();
+        }
+        assert!(store.runs().unwrap().is_empty());
+        assert!(store.history("t", 5).unwrap().is_empty());
+        // The digest was not recorded either, so a later valid ingest lands.
+        let s = store
+            .record_run(
+                &meta("again"),
+                &[TestResult::new("t", vec![Attempt::pass(None)])],
+                Some("dx"),
+            )
+            .unwrap();
+        assert!(!s.duplicate_source);
+    }
+
+    #[test]
+    fn history_is_newest_first_and_limited() {
+        let mut store = Store::open_in_memory().unwrap();
+        for i in 0..5 {
+            let r = if i % 2 == 0 {
+                TestResult::new("t", vec![Attempt::pass(None)])
+            } else {
+                TestResult::new("t", vec![fail("f"), Attempt::pass(None)])
+            };
+            store
+                .record_run(&meta(&format!("r{i}")), &[r], None)
+                .unwrap();
+        }
+        let h = store.history("t", 3).unwrap();
+        let outcomes: Vec<_> = h.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Passed, Outcome::Flaky, Outcome::Passed]
+        );
+        assert!(h[0].run_seq > h[1].run_seq);
+    }
+}

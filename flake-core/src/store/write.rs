@@ -1,0 +1,364 @@
+//! Recording a run: one transaction per run, merged across shards and reruns.
+
+use std::path::PathBuf;
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError};
+use crate::ingest::{Sink, SinkError};
+use crate::meta::RunMeta;
+use crate::model::{AttemptStatus, Outcome, TestResult};
+
+/// What recording a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// The run id (key) the results were recorded under.
+    pub run_id: String,
+    /// Whether the run id already existed (a further shard of one logical run).
+    pub merged_into_existing: bool,
+    /// Whether this exact source had been recorded before, so nothing was added.
+    pub duplicate_source: bool,
+    /// Test results recorded (new or merged).
+    pub results: u64,
+}
+
+/// An open transaction recording one run. Dropping it without
+/// [`RunWriter::commit`] rolls everything back, so an interrupted ingest or a
+/// parse error leaves no partial run.
+#[derive(Debug)]
+pub struct RunWriter<'a> {
+    tx: Transaction<'a>,
+    path: PathBuf,
+    run: i64,
+    digest: Option<String>,
+    summary: WriteSummary,
+    // Outcome counters to add to the run row at commit: passed, flaky, failed, skipped.
+    delta: [i64; 4],
+}
+
+impl Store {
+    /// Starts recording the run described by `meta`.
+    ///
+    /// If a run with the same id exists, the results are merged into it (shards
+    /// of one logical run). If `source_digest` (a content hash of the input) was
+    /// recorded before, the writer accepts and ignores every result, so
+    /// re-ingesting a report never double-counts.
+    pub fn begin_run(
+        &mut self,
+        meta: &RunMeta,
+        source_digest: Option<&str>,
+    ) -> Result<RunWriter<'_>, StoreError> {
+        let path = self.display_path();
+        let sql = StoreError::sql(&path);
+        // IMMEDIATE takes the write lock now, so the busy timeout applies here
+        // rather than failing at the first write of a deferred transaction.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        let duplicate = match source_digest {
+            Some(d) => tx
+                .query_row("SELECT 1 FROM run_sources WHERE digest = ?1", [d], |_| {
+                    Ok(())
+                })
+                .optional()
+                .map_err(&sql)?
+                .is_some(),
+            None => false,
+        };
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM runs WHERE run_key = ?1",
+                [&meta.run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        let run = match existing {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE runs SET started_at = min(started_at, ?2), finished_at = max(finished_at, ?3),
+                        commit_sha = coalesce(commit_sha, ?4), branch = coalesce(branch, ?5)
+                     WHERE id = ?1",
+                    params![id, meta.started_at, meta.finished_at, meta.commit, meta.branch],
+                )
+                .map_err(&sql)?;
+                id
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO runs (run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at,
+                        host, os, target, ci_provider, ci_job, ci_run, runner, runner_version, source_format)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    params![
+                        meta.run_id,
+                        meta.commit,
+                        meta.branch,
+                        meta.tree,
+                        meta.dirty,
+                        meta.started_at,
+                        meta.finished_at,
+                        meta.host,
+                        meta.os,
+                        meta.target,
+                        meta.ci_provider,
+                        meta.ci_job,
+                        meta.ci_run,
+                        meta.runner,
+                        meta.runner_version,
+                        meta.source_format,
+                    ],
+                )
+                .map_err(&sql)?;
+                tx.last_insert_rowid()
+            }
+        };
+        Ok(RunWriter {
+            tx,
+            path,
+            run,
+            digest: source_digest.map(str::to_owned),
+            summary: WriteSummary {
+                run_id: meta.run_id.clone(),
+                merged_into_existing: existing.is_some(),
+                duplicate_source: duplicate,
+                results: 0,
+            },
+            delta: [0; 4],
+        })
+    }
+
+    /// Records a whole run in one call.
+    pub fn record_run(
+        &mut self,
+        meta: &RunMeta,
+        results: &[TestResult],
+        source_digest: Option<&str>,
+    ) -> Result<WriteSummary, StoreError> {
+        let mut writer = self.begin_run(meta, source_digest)?;
+        for r in results {
+            writer.add(r)?;
+        }
+        writer.commit()
+    }
+}
+
+impl RunWriter<'_> {
+    /// Records one test result; a second result for the same test in this run
+    /// is merged with the first (a rerun or another shard).
+    pub fn add(&mut self, result: &TestResult) -> Result<(), StoreError> {
+        if self.summary.duplicate_source {
+            return Ok(());
+        }
+        let sql = StoreError::sql(&self.path);
+        let test = self.intern(&result.id)?;
+        let attempts = result.attempts_run().max(1) as i64;
+        let duration = result
+            .attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.duration_ms)
+            .map(|d| d as i64);
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO results (test, run, outcome, attempts, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (test, run) DO NOTHING",
+            )
+            .map_err(&sql)?
+            .execute(params![test, self.run, result.outcome.code(), attempts, duration])
+            .map_err(&sql)?;
+        let first_attempt = if inserted == 1 {
+            self.delta[result.outcome.code() as usize] += 1;
+            1
+        } else {
+            self.merge(test, result, attempts, duration)?
+        };
+        self.summary.results += 1;
+        if matches!(result.outcome, Outcome::Passed | Outcome::Skipped) && first_attempt == 1 {
+            // A plain pass is fully described by its result row.
+            return Ok(());
+        }
+        let mut n = first_attempt;
+        for attempt in &result.attempts {
+            if attempt.status == AttemptStatus::Skip {
+                continue;
+            }
+            let failure = match &attempt.failure {
+                Some(f) => Some(self.failure_id(&f.message, f.location.as_deref(), &f.output)?),
+                None => None,
+            };
+            self.tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO attempts (test, run, attempt, status, duration_ms, failure)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(&sql)?
+                .execute(params![
+                    test,
+                    self.run,
+                    n,
+                    attempt.status.code(),
+                    attempt.duration_ms.map(|d| d as i64),
+                    failure
+                ])
+                .map_err(&sql)?;
+            n += 1;
+        }
+        Ok(())
+    }
+
+    /// Merges a repeated result into the stored one; returns the attempt number
+    /// the new attempts start at.
+    fn merge(
+        &mut self,
+        test: i64,
+        result: &TestResult,
+        attempts: i64,
+        duration: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let sql = StoreError::sql(&self.path);
+        let (old_code, old_attempts, old_duration): (i64, i64, Option<i64>) = self
+            .tx
+            .query_row(
+                "SELECT outcome, attempts, duration_ms FROM results WHERE test = ?1 AND run = ?2",
+                params![test, self.run],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(&sql)?;
+        let old = Outcome::from_code(old_code).ok_or(StoreError::Corrupt {
+            path: self.path.clone(),
+            what: "outcome",
+            code: old_code,
+        })?;
+        let merged = old.merge(result.outcome);
+        if old == Outcome::Skipped {
+            // The skip was a placeholder; the new report has the real attempts.
+            self.tx
+                .execute(
+                    "UPDATE results SET outcome = ?3, attempts = ?4, duration_ms = ?5 WHERE test = ?1 AND run = ?2",
+                    params![test, self.run, merged.code(), attempts, duration],
+                )
+                .map_err(&sql)?;
+            self.delta[old.code() as usize] -= 1;
+            self.delta[merged.code() as usize] += 1;
+            return Ok(1);
+        }
+        if old == Outcome::Passed && old_attempts == 1 && result.outcome != Outcome::Skipped {
+            // The first report's pass had no attempt row; write it so the attempt list stays whole.
+            self.tx
+                .execute(
+                    "INSERT OR IGNORE INTO attempts (test, run, attempt, status, duration_ms, failure)
+                     VALUES (?1, ?2, 1, ?3, ?4, NULL)",
+                    params![test, self.run, AttemptStatus::Pass.code(), old_duration],
+                )
+                .map_err(&sql)?;
+        }
+        let added = if result.outcome == Outcome::Skipped {
+            0
+        } else {
+            attempts
+        };
+        self.tx
+            .execute(
+                "UPDATE results SET outcome = ?3, attempts = attempts + ?4, duration_ms = coalesce(?5, duration_ms)
+                 WHERE test = ?1 AND run = ?2",
+                params![test, self.run, merged.code(), added, duration],
+            )
+            .map_err(&sql)?;
+        self.delta[old.code() as usize] -= 1;
+        self.delta[merged.code() as usize] += 1;
+        Ok(old_attempts + 1)
+    }
+
+    fn intern(&self, name: &str) -> Result<i64, StoreError> {
+        let sql = StoreError::sql(&self.path);
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM tests WHERE name = ?1")
+            .map_err(&sql)?
+            .query_row([name], |r| r.get(0))
+            .optional()
+            .map_err(&sql)?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        self.tx
+            .prepare_cached("INSERT INTO tests (name) VALUES (?1)")
+            .map_err(&sql)?
+            .execute([name])
+            .map_err(&sql)?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn failure_id(
+        &self,
+        message: &str,
+        location: Option<&str>,
+        output: &str,
+    ) -> Result<i64, StoreError> {
+        let sql = StoreError::sql(&self.path);
+        let mut h = Sha256::new();
+        h.update(message.as_bytes());
+        h.update([0]);
+        h.update(location.unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(output.as_bytes());
+        let digest = &h.finalize()[..16];
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM failures WHERE digest = ?1")
+            .map_err(&sql)?
+            .query_row([digest], |r| r.get(0))
+            .optional()
+            .map_err(&sql)?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO failures (digest, message, location, output) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(&sql)?
+            .execute(params![digest, message, location, output])
+            .map_err(&sql)?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Commits the run; only now does any of it become visible.
+    pub fn commit(self) -> Result<WriteSummary, StoreError> {
+        let sql = StoreError::sql(&self.path);
+        if !self.summary.duplicate_source {
+            let [passed, flaky, failed, skipped] = self.delta;
+            self.tx
+                .execute(
+                    "UPDATE runs SET passed = passed + ?2, flaky = flaky + ?3, failed = failed + ?4,
+                        skipped = skipped + ?5, total = total + ?6 WHERE id = ?1",
+                    params![self.run, passed, flaky, failed, skipped, passed + flaky + failed + skipped],
+                )
+                .map_err(&sql)?;
+            if let Some(d) = &self.digest {
+                self.tx
+                    .execute(
+                        "INSERT INTO run_sources (digest, run) VALUES (?1, ?2)",
+                        params![d, self.run],
+                    )
+                    .map_err(&sql)?;
+            }
+        } else if !self.summary.merged_into_existing {
+            // The source was recorded under another run id: do not leave an empty run behind.
+            self.tx
+                .execute("DELETE FROM runs WHERE id = ?1", [self.run])
+                .map_err(&sql)?;
+        }
+        self.tx.commit().map_err(&sql)?;
+        Ok(self.summary)
+    }
+}
+
+impl Sink for RunWriter<'_> {
+    fn test(&mut self, result: TestResult) -> Result<(), SinkError> {
+        self.add(&result).map_err(|e| SinkError(Box::new(e)))
+    }
+}
