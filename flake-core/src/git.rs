@@ -74,16 +74,13 @@ pub fn read(dir: &Path) -> Result<GitInfo, GitError> {
     let branch = match &head {
         Some(h) if h.is_branch() => h.shorthand().ok().map(str::to_owned),
         Some(_) => None,
-        None => repo
-            .find_reference("HEAD")
-            .ok()
-            .and_then(|r| {
-                r.symbolic_target()
-                    .ok()
-                    .flatten()
-                    .and_then(|t| t.strip_prefix("refs/heads/"))
-                    .map(str::to_owned)
-            }),
+        None => repo.find_reference("HEAD").ok().and_then(|r| {
+            r.symbolic_target()
+                .ok()
+                .flatten()
+                .and_then(|t| t.strip_prefix("refs/heads/"))
+                .map(str::to_owned)
+        }),
     };
     let commit = match &head {
         Some(h) => Some(h.peel_to_commit().map_err(err)?),

@@ -5,8 +5,10 @@
 //! data, so the CLI, a server or another front end can share it.
 
 pub mod ci;
+pub mod gate;
 pub mod git;
 pub mod ingest;
 pub mod meta;
 pub mod model;
+pub mod quarantine;
 pub mod store;
