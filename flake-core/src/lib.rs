@@ -11,4 +11,5 @@ pub mod ingest;
 pub mod meta;
 pub mod model;
 pub mod quarantine;
+pub mod runner;
 pub mod store;

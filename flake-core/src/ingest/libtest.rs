@@ -11,3 +11,15 @@ pub fn parse(_input: &mut dyn BufRead, _sink: &mut dyn Sink) -> Result<ReportMet
         "this format is not supported yet",
     ))
 }
+
+/// Parses the libtest JSON stream of one test binary; ids are `"{binary_id} {name}"`.
+pub fn parse_binary(
+    _input: &mut dyn BufRead,
+    _binary_id: &str,
+    _sink: &mut dyn Sink,
+) -> Result<ReportMeta, ParseError> {
+    Err(ParseError::invalid(
+        Position::default(),
+        "this format is not supported yet",
+    ))
+}

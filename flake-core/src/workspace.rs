@@ -1,0 +1,99 @@
+//! Where a project's files live: the workspace root and the default paths of
+//! the history database and the quarantine file.
+
+use std::path::{Path, PathBuf};
+
+use crate::env_vars;
+
+/// The project cargo-flake works on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    /// The cargo workspace root, else the git work tree root, else the directory itself.
+    pub root: PathBuf,
+    /// Whether `root` is a cargo workspace.
+    pub is_cargo: bool,
+}
+
+impl Workspace {
+    /// Finds the project containing `dir`. Uses `cargo locate-project` style
+    /// discovery (walks up to the outermost `Cargo.toml` with `[workspace]`,
+    /// else the nearest `Cargo.toml`) without running cargo, which keeps
+    /// every command fast; falls back to the git root for foreign repositories.
+    pub fn discover(dir: &Path) -> Workspace {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        let mut nearest = None;
+        let mut workspace = None;
+        for d in dir.ancestors() {
+            let manifest = d.join("Cargo.toml");
+            if let Ok(text) = std::fs::read_to_string(&manifest) {
+                if nearest.is_none() {
+                    nearest = Some(d.to_owned());
+                }
+                if text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("workspace")) {
+                    workspace = Some(d.to_owned());
+                    break;
+                }
+            }
+        }
+        if let Some(root) = workspace.or(nearest) {
+            return Workspace {
+                root,
+                is_cargo: true,
+            };
+        }
+        let root = git2::Repository::discover(&dir)
+            .ok()
+            .and_then(|r| r.workdir().map(Path::to_owned))
+            .unwrap_or(dir);
+        Workspace {
+            root,
+            is_cargo: false,
+        }
+    }
+
+    /// The history database: `flag`, else `$CARGO_FLAKE_DB`, else `<root>/.flake/history.db`.
+    pub fn db_path(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_owned)
+            .or_else(|| env_path(env_vars::CARGO_FLAKE_DB))
+            .unwrap_or_else(|| self.root.join(".flake").join("history.db"))
+    }
+
+    /// The quarantine file: `flag`, else `$CARGO_FLAKE_QUARANTINE`, else `<root>/flake-quarantine.toml`.
+    pub fn quarantine_path(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_owned)
+            .or_else(|| env_path(env_vars::CARGO_FLAKE_QUARANTINE))
+            .unwrap_or_else(|| self.root.join("flake-quarantine.toml"))
+    }
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_outermost_workspace_and_falls_back_to_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"a\"]\n").unwrap();
+        std::fs::create_dir_all(root.join("a/src")).unwrap();
+        std::fs::write(root.join("a/Cargo.toml"), "[package]\nname = \"a\"\n").unwrap();
+        let ws = Workspace::discover(&root.join("a/src"));
+        assert_eq!(ws, Workspace { root: root.clone(), is_cargo: true });
+        assert_eq!(ws.db_path(Some(Path::new("x.db"))), PathBuf::from("x.db"));
+        assert_eq!(ws.quarantine_path(None), root.join("flake-quarantine.toml"));
+
+        let other = tempfile::tempdir().unwrap();
+        let other_root = other.path().canonicalize().unwrap();
+        git2::Repository::init(&other_root).unwrap();
+        std::fs::create_dir_all(other_root.join("py/tests")).unwrap();
+        let ws = Workspace::discover(&other_root.join("py/tests"));
+        assert!(!ws.is_cargo);
+        assert_eq!(ws.root.canonicalize().unwrap(), other_root);
+    }
+}
