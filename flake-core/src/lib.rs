@@ -5,11 +5,15 @@
 //! data, so the CLI, a server or another front end can share it.
 
 pub mod ci;
+pub mod env_vars;
 pub mod gate;
 pub mod git;
 pub mod ingest;
 pub mod meta;
 pub mod model;
+pub mod output;
 pub mod quarantine;
+pub mod run;
 pub mod runner;
 pub mod store;
+pub mod workspace;

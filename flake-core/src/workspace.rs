@@ -15,10 +15,10 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Finds the project containing `dir`. Uses `cargo locate-project` style
-    /// discovery (walks up to the outermost `Cargo.toml` with `[workspace]`,
-    /// else the nearest `Cargo.toml`) without running cargo, which keeps
-    /// every command fast; falls back to the git root for foreign repositories.
+    /// Finds the project containing `dir`: the outermost `Cargo.toml` with a
+    /// `[workspace]` table, else the nearest `Cargo.toml`, else the git work
+    /// tree root (foreign-language repositories), else `dir`. Reads files
+    /// instead of running `cargo metadata`, which keeps every command fast.
     pub fn discover(dir: &Path) -> Workspace {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         let mut nearest = None;
@@ -29,7 +29,10 @@ impl Workspace {
                 if nearest.is_none() {
                     nearest = Some(d.to_owned());
                 }
-                if text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("workspace")) {
+                if text
+                    .parse::<toml::Table>()
+                    .is_ok_and(|t| t.contains_key("workspace"))
+                {
                     workspace = Some(d.to_owned());
                     break;
                 }
@@ -84,9 +87,18 @@ mod tests {
         std::fs::create_dir_all(root.join("a/src")).unwrap();
         std::fs::write(root.join("a/Cargo.toml"), "[package]\nname = \"a\"\n").unwrap();
         let ws = Workspace::discover(&root.join("a/src"));
-        assert_eq!(ws, Workspace { root: root.clone(), is_cargo: true });
+        assert_eq!(
+            ws,
+            Workspace {
+                root: root.clone(),
+                is_cargo: true
+            }
+        );
         assert_eq!(ws.db_path(Some(Path::new("x.db"))), PathBuf::from("x.db"));
-        assert_eq!(ws.quarantine_path(None), root.join("flake-quarantine.toml"));
+        assert_eq!(
+            ws.quarantine_path(Some(Path::new("q.toml"))),
+            PathBuf::from("q.toml")
+        );
 
         let other = tempfile::tempdir().unwrap();
         let other_root = other.path().canonicalize().unwrap();

@@ -358,7 +358,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

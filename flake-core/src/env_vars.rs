@@ -1,0 +1,33 @@
+//! Environment variables cargo-flake reads, declared once so `--help` and
+//! the README list the same set.
+
+/// Path of the history database; `--db` wins over it.
+pub const CARGO_FLAKE_DB: &str = "CARGO_FLAKE_DB";
+/// Path of the quarantine file; `--quarantine` wins over it.
+pub const CARGO_FLAKE_QUARANTINE: &str = "CARGO_FLAKE_QUARANTINE";
+/// The cargo executable, set by cargo when it runs a subcommand.
+pub const CARGO: &str = "CARGO";
+/// Disables colour when set to any non-empty value.
+pub const NO_COLOR: &str = "NO_COLOR";
+/// `always`, `never` or `auto`, as for cargo itself.
+pub const CARGO_TERM_COLOR: &str = "CARGO_TERM_COLOR";
+/// Set to 1 to print fixed placeholders for times and durations (snapshot tests).
+pub const CARGO_FLAKE_REDACT: &str = "__CARGO_FLAKE_REDACT";
+
+/// Every variable with a one-line description, for help texts.
+pub const ALL: &[(&str, &str)] = &[
+    (
+        CARGO_FLAKE_DB,
+        "history database path (default <root>/.flake/history.db)",
+    ),
+    (
+        CARGO_FLAKE_QUARANTINE,
+        "quarantine file path (default <root>/flake-quarantine.toml)",
+    ),
+    (NO_COLOR, "disable colours"),
+    (CARGO_TERM_COLOR, "always | never | auto"),
+    (
+        "GITHUB_ACTIONS, GITLAB_CI, BUILDKITE, CIRCLECI, JENKINS_URL",
+        "CI detection: branch, commit and job for detached HEADs",
+    ),
+];

@@ -1,0 +1,175 @@
+//! The JSON that cargo-flake prints: public API for scripts, versioned.
+//!
+//! Every object carries `"schema": 1`; a field is never removed or renamed
+//! within a schema version, only added. Arrays that DESIGN.md fixes as
+//! top-level arrays carry the version in each element.
+
+use serde::Serialize;
+
+use crate::model::{Outcome, TestResult};
+use crate::quarantine::Entry;
+use crate::run::TestRun;
+
+/// Current schema version of all JSON output.
+pub const SCHEMA: u32 = 1;
+
+/// `cargo flake test --message-format json`: the final object on stdout.
+#[derive(Debug, Serialize)]
+pub struct TestRunJson {
+    /// Schema version.
+    pub schema: u32,
+    /// Run id as recorded.
+    pub run_id: String,
+    /// Commit SHA, when known.
+    pub commit: Option<String>,
+    /// Branch, when known.
+    pub branch: Option<String>,
+    /// `"pass"` or `"fail"`.
+    pub gate: &'static str,
+    /// Why the gate failed when it was not a test (build failure, no tests, ...).
+    pub problem: Option<String>,
+    /// Where the run was recorded (`null` when nothing was recorded).
+    pub database: Option<String>,
+    /// Counts by outcome.
+    pub counts: Counts,
+    /// Every test.
+    pub tests: Vec<TestJson>,
+    /// Non-fatal notes.
+    pub warnings: Vec<String>,
+}
+
+/// Counts of tests by outcome.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    /// Passed on the first attempt.
+    pub passed: usize,
+    /// Passed after failing.
+    pub flaky: usize,
+    /// Failed every attempt.
+    pub failed: usize,
+    /// Not run.
+    pub skipped: usize,
+    /// Failed but quarantined, so ignored by the gate.
+    pub ignored: usize,
+}
+
+/// One test of a run.
+#[derive(Debug, Serialize)]
+pub struct TestJson {
+    /// Test id.
+    pub id: String,
+    /// `passed`, `flaky`, `failed`, `skipped`.
+    pub outcome: Outcome,
+    /// Attempts run.
+    pub attempts: usize,
+    /// Whether the test is in the quarantine file.
+    pub quarantined: bool,
+    /// First failure, for flaky and failed tests.
+    pub failure: Option<FailureJson>,
+}
+
+/// A failure summary.
+#[derive(Debug, Serialize)]
+pub struct FailureJson {
+    /// First line of the failure.
+    pub message: String,
+    /// `file:line:col`, when known.
+    pub location: Option<String>,
+}
+
+/// Counts outcomes of `results`; `quarantined` failed tests count as ignored too.
+pub fn counts<'a>(
+    results: impl IntoIterator<Item = &'a TestResult>,
+    quarantined: &dyn Fn(&str) -> bool,
+) -> Counts {
+    let mut c = Counts::default();
+    for r in results {
+        match r.outcome {
+            Outcome::Passed => c.passed += 1,
+            Outcome::Flaky => c.flaky += 1,
+            Outcome::Failed => {
+                c.failed += 1;
+                if quarantined(&r.id) {
+                    c.ignored += 1;
+                }
+            }
+            Outcome::Skipped => c.skipped += 1,
+        }
+    }
+    c
+}
+
+impl TestRunJson {
+    /// Builds the output object of a finished run.
+    pub fn new(run: &TestRun) -> TestRunJson {
+        let q = |id: &str| {
+            run.quarantined
+                .binary_search_by(|x| x.as_str().cmp(id))
+                .is_ok()
+        };
+        TestRunJson {
+            schema: SCHEMA,
+            run_id: run.meta.run_id.clone(),
+            commit: run.meta.commit.clone(),
+            branch: run.meta.branch.clone(),
+            gate: run.gate.verdict.as_str(),
+            problem: run.gate.problem.clone(),
+            database: run.recorded.as_ref().map(|(p, _)| p.display().to_string()),
+            counts: counts(&run.results, &q),
+            tests: run
+                .results
+                .iter()
+                .map(|r| TestJson {
+                    id: r.id.clone(),
+                    outcome: r.outcome,
+                    attempts: r.attempts_run(),
+                    quarantined: q(&r.id),
+                    failure: r.first_failure().map(|f| FailureJson {
+                        message: f.message.clone(),
+                        location: f.location.clone(),
+                    }),
+                })
+                .collect(),
+            warnings: run.warnings.clone(),
+        }
+    }
+}
+
+/// One element of `quarantine list --format json`.
+#[derive(Debug, Serialize)]
+pub struct QuarantineEntryJson<'a> {
+    /// Schema version.
+    pub schema: u32,
+    /// Test id.
+    pub id: &'a str,
+    /// Date added.
+    pub added: Option<&'a str>,
+    /// Why.
+    pub reason: Option<&'a str>,
+    /// Never auto-released.
+    pub pinned: bool,
+    /// `manual` or `auto`.
+    pub source: &'static str,
+    /// Owner.
+    pub owner: Option<&'a str>,
+    /// Issue link.
+    pub issue: Option<&'a str>,
+    /// Expiry date.
+    pub expires: Option<&'a str>,
+}
+
+impl<'a> From<&'a Entry> for QuarantineEntryJson<'a> {
+    fn from(e: &'a Entry) -> Self {
+        QuarantineEntryJson {
+            schema: SCHEMA,
+            id: &e.id,
+            added: e.added.as_deref(),
+            reason: e.reason.as_deref(),
+            pinned: e.pinned,
+            source: e.source.as_str(),
+            owner: e.owner.as_deref(),
+            issue: e.issue.as_deref(),
+            expires: e.expires.as_deref(),
+        }
+    }
+}
