@@ -109,7 +109,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Tes
     let recorded = if output.results.is_empty() {
         None
     } else {
-        let mut writer = store.begin_run(&meta, None)?;
+        let mut writer = store.begin_run(&meta)?;
         for r in &output.results {
             writer.add(r)?;
         }

@@ -15,11 +15,13 @@ pub mod libtest;
 pub mod payload;
 pub mod pytest_json;
 mod read;
+mod record;
 pub mod rspec;
 
 pub use detect::{Format, detect};
 pub use error::{ParseError, Position, SinkError};
 pub use read::{IngestError, ReportSummary, parse, read_report};
+pub use record::{FileSummary, IngestOptions, IngestOutcome, RecordError, collect, ingest};
 
 use crate::model::TestResult;
 

@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use super::{Format, ParseError, Position, ReportMeta, Sink, SinkError, detect};
 use crate::model::TestResult;
 
@@ -68,6 +70,8 @@ pub enum IngestError {
 /// What reading one report produced, besides the tests handed to the sink.
 #[derive(Clone, Debug)]
 pub struct ReportSummary {
+    /// SHA-256 of the file's bytes (hex): identifies the report for idempotent ingest.
+    pub digest: String,
     /// The format the file was read as.
     pub format: Format,
     /// Number of test records handed to the sink.
@@ -87,7 +91,13 @@ pub fn read_report(
         path: path.to_owned(),
         source,
     })?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut reader = BufReader::with_capacity(
+        256 * 1024,
+        HashingReader {
+            inner: file,
+            hasher: Sha256::new(),
+        },
+    );
     let head = reader.fill_buf().map_err(|source| IngestError::Read {
         path: path.to_owned(),
         source,
@@ -133,7 +143,14 @@ pub fn read_report(
             format,
         });
     }
+    // Drain what the parser did not read (trailing whitespace) so the digest covers the whole file.
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| IngestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let digest = crate::meta::hex(&reader.into_inner().hasher.finalize());
     Ok(ReportSummary {
+        digest,
         format,
         tests: count,
         meta,
@@ -154,5 +171,19 @@ pub fn parse(
         Format::GoTest => super::go_test::parse(input, sink),
         Format::Libtest => super::libtest::parse(input, sink),
         Format::CiPayload => super::payload::parse(input, sink),
+    }
+}
+
+/// Hashes every byte read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }

@@ -389,9 +389,11 @@ mod tests {
     fn dropped_writer_leaves_nothing() {
         let mut store = Store::open_in_memory().unwrap();
         {
-            let mut w = store.begin_run(&meta("gone"), Some("dx")).unwrap();
+            let mut w = store.begin_run(&meta("gone")).unwrap();
+            w.begin_source().unwrap();
             w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
                 .unwrap();
+            assert!(!w.end_source("dx").unwrap());
         }
         assert!(store.runs().unwrap().is_empty());
         assert!(store.history("t", 5).unwrap().is_empty());

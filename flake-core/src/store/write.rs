@@ -31,7 +31,11 @@ pub struct RunWriter<'a> {
     tx: Transaction<'a>,
     path: PathBuf,
     run: i64,
-    digest: Option<String>,
+    // Sources recorded and sources dropped as already recorded.
+    sources: u64,
+    duplicates: u64,
+    // State at the open savepoint of the current source, restored if it is a duplicate.
+    saved: Option<([i64; 4], u64)>,
     summary: WriteSummary,
     // Outcome counters to add to the run row at commit: passed, flaky, failed, skipped.
     delta: [i64; 4],
@@ -41,14 +45,11 @@ impl Store {
     /// Starts recording the run described by `meta`.
     ///
     /// If a run with the same id exists, the results are merged into it (shards
-    /// of one logical run). If `source_digest` (a content hash of the input) was
-    /// recorded before, the writer accepts and ignores every result, so
-    /// re-ingesting a report never double-counts.
-    pub fn begin_run(
-        &mut self,
-        meta: &RunMeta,
-        source_digest: Option<&str>,
-    ) -> Result<RunWriter<'_>, StoreError> {
+    /// of one logical run). Reports read from files are wrapped in
+    /// [`RunWriter::begin_source`] / [`RunWriter::end_source`], which drop a
+    /// source whose content was recorded before, so re-ingesting a report never
+    /// double-counts.
+    pub fn begin_run(&mut self, meta: &RunMeta) -> Result<RunWriter<'_>, StoreError> {
         let path = self.display_path();
         let sql = StoreError::sql(&path);
         // IMMEDIATE takes the write lock now, so the busy timeout applies here
@@ -57,16 +58,6 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&sql)?;
-        let duplicate = match source_digest {
-            Some(d) => tx
-                .query_row("SELECT 1 FROM run_sources WHERE digest = ?1", [d], |_| {
-                    Ok(())
-                })
-                .optional()
-                .map_err(&sql)?
-                .is_some(),
-            None => false,
-        };
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM runs WHERE run_key = ?1",
@@ -118,11 +109,13 @@ impl Store {
             tx,
             path,
             run,
-            digest: source_digest.map(str::to_owned),
+            sources: 0,
+            duplicates: 0,
+            saved: None,
             summary: WriteSummary {
                 run_id: meta.run_id.clone(),
                 merged_into_existing: existing.is_some(),
-                duplicate_source: duplicate,
+                duplicate_source: false,
                 results: 0,
             },
             delta: [0; 4],
@@ -136,9 +129,15 @@ impl Store {
         results: &[TestResult],
         source_digest: Option<&str>,
     ) -> Result<WriteSummary, StoreError> {
-        let mut writer = self.begin_run(meta, source_digest)?;
+        let mut writer = self.begin_run(meta)?;
+        if source_digest.is_some() {
+            writer.begin_source()?;
+        }
         for r in results {
             writer.add(r)?;
+        }
+        if let Some(d) = source_digest {
+            writer.end_source(d)?;
         }
         writer.commit()
     }
@@ -148,9 +147,6 @@ impl RunWriter<'_> {
     /// Records one test result; a second result for the same test in this run
     /// is merged with the first (a rerun or another shard).
     pub fn add(&mut self, result: &TestResult) -> Result<(), StoreError> {
-        if self.summary.duplicate_source {
-            return Ok(());
-        }
         let sql = StoreError::sql(&self.path);
         let test = self.intern(&result.id)?;
         let attempts = result.attempts_run().max(1) as i64;
@@ -326,32 +322,144 @@ impl RunWriter<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Commits the run; only now does any of it become visible.
-    pub fn commit(self) -> Result<WriteSummary, StoreError> {
+    /// Replaces the run's metadata (known fully only after its reports were
+    /// read). Ignored when merging into an existing run, whose metadata stands.
+    pub fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+        if self.summary.merged_into_existing {
+            return Ok(());
+        }
+        self.tx
+            .execute(
+                "UPDATE runs SET commit_sha = ?2, branch = ?3, tree_sha = ?4, dirty = ?5, started_at = ?6,
+                    finished_at = ?7, host = ?8, os = ?9, target = ?10, ci_provider = ?11, ci_job = ?12,
+                    ci_run = ?13, runner = ?14, runner_version = ?15, source_format = ?16
+                 WHERE id = ?1",
+                params![
+                    self.run,
+                    meta.commit,
+                    meta.branch,
+                    meta.tree,
+                    meta.dirty,
+                    meta.started_at,
+                    meta.finished_at,
+                    meta.host,
+                    meta.os,
+                    meta.target,
+                    meta.ci_provider,
+                    meta.ci_job,
+                    meta.ci_run,
+                    meta.runner,
+                    meta.runner_version,
+                    meta.source_format,
+                ],
+            )
+            .map_err(StoreError::sql(&self.path))?;
+        Ok(())
+    }
+
+    /// Marks the start of one source (a report file) within the run.
+    pub fn begin_source(&mut self) -> Result<(), StoreError> {
+        self.tx
+            .execute_batch("SAVEPOINT source")
+            .map_err(StoreError::sql(&self.path))?;
+        self.saved = Some((self.delta, self.summary.results));
+        Ok(())
+    }
+
+    /// Ends the current source. If a source with the same content `digest` was
+    /// recorded before (in any run), everything it added is undone and `true`
+    /// is returned.
+    pub fn end_source(&mut self, digest: &str) -> Result<bool, StoreError> {
         let sql = StoreError::sql(&self.path);
-        if !self.summary.duplicate_source {
-            let [passed, flaky, failed, skipped] = self.delta;
+        let (delta, results) = self
+            .saved
+            .take()
+            .unwrap_or((self.delta, self.summary.results));
+        let seen = self
+            .tx
+            .query_row(
+                "SELECT 1 FROM run_sources WHERE digest = ?1",
+                [digest],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(&sql)?
+            .is_some();
+        if seen {
+            self.tx
+                .execute_batch("ROLLBACK TO source; RELEASE source")
+                .map_err(&sql)?;
+            self.delta = delta;
+            self.summary.results = results;
+            self.duplicates += 1;
+        } else {
             self.tx
                 .execute(
-                    "UPDATE runs SET passed = passed + ?2, flaky = flaky + ?3, failed = failed + ?4,
-                        skipped = skipped + ?5, total = total + ?6 WHERE id = ?1",
-                    params![self.run, passed, flaky, failed, skipped, passed + flaky + failed + skipped],
+                    "INSERT INTO run_sources (digest, run) VALUES (?1, ?2)",
+                    params![digest, self.run],
                 )
                 .map_err(&sql)?;
-            if let Some(d) = &self.digest {
-                self.tx
-                    .execute(
-                        "INSERT INTO run_sources (digest, run) VALUES (?1, ?2)",
-                        params![d, self.run],
-                    )
-                    .map_err(&sql)?;
-            }
-        } else if !self.summary.merged_into_existing {
-            // The source was recorded under another run id: do not leave an empty run behind.
-            self.tx
-                .execute("DELETE FROM runs WHERE id = ?1", [self.run])
-                .map_err(&sql)?;
+            self.tx.execute_batch("RELEASE source").map_err(&sql)?;
+            self.sources += 1;
         }
+        Ok(seen)
+    }
+
+    /// Renames the run before commit (e.g. to an id derived from its sources'
+    /// content). If a run with that id exists, this run's results cannot be
+    /// moved there, so the rename is refused and `false` returned.
+    pub fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
+        let sql = StoreError::sql(&self.path);
+        if self.summary.merged_into_existing {
+            return Ok(false);
+        }
+        let taken = self
+            .tx
+            .query_row(
+                "SELECT 1 FROM runs WHERE run_key = ?1 AND id != ?2",
+                params![run_id, self.run],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(&sql)?
+            .is_some();
+        if taken {
+            return Ok(false);
+        }
+        self.tx
+            .execute(
+                "UPDATE runs SET run_key = ?2 WHERE id = ?1",
+                params![self.run, run_id],
+            )
+            .map_err(&sql)?;
+        self.summary.run_id = run_id.to_owned();
+        Ok(true)
+    }
+
+    /// Commits the run; only now does any of it become visible. A run whose
+    /// every source was a duplicate adds nothing (and leaves no empty run).
+    pub fn commit(mut self) -> Result<WriteSummary, StoreError> {
+        let sql = StoreError::sql(&self.path);
+        self.summary.duplicate_source = self.duplicates > 0 && self.sources == 0;
+        if self.summary.duplicate_source {
+            // Nothing new: roll back the run row too (dropping the transaction does).
+            return Ok(self.summary);
+        }
+        let [passed, flaky, failed, skipped] = self.delta;
+        self.tx
+            .execute(
+                "UPDATE runs SET passed = passed + ?2, flaky = flaky + ?3, failed = failed + ?4,
+                    skipped = skipped + ?5, total = total + ?6 WHERE id = ?1",
+                params![
+                    self.run,
+                    passed,
+                    flaky,
+                    failed,
+                    skipped,
+                    passed + flaky + failed + skipped
+                ],
+            )
+            .map_err(&sql)?;
         self.tx.commit().map_err(&sql)?;
         Ok(self.summary)
     }

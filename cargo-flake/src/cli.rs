@@ -1,0 +1,331 @@
+//! Command-line definition. Clap stops here: commands turn these into
+//! flake-core option structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `cargo` with the `flake` subcommand, so `cargo flake --help` reads naturally.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", styles = clap::builder::styling::Styles::styled())]
+pub enum Cargo {
+    /// Make flaky tests visible, measured and harmless.
+    Flake(Flake),
+}
+
+const FLAKE_LONG_ABOUT: &str = "\
+Make flaky tests visible, measured and harmless.
+
+`cargo flake test` runs the workspace's tests through cargo-nextest with retries,
+classifies every test as passed / flaky / failed / skipped, records the run in a
+history database keyed by git commit and branch, and acts as a pre-merge gate
+that ignores failures of tests listed in flake-quarantine.toml.
+
+Exit codes: 0 gate passed, 1 gate failed (a non-quarantined test failed, or the
+run produced no results: build failure, crashed runner), 2 usage or tool error.";
+
+const ENV_HELP: &str = "\
+Environment:
+  CARGO_FLAKE_DB          history database (default <root>/.flake/history.db)
+  CARGO_FLAKE_QUARANTINE  quarantine file (default <root>/flake-quarantine.toml)
+  NO_COLOR                disable colours; CARGO_TERM_COLOR=always|never|auto
+  GITHUB_ACTIONS, GITLAB_CI, BUILDKITE, CIRCLECI, JENKINS_URL
+                          CI detection: branch and job for detached HEADs";
+
+/// cargo-flake's own arguments.
+#[derive(Debug, Args)]
+#[command(version, about = "Make flaky tests visible, measured and harmless", long_about = FLAKE_LONG_ABOUT, after_help = ENV_HELP)]
+pub struct Flake {
+    /// When to use colours.
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Colour choice.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Colour when writing to a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tests with retries, record the run and apply the gate.
+    #[command(long_about = TEST_LONG_ABOUT)]
+    Test(TestArgs),
+    /// Record test reports from other tools (JUnit, pytest, Jest, RSpec, go test, libtest) in the history.
+    #[command(long_about = INGEST_LONG_ABOUT)]
+    Ingest(IngestArgs),
+    /// Apply the gate (with quarantine) to test reports of any language, without recording them.
+    Gate(GateArgs),
+    /// List, add or remove quarantined tests.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+const TEST_LONG_ABOUT: &str = "\
+Run the tests with retries, record the run and apply the gate.
+
+By default the tests run through cargo-nextest with 2 retries; nextest's own
+progress output stays on the terminal, and a summary follows: counts by outcome,
+every flaky test with its attempts, every quarantined failure (ignored by the
+gate), where the history was written, and the gate verdict.
+
+Retries: without --retries, a `retries` setting in your .config/nextest.toml
+(profile or per-test override) wins, and 2 applies otherwise. --retries N is
+passed to nextest and overrides every configured value.
+
+--runner cargo-test (chosen automatically when nextest is not installed) runs
+`cargo test`'s binaries with libtest's JSON output, which is unstable: the test
+processes (never the build) get RUSTC_BOOTSTRAP=1 to enable it on stable. Only
+failed tests are re-run, with --exact. Ids and classification match nextest's.
+
+Everything after `--` goes to the runner: `cargo flake test -- -p my-crate`,
+`-- -E 'test(/net/)'`, `-- --profile ci`, `-- --partition count:1/2`.";
+
+/// `cargo flake test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Retries per failing test (overrides nextest configuration).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Test runner; defaults to nextest, or cargo-test when nextest is not installed.
+    #[arg(long, value_enum, value_name = "RUNNER")]
+    pub runner: Option<RunnerChoice>,
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub revision: RevisionArgs,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+    /// Output format: human summary on stderr, or the final JSON object alone on stdout.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human, value_name = "FORMAT")]
+    pub message_format: MessageFormat,
+    /// Fail the gate on flaky tests too (quarantined ones excepted).
+    #[arg(long)]
+    pub fail_on_flaky: bool,
+    /// Arguments for the runner (after `--`).
+    #[arg(last = true, value_name = "RUNNER ARGS")]
+    pub runner_args: Vec<String>,
+}
+
+/// `--runner`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum RunnerChoice {
+    /// cargo-nextest (recommended).
+    Nextest,
+    /// `cargo test` with libtest JSON.
+    CargoTest,
+}
+
+/// `--message-format`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum MessageFormat {
+    /// A summary for people.
+    Human,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// `--format` for listings.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ListFormat {
+    /// A table for people.
+    Human,
+    /// JSON for scripts.
+    Json,
+}
+
+/// `--db`.
+#[derive(Debug, Args)]
+pub struct DbArg {
+    /// History database [env: CARGO_FLAKE_DB] [default: <root>/.flake/history.db]
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+/// `--quarantine`.
+#[derive(Debug, Args)]
+pub struct QuarantineArg {
+    /// Quarantine file [env: CARGO_FLAKE_QUARANTINE] [default: <root>/flake-quarantine.toml]
+    #[arg(long = "quarantine", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+/// Commit, branch and run id overrides.
+#[derive(Debug, Args)]
+pub struct RevisionArgs {
+    /// Commit SHA to record (default: git HEAD, else CI variables).
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// Branch to record (default: git branch, else CI variables for detached HEADs).
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// Run id; results with the same id form one logical run (shards).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+const INGEST_LONG_ABOUT: &str = "\
+Record test reports from other tools in the history.
+
+The format is detected from each file's content (not its name); --format
+overrides. All files of one invocation form one logical run: a test failing in
+one file and passing in a later rerun file is flaky. Re-ingesting the same
+report never double-counts. A file that cannot be read is an error naming the
+file and position, and nothing from the invocation is stored.";
+
+/// `cargo flake ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Report files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    pub format: FormatChoice,
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub revision: RevisionArgs,
+    /// Output format of the summary.
+    #[arg(long = "message-format", value_enum, default_value_t = MessageFormat::Human, value_name = "FORMAT")]
+    pub message_format: MessageFormat,
+}
+
+/// `cargo flake gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Report files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    pub format: FormatChoice,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+    /// Fail the gate on flaky tests too (quarantined ones excepted).
+    #[arg(long)]
+    pub fail_on_flaky: bool,
+    /// Output format.
+    #[arg(long = "message-format", value_enum, default_value_t = MessageFormat::Human, value_name = "FORMAT")]
+    pub message_format: MessageFormat,
+}
+
+/// `--format` of reports.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum FormatChoice {
+    /// Detect from content.
+    Auto,
+    /// JUnit XML (any dialect).
+    Junit,
+    /// pytest-json-report.
+    PytestJson,
+    /// Jest --json.
+    Jest,
+    /// RSpec --format json.
+    Rspec,
+    /// go test -json.
+    GoTest,
+    /// libtest JSON lines.
+    Libtest,
+    /// Structured CI payload.
+    CiPayload,
+}
+
+/// `cargo flake quarantine ...`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List quarantined tests.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+        #[command(flatten)]
+        quarantine: QuarantineArg,
+    },
+    /// Quarantine a test: its failures stop failing the gate.
+    Add {
+        /// Test id, exactly as cargo flake prints it.
+        id: String,
+        /// Why (an issue reference helps the next reader).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Never release it automatically.
+        #[arg(long)]
+        pin: bool,
+        /// Owner (person or team).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Issue link.
+        #[arg(long)]
+        issue: Option<String>,
+        /// Release it after this date (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        #[command(flatten)]
+        quarantine: QuarantineArg,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Release a test from quarantine.
+    Remove {
+        /// Test id.
+        id: String,
+        #[command(flatten)]
+        quarantine: QuarantineArg,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cargo, clap::Error> {
+        Cargo::try_parse_from(std::iter::once("cargo").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn good_command_lines() {
+        let Cargo::Flake(f) = parse(&["flake", "test", "--retries", "3", "--", "-p", "x", "--profile", "ci"]).unwrap();
+        let Command::Test(t) = f.command else { panic!() };
+        assert_eq!(t.retries, Some(3));
+        assert_eq!(t.runner_args, vec!["-p", "x", "--profile", "ci"]);
+        let Cargo::Flake(f) = parse(&["flake", "test", "--runner", "cargo-test", "--message-format", "json", "--db", "h.db"]).unwrap();
+        let Command::Test(t) = f.command else { panic!() };
+        assert_eq!(t.runner, Some(RunnerChoice::CargoTest));
+        assert_eq!(t.message_format, MessageFormat::Json);
+        assert_eq!(t.db.db, Some(PathBuf::from("h.db")));
+        let Cargo::Flake(f) = parse(&["flake", "quarantine", "add", "a b", "--reason", "r", "--pin"]).unwrap();
+        let Command::Quarantine(QuarantineCommand::Add { id, pin, reason, .. }) = f.command else { panic!() };
+        assert_eq!((id.as_str(), pin, reason.as_deref()), ("a b", true, Some("r")));
+        assert!(parse(&["flake", "ingest", "a.xml", "b.xml", "--format", "junit", "--run-id", "ci-1"]).is_ok());
+        assert!(parse(&["flake", "gate", "x.json", "--quarantine", "q.toml"]).is_ok());
+        assert!(parse(&["flake", "--color", "never", "quarantine", "list", "--format", "json"]).is_ok());
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        assert!(parse(&["flake", "test", "--retries", "-1"]).is_err());
+        assert!(parse(&["flake", "test", "--runner", "jest"]).is_err());
+        assert!(parse(&["flake", "test", "--message-format", "xml"]).is_err());
+        assert!(parse(&["flake", "ingest"]).is_err(), "files are required");
+        assert!(parse(&["flake", "gate"]).is_err());
+        assert!(parse(&["flake", "quarantine", "add"]).is_err());
+        assert!(parse(&["flake", "frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cargo::command().debug_assert();
+    }
+}
