@@ -295,21 +295,79 @@ mod tests {
 
     #[test]
     fn good_command_lines() {
-        let Cargo::Flake(f) = parse(&["flake", "test", "--retries", "3", "--", "-p", "x", "--profile", "ci"]).unwrap();
-        let Command::Test(t) = f.command else { panic!() };
+        let Cargo::Flake(f) = parse(&[
+            "flake",
+            "test",
+            "--retries",
+            "3",
+            "--",
+            "-p",
+            "x",
+            "--profile",
+            "ci",
+        ])
+        .unwrap();
+        let Command::Test(t) = f.command else {
+            panic!()
+        };
         assert_eq!(t.retries, Some(3));
         assert_eq!(t.runner_args, vec!["-p", "x", "--profile", "ci"]);
-        let Cargo::Flake(f) = parse(&["flake", "test", "--runner", "cargo-test", "--message-format", "json", "--db", "h.db"]).unwrap();
-        let Command::Test(t) = f.command else { panic!() };
+        let Cargo::Flake(f) = parse(&[
+            "flake",
+            "test",
+            "--runner",
+            "cargo-test",
+            "--message-format",
+            "json",
+            "--db",
+            "h.db",
+        ])
+        .unwrap();
+        let Command::Test(t) = f.command else {
+            panic!()
+        };
         assert_eq!(t.runner, Some(RunnerChoice::CargoTest));
         assert_eq!(t.message_format, MessageFormat::Json);
         assert_eq!(t.db.db, Some(PathBuf::from("h.db")));
-        let Cargo::Flake(f) = parse(&["flake", "quarantine", "add", "a b", "--reason", "r", "--pin"]).unwrap();
-        let Command::Quarantine(QuarantineCommand::Add { id, pin, reason, .. }) = f.command else { panic!() };
-        assert_eq!((id.as_str(), pin, reason.as_deref()), ("a b", true, Some("r")));
-        assert!(parse(&["flake", "ingest", "a.xml", "b.xml", "--format", "junit", "--run-id", "ci-1"]).is_ok());
+        let Cargo::Flake(f) = parse(&[
+            "flake",
+            "quarantine",
+            "add",
+            "a b",
+            "--reason",
+            "r",
+            "--pin",
+        ])
+        .unwrap();
+        let Command::Quarantine(QuarantineCommand::Add {
+            id, pin, reason, ..
+        }) = f.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (id.as_str(), pin, reason.as_deref()),
+            ("a b", true, Some("r"))
+        );
+        assert!(
+            parse(&[
+                "flake", "ingest", "a.xml", "b.xml", "--format", "junit", "--run-id", "ci-1"
+            ])
+            .is_ok()
+        );
         assert!(parse(&["flake", "gate", "x.json", "--quarantine", "q.toml"]).is_ok());
-        assert!(parse(&["flake", "--color", "never", "quarantine", "list", "--format", "json"]).is_ok());
+        assert!(
+            parse(&[
+                "flake",
+                "--color",
+                "never",
+                "quarantine",
+                "list",
+                "--format",
+                "json"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! `cargo flake ingest`.
+
+use std::fmt::Write;
+
+use flake_core::ingest::{self, Format, IngestOptions};
+use flake_core::store::Store;
+
+use super::{Error, print_stderr, print_stdout, redact, show_path, workspace};
+use crate::EXIT_OK;
+use crate::cli::{ColorChoice, FormatChoice, IngestArgs, MessageFormat};
+use crate::style::{Styles, paint};
+
+/// `--format` to a flake-core format; `None` detects.
+pub fn format(choice: FormatChoice) -> Option<Format> {
+    Some(match choice {
+        FormatChoice::Auto => return None,
+        FormatChoice::Junit => Format::Junit,
+        FormatChoice::PytestJson => Format::PytestJson,
+        FormatChoice::Jest => Format::Jest,
+        FormatChoice::Rspec => Format::Rspec,
+        FormatChoice::GoTest => Format::GoTest,
+        FormatChoice::Libtest => Format::Libtest,
+        FormatChoice::CiPayload => Format::CiPayload,
+    })
+}
+
+pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
+    let (cwd, ws) = workspace()?;
+    let db = ws.db_path(args.db.db.as_deref());
+    let mut store = Store::open(&db)?;
+    let opts = IngestOptions {
+        files: args.files,
+        format: format(args.format),
+        commit: args.revision.commit,
+        branch: args.revision.branch,
+        run_id: args.revision.run_id,
+        cwd,
+    };
+    let outcome = ingest::ingest(&mut store, &opts)?;
+    if args.message_format == MessageFormat::Json {
+        let files: Vec<_> = outcome
+            .files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "path": f.path.display().to_string(),
+                    "format": f.format.name(),
+                    "tests": f.tests,
+                    "duplicate": f.duplicate,
+                    "warnings": f.warnings,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "schema": flake_core::output::SCHEMA,
+            "run_id": outcome.write.run_id,
+            "commit": outcome.meta.commit,
+            "branch": outcome.meta.branch,
+            "database": db.display().to_string(),
+            "recorded": !outcome.write.duplicate_source,
+            "results": outcome.write.results,
+            "files": files,
+            "warnings": outcome.warnings,
+        });
+        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+        return Ok(EXIT_OK);
+    }
+    let s = Styles::stderr(color);
+    let mut out = String::new();
+    for f in &outcome.files {
+        let note = if f.duplicate {
+            paint(s.dim, "  (already recorded: skipped)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{:>10} {} ({}, {} tests){note}",
+            paint(s.pass, "read"),
+            show_path(&f.path),
+            f.format,
+            f.tests
+        );
+        for w in &f.warnings {
+            let _ = writeln!(out, "  {} {w}", paint(s.flaky, "warning:"));
+        }
+    }
+    for w in &outcome.warnings {
+        let _ = writeln!(out, "{} {w}", paint(s.flaky, "warning:"));
+    }
+    let run_id = if redact() {
+        "[run-id]".to_owned()
+    } else {
+        outcome.write.run_id.clone()
+    };
+    if outcome.write.duplicate_source {
+        let _ = writeln!(
+            out,
+            "nothing new: every report was recorded before ({})",
+            show_path(&db)
+        );
+    } else {
+        let rev = match (&outcome.meta.commit, &outcome.meta.branch) {
+            (Some(c), Some(b)) => format!(", commit {} on {b}", &c[..c.len().min(12)]),
+            (Some(c), None) => format!(", commit {}", &c[..c.len().min(12)]),
+            (None, Some(b)) => format!(", branch {b}"),
+            (None, None) => String::new(),
+        };
+        let merged = if outcome.write.merged_into_existing {
+            " (merged into the existing run)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:>10} {} results in {} (run {run_id}{rev}){merged}",
+            paint(s.pass, "recorded"),
+            outcome.write.results,
+            show_path(&db)
+        );
+    }
+    print_stderr(&out);
+    Ok(EXIT_OK)
+}

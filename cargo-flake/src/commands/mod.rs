@@ -1,0 +1,88 @@
+//! One function per subcommand: turn flags into flake-core options, call the
+//! library, render the result, return the exit code.
+
+mod gate;
+mod ingest;
+mod quarantine;
+mod test;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use flake_core::workspace::Workspace;
+
+use crate::cli::{Command, Flake};
+
+/// Errors of the binary: any library error, printed with its causes.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A usage error with a message of our own.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Runs the parsed command.
+pub fn dispatch(flake: Flake) -> Result<u8, Error> {
+    let color = flake.color;
+    match flake.command {
+        Command::Test(args) => test::run(args, color),
+        Command::Ingest(args) => ingest::run(args, color),
+        Command::Gate(args) => gate::run(args, color),
+        Command::Quarantine(cmd) => quarantine::run(cmd, color),
+    }
+}
+
+/// The project in the current directory.
+pub fn workspace() -> Result<(PathBuf, Workspace), Error> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Usage(format!("cannot read the current directory: {e}")))?;
+    let ws = Workspace::discover(&cwd);
+    Ok((cwd, ws))
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the program quietly.
+pub fn print_stdout(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes to stderr, ignoring failures (nothing better to do with them).
+pub fn print_stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// A path for display: relative to the current directory when under it.
+pub fn show_path(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    cwd.and_then(|c| path.strip_prefix(&c).ok().map(|p| p.display().to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Whether snapshot-friendly redaction is on.
+pub fn redact() -> bool {
+    std::env::var_os(flake_core::env_vars::CARGO_FLAKE_REDACT).is_some_and(|v| v == "1")
+}
+
+/// Shortens `s` to `max` characters with an ellipsis, so lines fit a terminal.
+pub fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}

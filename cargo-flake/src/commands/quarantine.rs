@@ -1,0 +1,197 @@
+//! `cargo flake quarantine list|add|remove`.
+
+use std::fmt::Write;
+
+use flake_core::output::QuarantineEntryJson;
+use flake_core::quarantine::{Entry, EntrySource, QuarantineFile};
+use flake_core::store::Store;
+
+use super::{Error, Usage, print_stderr, print_stdout, show_path, workspace};
+use crate::EXIT_OK;
+use crate::cli::{ColorChoice, ListFormat, QuarantineCommand};
+use crate::style::{Styles, paint};
+
+pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
+    let (_, ws) = workspace()?;
+    match cmd {
+        QuarantineCommand::List { format, quarantine } => {
+            let file = QuarantineFile::load(&ws.quarantine_path(quarantine.path.as_deref()))?;
+            match format {
+                ListFormat::Json => {
+                    let entries: Vec<QuarantineEntryJson<'_>> =
+                        file.entries().iter().map(Into::into).collect();
+                    let mut text = serde_json::to_string_pretty(&entries)?;
+                    text.push('\n');
+                    print_stdout(&text)?;
+                }
+                ListFormat::Human => print_stdout(&list_human(&file, &Styles::stdout(color)))?,
+            }
+            Ok(EXIT_OK)
+        }
+        QuarantineCommand::Add {
+            id,
+            reason,
+            pin,
+            owner,
+            issue,
+            expires,
+            quarantine,
+            db,
+        } => {
+            let styles = Styles::stderr(color);
+            let path = ws.quarantine_path(quarantine.path.as_deref());
+            let mut file = QuarantineFile::load(&path)?;
+            if let Some(e) = &expires {
+                if e.parse::<jiff::civil::Date>().is_err() {
+                    return Err(Usage(format!(
+                        "`--expires {e}` is not a date; expected YYYY-MM-DD"
+                    ))
+                    .into());
+                }
+            }
+            let id = id.trim().to_owned();
+            if id.is_empty() {
+                return Err(Usage("the test id is empty".into()).into());
+            }
+            // A typo would quarantine nothing: warn when the history never saw the id.
+            let db_path = ws.db_path(db.db.as_deref());
+            if db_path.exists() {
+                if let Ok(store) = Store::open(&db_path) {
+                    if store.history(&id, 1).map(|h| h.is_empty()).unwrap_or(false) {
+                        print_stderr(&format!(
+                            "{} `{id}` has no recorded runs in {}; check the id (cargo flake prints ids as `<binary-id> <test name>`)\n",
+                            paint(styles.flaky, "warning:"),
+                            show_path(&db_path)
+                        ));
+                    }
+                }
+            }
+            let today = jiff::Zoned::now().date().to_string();
+            let added = file.add(Entry {
+                id: id.clone(),
+                added: Some(today),
+                reason,
+                source: EntrySource::Manual,
+                pinned: pin,
+                owner,
+                issue,
+                expires,
+            });
+            if !added {
+                print_stderr(&format!(
+                    "`{id}` is already quarantined in {}; nothing changed\n",
+                    show_path(&path)
+                ));
+                return Ok(EXIT_OK);
+            }
+            file.save()?;
+            print_stderr(&format!(
+                "{} `{id}` in {}: its failures no longer fail the gate\n",
+                paint(styles.pass, "quarantined"),
+                show_path(&path)
+            ));
+            Ok(EXIT_OK)
+        }
+        QuarantineCommand::Remove { id, quarantine } => {
+            let styles = Styles::stderr(color);
+            let path = ws.quarantine_path(quarantine.path.as_deref());
+            let mut file = QuarantineFile::load(&path)?;
+            if file.remove(&id).is_none() {
+                let hint = closest(&id, file.entries().iter().map(|e| e.id.as_str()))
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                return Err(Usage(format!(
+                    "`{id}` is not quarantined in {}{hint}",
+                    show_path(&path)
+                ))
+                .into());
+            }
+            file.save()?;
+            print_stderr(&format!(
+                "{} `{id}` from {}\n",
+                paint(styles.pass, "released"),
+                show_path(&path)
+            ));
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn list_human(file: &QuarantineFile, s: &Styles) -> String {
+    let mut out = String::new();
+    if file.entries().is_empty() {
+        let _ = writeln!(out, "no quarantined tests ({})", show_path(file.path()));
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{} quarantined test(s) in {}:",
+        file.entries().len(),
+        show_path(file.path())
+    );
+    for e in file.entries() {
+        let mut flags = vec![e.source.as_str().to_owned()];
+        if e.pinned {
+            flags.push("pinned".into());
+        }
+        if let Some(x) = &e.expires {
+            flags.push(format!("expires {x}"));
+        }
+        if let Some(o) = &e.owner {
+            flags.push(format!("owner {o}"));
+        }
+        let _ = writeln!(
+            out,
+            "  {}  {} [{}]",
+            paint(s.id, &e.id),
+            paint(s.dim, e.added.as_deref().unwrap_or("?")),
+            flags.join(", ")
+        );
+        if let Some(r) = &e.reason {
+            let _ = writeln!(out, "      {r}");
+        }
+        if let Some(i) = &e.issue {
+            let _ = writeln!(out, "      {i}");
+        }
+    }
+    out
+}
+
+/// The candidate with the smallest edit distance, if reasonably close.
+pub fn closest<'a>(target: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (levenshtein(target, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(target.len()) / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_ids_only() {
+        let ids = ["fixture tests::flaky_once", "fixture tests::hard_failure"];
+        assert_eq!(
+            closest("fixture tests::flaky_onse", ids.into_iter()),
+            Some("fixture tests::flaky_once")
+        );
+        assert_eq!(closest("something else entirely", ids.into_iter()), None);
+    }
+}

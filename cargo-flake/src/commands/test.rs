@@ -1,0 +1,227 @@
+//! `cargo flake test`.
+
+use std::fmt::Write;
+
+use flake_core::gate::{GateOptions, Verdict};
+use flake_core::model::Outcome;
+use flake_core::output::{TestRunJson, counts};
+use flake_core::run::{self, TestRun};
+use flake_core::runner::{
+    DEFAULT_RETRIES, RunOptions, RunnerError, RunnerEvent, RunnerKind, nextest,
+};
+
+use super::{Error, clip, print_stderr, print_stdout, redact, show_path, workspace};
+use crate::cli::{ColorChoice, MessageFormat, RunnerChoice, TestArgs};
+use crate::style::{Styles, paint};
+use crate::{EXIT_GATE_FAILED, EXIT_OK};
+
+pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
+    let (cwd, ws) = workspace()?;
+    let cargo: std::path::PathBuf = std::env::var_os(flake_core::env_vars::CARGO)
+        .map(Into::into)
+        .unwrap_or_else(|| "cargo".into());
+    let styles = Styles::stderr(color);
+    let runner = match args.runner {
+        Some(RunnerChoice::Nextest) => RunnerKind::Nextest,
+        Some(RunnerChoice::CargoTest) => RunnerKind::CargoTest,
+        None => match nextest::check_version(&cargo) {
+            Err(RunnerError::NextestMissing) => {
+                print_stderr(&format!(
+                    "{} cargo-nextest is not installed; running with `--runner cargo-test` (install nextest for its retry engine and output)\n",
+                    paint(styles.flaky, "warning:")
+                ));
+                RunnerKind::CargoTest
+            }
+            _ => RunnerKind::Nextest,
+        },
+    };
+    let json = args.message_format == MessageFormat::Json;
+    let opts = run::Options {
+        runner,
+        run: RunOptions {
+            cargo,
+            cwd,
+            retries: args.retries,
+            runner_args: args.runner_args,
+            quiet_stdout: json,
+        },
+        db: ws.db_path(args.db.db.as_deref()),
+        quarantine: ws.quarantine_path(args.quarantine.path.as_deref()),
+        commit: args.revision.commit,
+        branch: args.revision.branch,
+        run_id: args.revision.run_id,
+        gate: GateOptions {
+            fail_on_flaky: args.fail_on_flaky,
+        },
+    };
+    let mut progress = |event: RunnerEvent| print_stderr(&progress_line(&event, &styles));
+    let result = run::test(&opts, &mut progress)?;
+    if json {
+        let mut text = serde_json::to_string_pretty(&TestRunJson::new(&result))?;
+        text.push('\n');
+        print_stdout(&text)?;
+    } else {
+        let max = args.retries.unwrap_or(DEFAULT_RETRIES) as usize + 1;
+        print_stderr(&summary(&result, &styles, max));
+    }
+    Ok(match result.gate.verdict {
+        Verdict::Pass => EXIT_OK,
+        Verdict::Fail => EXIT_GATE_FAILED,
+    })
+}
+
+fn progress_line(event: &RunnerEvent, s: &Styles) -> String {
+    match event {
+        RunnerEvent::BinaryStarted { binary_id } => {
+            format!("{:>12} {}\n", paint(s.bold, "RUN"), paint(s.id, binary_id))
+        }
+        RunnerEvent::BinaryFinished {
+            binary_id,
+            passed,
+            failed,
+            ignored,
+        } => {
+            let style = if *failed > 0 { s.fail } else { s.pass };
+            format!(
+                "{:>12} {}: {passed} passed, {failed} failed, {ignored} ignored\n",
+                paint(style, if *failed > 0 { "FAIL" } else { "PASS" }),
+                paint(s.id, binary_id)
+            )
+        }
+        RunnerEvent::Retrying {
+            binary_id,
+            attempt,
+            tests,
+        } => format!(
+            "{:>12} {}: {tests} failed test(s), attempt {attempt}\n",
+            paint(s.flaky, "RETRY"),
+            paint(s.id, binary_id)
+        ),
+    }
+}
+
+/// The closing summary: counts, flaky and failed tests with their first
+/// failure line, ignored quarantined failures, history location, verdict.
+pub fn summary(run: &TestRun, s: &Styles, default_max_attempts: usize) -> String {
+    let quarantined = |id: &str| {
+        run.quarantined
+            .binary_search_by(|x| x.as_str().cmp(id))
+            .is_ok()
+    };
+    let c = counts(&run.results, &quarantined);
+    // A hard failure used every allowed attempt, so it tells the real maximum
+    // even when nextest's configuration changed the retry count.
+    let max_attempts = run
+        .results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .map(|r| r.attempts_run())
+        .max()
+        .unwrap_or(default_max_attempts);
+    let mut out = String::new();
+    let rule = paint(s.dim, "────────────");
+    let _ = writeln!(
+        out,
+        "{rule}\n{} {}",
+        paint(s.bold, "cargo flake:"),
+        count_line(&c, run.results.len(), s)
+    );
+    for r in &run.results {
+        let (label, style) = match r.outcome {
+            Outcome::Flaky => ("FLAKY", s.flaky),
+            Outcome::Failed => ("FAILED", s.fail),
+            _ => continue,
+        };
+        let attempts = r.attempts_run();
+        let shown_max = if r.outcome == Outcome::Failed {
+            attempts
+        } else {
+            max_attempts.max(attempts)
+        };
+        let tag = format!("{label} {attempts}/{shown_max}");
+        let mut line = format!("  {:>12}  {}", paint(style, &tag), paint(s.id, &r.id));
+        if r.outcome == Outcome::Failed && quarantined(&r.id) {
+            let _ = write!(
+                line,
+                "  {}",
+                paint(s.flaky, "(quarantined: failure ignored)")
+            );
+        }
+        let _ = writeln!(out, "{line}");
+        if let Some(f) = r.first_failure() {
+            let loc = f
+                .location
+                .as_deref()
+                .map(|l| format!("  at {l}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:>12}  {}{}",
+                "",
+                clip(&f.message, 100),
+                paint(s.dim, loc)
+            );
+        }
+    }
+    for w in &run.warnings {
+        let _ = writeln!(out, "  {} {w}", paint(s.flaky, "warning:"));
+    }
+    match &run.recorded {
+        Some((path, write)) => {
+            let run_id = if redact() {
+                "[run-id]".to_owned()
+            } else {
+                write.run_id.clone()
+            };
+            let rev = match (&run.meta.commit, &run.meta.branch) {
+                (Some(c), Some(b)) => format!(", commit {} on {b}", &c[..c.len().min(12)]),
+                (Some(c), None) => format!(", commit {}", &c[..c.len().min(12)]),
+                (None, Some(b)) => format!(", branch {b}"),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(out, "  history: {} (run {run_id}{rev})", show_path(path));
+        }
+        None => {
+            let _ = writeln!(out, "  history: nothing recorded (no test results)");
+        }
+    }
+    let verdict = match run.gate.verdict {
+        Verdict::Pass => paint(s.pass, "PASS"),
+        Verdict::Fail => paint(s.fail, "FAIL"),
+    };
+    let why = match (
+        &run.gate.problem,
+        run.gate.failed.len(),
+        run.gate.ignored.len(),
+    ) {
+        (Some(p), _, _) => format!(" ({p})"),
+        (None, 0, 0) => String::new(),
+        (None, 0, n) => format!(" ({n} quarantined failure{} ignored)", plural(n)),
+        (None, n, _) => format!(" ({n} test{} failed)", plural(n)),
+    };
+    let _ = writeln!(out, "  gate: {verdict}{why}");
+    out
+}
+
+fn count_line(c: &flake_core::output::Counts, total: usize, s: &Styles) -> String {
+    let mut parts = vec![format!("{} passed", c.passed)];
+    if c.flaky > 0 {
+        parts.push(paint(s.flaky, format!("{} flaky", c.flaky)));
+    }
+    if c.failed > 0 {
+        let ignored = if c.ignored > 0 {
+            format!(" ({} quarantined)", c.ignored)
+        } else {
+            String::new()
+        };
+        parts.push(paint(s.fail, format!("{} failed{ignored}", c.failed)));
+    }
+    if c.skipped > 0 {
+        parts.push(paint(s.skip, format!("{} skipped", c.skipped)));
+    }
+    format!("{total} test{}: {}", plural(total), parts.join(", "))
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
