@@ -878,21 +878,28 @@ impl<'s> Parser<'s> {
         }
     }
 
-    /// pytest-rerunfailures: a testcase repeated right after itself means the
-    /// earlier one failed and was rerun.
+    /// Merges adjacent pytest testcases with one id, which real pytest writes
+    /// in two cases (seen with pytest 6.2 to 8.4 and pytest-rerunfailures 9 to
+    /// 15):
+    ///
+    /// - an attempt that pytest-rerunfailures reruns after its teardown failed
+    ///   is closed as a testcase with no child, and the rerun opens another
+    ///   one: an earlier childless testcase is a failed attempt;
+    /// - a test whose call failed and whose teardown then errored is split
+    ///   into a `<failure>` testcase and an `<error>` testcase: one attempt.
     fn hold(&mut self, mut result: TestResult, plain: bool) -> Result<(), ParseError> {
         if let Some(held) = self.held.take() {
-            if held.result.id == result.id {
+            if held.result.id != result.id {
+                self.sink.test(held.result)?;
+            } else if held.plain {
                 let mut attempts = held.result.attempts;
-                if held.plain
-                    && let Some(last) = attempts.last_mut()
-                {
+                if let Some(last) = attempts.last_mut() {
                     *last = Attempt::failed(
                         AttemptStatus::Fail,
                         last.duration_ms,
                         Failure::from_output(
                             Some(
-                                "failed and was rerun (pytest-rerunfailures records no details of rerun attempts in JUnit XML)",
+                                "failed (pytest wrote this attempt without details; it was rerun, e.g. after a teardown error)",
                             ),
                             "",
                         ),
@@ -901,7 +908,22 @@ impl<'s> Parser<'s> {
                 attempts.append(&mut result.attempts);
                 result = TestResult::new(result.id, attempts);
             } else {
-                self.sink.test(held.result)?;
+                // The teardown error of a failed call: the same attempt.
+                let mut first = held.result;
+                if let (Some(Some(into)), Some(Some(from))) = (
+                    first.attempts.last_mut().map(|a| a.failure.as_mut()),
+                    result.attempts.last().map(|a| a.failure.as_ref()),
+                ) {
+                    let mut output = std::mem::take(&mut into.output);
+                    output.push_str("\n\n");
+                    output.push_str(&from.output);
+                    into.output = crate::model::cap_output(&output);
+                }
+                self.held = Some(Held {
+                    result: first,
+                    plain: false,
+                });
+                return Ok(());
             }
         }
         self.held = Some(Held { result, plain });
@@ -1391,5 +1413,87 @@ running 1 test
         let (pos, msg) = err(b"<testsuite>\n<testcase classname=\"a\"/></testsuite>");
         assert!(msg.contains("without a `name`"), "{msg}");
         assert_eq!(pos.line, Some(2));
+    }
+
+    #[test]
+    fn pytest_node_ids_from_classname_and_file() {
+        assert_eq!(
+            pytest_node_id("tests.test_api.TestLogin", "test_ok[param]", None),
+            "tests/test_api.py::TestLogin::test_ok[param]"
+        );
+        assert_eq!(
+            pytest_node_id(
+                "tests.pkg.test_nested.TestOuter.TestInner",
+                "test_deep",
+                None
+            ),
+            "tests/pkg/test_nested.py::TestOuter::TestInner::test_deep"
+        );
+        assert_eq!(
+            pytest_node_id("test_top", "test_a[x.y::z]", None),
+            "test_top.py::test_a[x.y::z]"
+        );
+        // `file` (xunit1) removes the guess: a module with a capital letter.
+        assert_eq!(
+            pytest_node_id(
+                "tests.Test_Caps.TestX",
+                "test_a",
+                Some("tests/Test_Caps.py")
+            ),
+            "tests/Test_Caps.py::TestX::test_a"
+        );
+        assert_eq!(
+            pytest_node_id("tests.test_api", "test_a", Some("tests/test_api.py")),
+            "tests/test_api.py::test_a"
+        );
+        assert_eq!(pytest_node_id("", "test_a", None), "test_a");
+    }
+
+    #[test]
+    fn pytest_repeated_testcases_are_attempts() {
+        // Real pytest 8.4 + pytest-rerunfailures 15.1 shapes.
+        let xml = r#"<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite name="pytest" errors="1" failures="1" skipped="1" tests="7" time="0.161" timestamp="2026-11-21T23:38:13.275314+00:00" hostname="vm">
+<testcase classname="tests.test_api" name="test_passes_but_teardown_errors" time="0.001" />
+<testcase classname="tests.test_api" name="test_passes_but_teardown_errors" time="0.001" />
+<testcase classname="tests.test_api" name="test_passes_but_teardown_errors" time="0.002"><error message="failed on teardown with &quot;RuntimeError: teardown exploded&quot;">E       RuntimeError: teardown exploded</error></testcase>
+<testcase classname="tests.test_api" name="test_fails_and_teardown_errors" time="0.002"><failure message="AssertionError: call failed&#10;assert False">E       AssertionError: call failed</failure></testcase>
+<testcase classname="tests.test_api" name="test_fails_and_teardown_errors" time="0.000"><error message="failed on teardown with &quot;RuntimeError: teardown exploded&quot;">E       RuntimeError: teardown exploded</error></testcase>
+<testcase classname="tests.test_api" name="test_skipped" time="0.000"><skipped type="pytest.skip" message="not today">test_api.py:12: not today</skipped></testcase>
+<testcase classname="tests.test_api" name="test_passes" time="0.000" />
+<testcase classname="tests.test_api" name="test_rerun_then_pass" time="0.001" />
+<testcase classname="tests.test_api" name="test_rerun_then_pass" time="0.001" />
+</testsuite></testsuites>"#;
+        let (meta, tests) = ok(xml);
+        assert_eq!(meta.runner.as_deref(), Some("pytest"));
+        assert_eq!(meta.host.as_deref(), Some("vm"));
+        let summary: Vec<_> = tests
+            .iter()
+            .map(|t| (t.id.as_str(), t.outcome, t.attempts_run()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "tests/test_api.py::test_passes_but_teardown_errors",
+                    Outcome::Failed,
+                    3
+                ),
+                (
+                    "tests/test_api.py::test_fails_and_teardown_errors",
+                    Outcome::Failed,
+                    1
+                ),
+                ("tests/test_api.py::test_skipped", Outcome::Skipped, 0),
+                ("tests/test_api.py::test_passes", Outcome::Passed, 1),
+                ("tests/test_api.py::test_rerun_then_pass", Outcome::Flaky, 2),
+            ]
+        );
+        let split = tests[1].first_failure().unwrap();
+        assert_eq!(split.message, "AssertionError: call failed");
+        assert!(
+            split.output.contains("teardown exploded"),
+            "{}",
+            split.output
+        );
     }
 }
