@@ -685,4 +685,28 @@ mod tests {
         let err = run(&format!("{SUITE_START}\n{{ \"type\": \"test\", \"na")).unwrap_err();
         assert!(err.to_string().contains("cut off"), "{err}");
     }
+
+    /// Real nextest 0.9.143 output (see tests/fixtures/projects/libtest).
+    #[test]
+    fn real_nextest_output_recovers_every_unescaped_line() {
+        let plain = include_str!("../../../tests/fixtures/reports/libtest/nextest-libtest-json.json");
+        let plus =
+            include_str!("../../../tests/fixtures/reports/libtest/nextest-libtest-json-plus.json");
+        for (input, guessed) in [(plain, true), (plus, false)] {
+            let (got, meta) = run(input).unwrap();
+            let quoted = &got["libtest-fixture::mimic mimic::flaky \"quoted\""];
+            assert_eq!(quoted.outcome, Outcome::Flaky);
+            let recovered = meta
+                .warnings
+                .iter()
+                .filter(|(_, w)| w.contains("unescaped"))
+                .count();
+            // Every line naming one of the two quoted tests is invalid JSON.
+            let broken = input.lines().filter(|l| l.contains("\"inside\" name") || l.contains("\"quoted\"")).count();
+            assert_eq!(recovered, broken, "{:?}", meta.warnings);
+            let flagged = meta.warnings.iter().any(|(_, w)| w.contains("libtest-json-plus"));
+            assert_eq!(flagged, guessed, "{:?}", meta.warnings);
+            assert!(meta.warnings.iter().any(|(_, w)| w.contains("only_ignored")));
+        }
+    }
 }
