@@ -81,6 +81,21 @@ pub fn detect(head: &[u8]) -> Option<Format> {
     if trimmed.starts_with('<') {
         return Some(Format::Junit);
     }
+    // Go before 1.24 writes a build failure as plain text (`FAIL\t<pkg> [build
+    // failed]` on stdout, `# <pkg>` and compiler errors on stderr) ahead of the
+    // JSON events; seen in real `go test -json ./...` output of Go 1.19.
+    if trimmed.starts_with("FAIL\t") || trimmed.starts_with("# ") {
+        let mut plain_build_failure = false;
+        for line in trimmed.lines() {
+            let line = line.trim_start();
+            if line.starts_with('{') {
+                return detect(line.as_bytes()).filter(|f| *f == Format::GoTest);
+            }
+            plain_build_failure |= line.starts_with("FAIL\t")
+                && (line.ends_with(" [build failed]") || line.ends_with(" [setup failed]"));
+        }
+        return plain_build_failure.then_some(Format::GoTest);
+    }
     if !trimmed.starts_with('{') && !trimmed.starts_with('[') {
         return None;
     }

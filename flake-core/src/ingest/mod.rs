@@ -12,6 +12,7 @@ pub mod go_test;
 pub mod jest;
 pub mod junit;
 pub mod libtest;
+mod lines;
 pub mod payload;
 pub mod pytest_json;
 mod read;

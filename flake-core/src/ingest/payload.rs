@@ -1,13 +1,562 @@
-//! Placeholder: this format's parser is being written.
+//! The structured CI payload hosted flaky-test services accept: one JSON
+//! document with run metadata and the tests of the run.
+//!
+//! There is no public standard for it; this is the shape cargo-flake reads.
+//! Field names are lenient (the aliases below), structure is strict (a wrong
+//! type, a test without a name or an unknown status is an error naming the
+//! line and column, and nothing of the report is kept):
+//!
+//! ```json
+//! {
+//!   "repository": "acme/shop",            // alias: repo
+//!   "branch": "main",                     // alias: ref
+//!   "commit_sha": "4f2a...",              // aliases: commit, sha
+//!   "workflow_run_id": "123456",          // alias: run_id; numbers are accepted
+//!   "workflow": "ci / test",              // aliases: job, workflow_name
+//!   "ci_provider": "github-actions",      // alias: provider
+//!   "started_at": "2024-05-01T12:00:00Z", // RFC 3339 or Unix milliseconds; also finished_at
+//!   "runner": {"os": "ubuntu-22.04", "name": "gh-runner-7", "cpu_count": 2, "memory_mb": 7000},
+//!   "environment": {"...": "..."},        // free-form; never read (it may hold secrets)
+//!   "test_results": {
+//!     "framework": "pytest", "framework_version": "8.2",   // aliases: tool, tool_version
+//!     "tests": [
+//!       {"id": "tests/test_api.py::test_login", "status": "flaky",
+//!        "attempts": [
+//!          {"status": "failed", "duration_ms": 120, "message": "Timeout", "output": "..."},
+//!          {"status": "passed", "duration_ms": 95}
+//!        ]},
+//!       {"classname": "api.LoginTest", "name": "test_ok", "outcome": "passed", "duration": 0.2},
+//!       {"name": "test_retry", "status": "failed", "retries": 2, "message": "boom"}
+//!     ]
+//!   }
+//! }
+//! ```
+//!
+//! A test element:
+//! - **id**: `id`, else `<classname|suite|file>::<name>`, else `name`.
+//! - **attempts**, when present, are the truth, each with a `status` (aliases
+//!   `outcome`, `result`) and optional `duration_ms` / `duration` (seconds),
+//!   `message`, `output` (aliases `stdout`, `log`); the test's own status is
+//!   then not needed.
+//! - Otherwise `status` (aliases `outcome`, `result`, `state`) with optional
+//!   `retries` (alias `retry_count`): `failed` with 2 retries is three failed
+//!   attempts; `passed` with retries, or `flaky`, is `max(retries, 1)` failed
+//!   attempts then a pass.
+//! - Statuses: `passed`/`pass`/`ok`/`success`, `failed`/`fail`/`failure`/
+//!   `error`, `skipped`/`skip`/`ignored`/`pending`/`disabled`, `flaky`,
+//!   `timeout`/`timed_out`, `crash`/`crashed`.
+//!
+//! The document is read with a streaming deserializer: `test_results.tests` is
+//! visited one element at a time and each test is handed to the sink at once,
+//! so memory is bounded by one test element, not the document. Metadata may
+//! come before or after the tests.
 
+use std::cell::RefCell;
+use std::fmt;
 use std::io::BufRead;
 
-use super::{ParseError, Position, ReportMeta, Sink};
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// Parses a report of this format, handing each test to `sink`.
-pub fn parse(_input: &mut dyn BufRead, _sink: &mut dyn Sink) -> Result<ReportMeta, ParseError> {
-    Err(ParseError::invalid(
-        Position::default(),
-        "this format is not supported yet",
-    ))
+use super::lines::seconds_to_ms;
+use super::{ParseError, Position, ReportMeta, Sink, SinkError};
+use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
+
+/// Parses a CI payload document, handing each test to `sink` as it is read.
+///
+/// ```
+/// use flake_core::ingest::payload;
+/// use flake_core::model::{Outcome, TestResult};
+///
+/// let doc = br#"{"commit_sha": "abc", "runner": {"os": "linux", "name": "r1"},
+///   "test_results": {"tests": [{"id": "t::a", "status": "flaky", "retries": 1}]}}"#;
+/// let mut tests = Vec::new();
+/// let mut sink = |r: TestResult| { tests.push(r); Ok(()) };
+/// let meta = payload::parse(&mut &doc[..], &mut sink).unwrap();
+/// assert_eq!(meta.commit.as_deref(), Some("abc"));
+/// assert_eq!(tests[0].outcome, Outcome::Flaky);
+/// ```
+pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta, ParseError> {
+    let state = State {
+        sink: RefCell::new(sink),
+        sink_error: RefCell::new(None),
+        meta: RefCell::new(ReportMeta::default()),
+    };
+    let mut de = serde_json::Deserializer::from_reader(input);
+    let result = Document(&state)
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    if let Some(e) = state.sink_error.borrow_mut().take() {
+        return Err(ParseError::Sink(e));
+    }
+    match result {
+        Ok(()) => Ok(state.meta.into_inner()),
+        Err(e) if e.is_io() => Err(ParseError::Io(e.into())),
+        Err(e) => Err(json_error(&e)),
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> ParseError {
+    // serde_json's message ends with " at line L column C"; the position is ours to print.
+    let text = e.to_string();
+    let message = match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    };
+    let message = if e.is_eof() {
+        format!("{message} (truncated file?)")
+    } else {
+        format!("not a CI payload: {message}")
+    };
+    let position = if e.line() == 0 {
+        Position::default()
+    } else {
+        Position {
+            line: Some(e.line() as u64),
+            column: Some(e.column() as u64),
+            byte: None,
+        }
+    };
+    ParseError::invalid(position, message)
+}
+
+struct State<'s> {
+    sink: RefCell<&'s mut dyn Sink>,
+    sink_error: RefCell<Option<SinkError>>,
+    meta: RefCell<ReportMeta>,
+}
+
+struct Document<'a, 's>(&'a State<'s>);
+
+impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a CI payload object with `test_results`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut saw_tests = false;
+        while let Some(key) = map.next_key::<String>()? {
+            let text = |map: &mut A| map.next_value::<Lenient>().map(|l| l.0);
+            match key.as_str() {
+                "repository" | "repo" => self.0.meta.borrow_mut().repository = text(&mut map)?,
+                "branch" | "ref" => self.0.meta.borrow_mut().branch = text(&mut map)?,
+                "commit_sha" | "commit" | "sha" => self.0.meta.borrow_mut().commit = text(&mut map)?,
+                "workflow_run_id" | "run_id" => self.0.meta.borrow_mut().run_id = text(&mut map)?,
+                "workflow" | "job" | "workflow_name" => {
+                    self.0.meta.borrow_mut().ci_job = text(&mut map)?
+                }
+                "ci_provider" | "provider" => self.0.meta.borrow_mut().ci_provider = text(&mut map)?,
+                "started_at" => self.0.meta.borrow_mut().started_at = map.next_value::<Time>()?.0,
+                "finished_at" => self.0.meta.borrow_mut().finished_at = map.next_value::<Time>()?.0,
+                "runner" => {
+                    let runner: Option<Runner> = map.next_value()?;
+                    if let Some(r) = runner {
+                        let mut meta = self.0.meta.borrow_mut();
+                        meta.os = r.os.0;
+                        meta.host = r.name.0;
+                    }
+                }
+                "test_results" => {
+                    map.next_value_seed(TestResults(self.0))?;
+                    saw_tests = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !saw_tests {
+            return Err(de::Error::custom("missing `test_results`"));
+        }
+        Ok(())
+    }
+}
+
+struct TestResults<'a, 's>(&'a State<'s>);
+
+impl<'de> DeserializeSeed<'de> for TestResults<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TestResults<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`test_results`: an object with a `tests` array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut saw_tests = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "tests" => {
+                    map.next_value_seed(Tests(self.0))?;
+                    saw_tests = true;
+                }
+                "framework" | "tool" => {
+                    self.0.meta.borrow_mut().runner = map.next_value::<Lenient>()?.0
+                }
+                "framework_version" | "tool_version" => {
+                    self.0.meta.borrow_mut().runner_version = map.next_value::<Lenient>()?.0
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !saw_tests {
+            return Err(de::Error::custom("missing `test_results.tests`"));
+        }
+        Ok(())
+    }
+
+    /// Lenient: `test_results` given directly as the array of tests.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Tests(self.0).visit_seq(seq)
+    }
+}
+
+struct Tests<'a, 's>(&'a State<'s>);
+
+impl<'de> DeserializeSeed<'de> for Tests<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Tests<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`tests`: an array of test objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(record) = seq.next_element::<TestRecord>()? {
+            let result = record.into_result().map_err(de::Error::custom)?;
+            if let Err(e) = self.0.sink.borrow_mut().test(result) {
+                *self.0.sink_error.borrow_mut() = Some(e);
+                return Err(de::Error::custom("the receiver of the tests failed"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string, or a number or boolean written where a string was expected
+/// (`"workflow_run_id": 123`), or null.
+struct Lenient(Option<String>);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v.to_owned())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v.to_string())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Default for Lenient {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+/// RFC 3339 text or Unix milliseconds.
+struct Time(Option<i64>);
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Time;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp or Unix milliseconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Time, E> {
+                v.parse::<jiff::Timestamp>()
+                    .map(|t| Time(Some(t.as_millisecond())))
+                    .map_err(|e| E::custom(format!("invalid timestamp `{v}`: {e}")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Time, E> {
+                i64::try_from(v)
+                    .map(|v| Time(Some(v)))
+                    .map_err(|_| E::custom("timestamp out of range"))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Time, E> {
+                Ok(Time(Some(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Time, E> {
+                Ok(Time(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct Runner {
+    #[serde(default)]
+    os: Lenient,
+    #[serde(default)]
+    name: Lenient,
+}
+
+#[derive(Deserialize)]
+struct TestRecord {
+    #[serde(default)]
+    id: Lenient,
+    #[serde(default)]
+    name: Lenient,
+    #[serde(default, alias = "class", alias = "class_name")]
+    classname: Lenient,
+    #[serde(default)]
+    suite: Lenient,
+    #[serde(default, alias = "path")]
+    file: Lenient,
+    #[serde(default, alias = "outcome", alias = "result", alias = "state")]
+    status: Option<String>,
+    #[serde(default)]
+    attempts: Option<Vec<AttemptRecord>>,
+    #[serde(default, alias = "retry_count")]
+    retries: Option<u32>,
+    #[serde(default)]
+    duration_ms: Option<f64>,
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default, alias = "failure_message")]
+    message: Option<String>,
+    #[serde(default, alias = "stdout", alias = "log")]
+    output: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AttemptRecord {
+    #[serde(alias = "outcome", alias = "result")]
+    status: String,
+    #[serde(default)]
+    duration_ms: Option<f64>,
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default, alias = "failure_message")]
+    message: Option<String>,
+    #[serde(default, alias = "stdout", alias = "log")]
+    output: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Attempt(AttemptStatus),
+    Flaky,
+}
+
+fn status(text: &str) -> Result<Status, String> {
+    Ok(match text.to_ascii_lowercase().as_str() {
+        "passed" | "pass" | "ok" | "success" | "succeeded" => Status::Attempt(AttemptStatus::Pass),
+        "failed" | "fail" | "failure" | "error" | "errored" => Status::Attempt(AttemptStatus::Fail),
+        "skipped" | "skip" | "ignored" | "pending" | "disabled" => {
+            Status::Attempt(AttemptStatus::Skip)
+        }
+        "timeout" | "timed_out" | "timedout" => Status::Attempt(AttemptStatus::Timeout),
+        "crash" | "crashed" => Status::Attempt(AttemptStatus::Crash),
+        "flaky" => Status::Flaky,
+        _ => {
+            return Err(format!(
+                "unknown test status `{text}`; expected passed, failed, skipped, flaky, timeout or crash"
+            ));
+        }
+    })
+}
+
+fn duration(ms: Option<f64>, seconds: Option<f64>) -> Option<u64> {
+    ms.map(|ms| ms / 1000.0).or(seconds).and_then(seconds_to_ms)
+}
+
+fn attempt(status: AttemptStatus, duration_ms: Option<u64>, message: Option<&str>, output: Option<&str>) -> Attempt {
+    if status.is_failure() {
+        let mut failure = Failure::from_output(message, output.unwrap_or(""));
+        if failure.message.is_empty() {
+            failure.message = format!("test {}", status.as_str());
+        }
+        Attempt::failed(status, duration_ms, failure)
+    } else if status == AttemptStatus::Skip {
+        Attempt::skip()
+    } else {
+        Attempt::pass(duration_ms)
+    }
+}
+
+impl TestRecord {
+    fn into_result(self) -> Result<TestResult, String> {
+        let id = match (self.id.0, self.name.0) {
+            (Some(id), _) if !id.is_empty() => id,
+            (_, Some(name)) if !name.is_empty() => {
+                match self.classname.0.or(self.suite.0).or(self.file.0) {
+                    Some(scope) if !scope.is_empty() => format!("{scope}::{name}"),
+                    _ => name,
+                }
+            }
+            _ => return Err("a test needs an `id` or a `name`".into()),
+        };
+        if let Some(records) = self.attempts.filter(|a| !a.is_empty()) {
+            let mut attempts = Vec::with_capacity(records.len());
+            for r in records {
+                let Status::Attempt(s) = status(&r.status).map_err(|e| format!("test `{id}`: {e}"))? else {
+                    return Err(format!("test `{id}`: an attempt cannot be `flaky`"));
+                };
+                attempts.push(attempt(
+                    s,
+                    duration(r.duration_ms, r.duration),
+                    r.message.as_deref(),
+                    r.output.as_deref(),
+                ));
+            }
+            return Ok(TestResult::new(id, attempts));
+        }
+        let Some(text) = self.status else {
+            return Err(format!("test `{id}` has neither a `status` nor `attempts`"));
+        };
+        let status = status(&text).map_err(|e| format!("test `{id}`: {e}"))?;
+        let retries = self.retries.unwrap_or(0) as usize;
+        let took = duration(self.duration_ms, self.duration);
+        let (message, output) = (self.message.as_deref(), self.output.as_deref());
+        let attempts = match status {
+            Status::Attempt(AttemptStatus::Skip) => vec![Attempt::skip()],
+            Status::Attempt(AttemptStatus::Pass) | Status::Flaky => {
+                let failures = if status == Status::Flaky { retries.max(1) } else { retries };
+                let mut v: Vec<_> = (0..failures)
+                    .map(|_| attempt(AttemptStatus::Fail, None, message, output))
+                    .collect();
+                v.push(Attempt::pass(took));
+                v
+            }
+            Status::Attempt(s) => {
+                let mut v: Vec<_> = (0..retries).map(|_| attempt(s, None, message, output)).collect();
+                v.push(attempt(s, took, message, output));
+                v
+            }
+        };
+        Ok(TestResult::new(id, attempts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Outcome;
+
+    fn run(doc: &str) -> Result<(Vec<TestResult>, ReportMeta), ParseError> {
+        let mut got = Vec::new();
+        let mut sink = |r: TestResult| {
+            got.push(r);
+            Ok(())
+        };
+        let meta = parse(&mut doc.as_bytes(), &mut sink)?;
+        Ok((got, meta))
+    }
+
+    #[test]
+    fn metadata_and_every_test_shape() {
+        let doc = r#"{
+  "test_results": {"framework": "pytest", "tests": [
+    {"id": "a", "status": "flaky", "attempts": [
+      {"status": "failed", "duration_ms": 120, "message": "Timeout waiting"},
+      {"status": "passed", "duration": 0.095}]},
+    {"classname": "api.Login", "name": "ok", "outcome": "PASSED", "duration": 0.2},
+    {"file": "spec/x_spec.rb", "name": "retried", "status": "failed", "retries": 2, "message": "boom"},
+    {"name": "skipped", "status": "pending"},
+    {"name": "recovered", "status": "passed", "retry_count": 1}
+  ]},
+  "repository": "acme/shop", "branch": "main", "commit_sha": "4f2a", "workflow_run_id": 123,
+  "started_at": "2024-05-01T12:00:00Z", "finished_at": 1714564800500,
+  "runner": {"os": "ubuntu-22.04", "name": "gh-7", "cpu_count": 2, "memory_mb": 7000},
+  "environment": {"TOKEN": "secret"}
+}"#;
+        let (tests, meta) = run(doc).unwrap();
+        let ids: Vec<_> = tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["a", "api.Login::ok", "spec/x_spec.rb::retried", "skipped", "recovered"]);
+        assert_eq!(tests[0].outcome, Outcome::Flaky);
+        assert_eq!(tests[0].attempts[1].duration_ms, Some(95));
+        assert_eq!(tests[0].first_failure().unwrap().message, "Timeout waiting");
+        assert_eq!(tests[1].outcome, Outcome::Passed);
+        assert_eq!(tests[2].outcome, Outcome::Failed);
+        assert_eq!(tests[2].attempts.len(), 3);
+        assert_eq!(tests[3].outcome, Outcome::Skipped);
+        assert_eq!(tests[4].outcome, Outcome::Flaky);
+        assert_eq!(meta.repository.as_deref(), Some("acme/shop"));
+        assert_eq!(meta.run_id.as_deref(), Some("123"));
+        assert_eq!(meta.host.as_deref(), Some("gh-7"));
+        assert_eq!(meta.os.as_deref(), Some("ubuntu-22.04"));
+        assert_eq!(meta.runner.as_deref(), Some("pytest"));
+        assert_eq!(meta.started_at, Some(1_714_564_800_000));
+        assert_eq!(meta.finished_at, Some(1_714_564_800_500));
+    }
+
+    #[test]
+    fn structural_errors_name_line_and_column() {
+        let bad_status = "{\"test_results\": {\"tests\": [\n{\"id\": \"a\", \"status\": \"weird\"}]}}";
+        let err = run(bad_status).unwrap_err().to_string();
+        assert!(err.contains("unknown test status `weird`") && err.contains("line 2"), "{err}");
+
+        let err = run(r#"{"test_results": {"tests": [{"status": "passed"}]}}"#).unwrap_err();
+        assert!(err.to_string().contains("`id` or a `name`"), "{err}");
+
+        let err = run(r#"{"branch": "main"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing `test_results`"), "{err}");
+
+        let err = run(r#"{"test_results": {"tests": [{"id": "a", "status": "passed"}"#).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+
+        let err = run(r#"{"test_results": {"tests": {"id": "a"}}}"#).unwrap_err();
+        assert!(err.to_string().contains("line 1, column"), "{err}");
+
+        let err = run(r#"{"test_results": []} trailing"#).unwrap_err();
+        assert!(err.to_string().contains("trailing"), "{err}");
+    }
+
+    #[test]
+    fn sink_errors_stop_the_parse_and_come_back_as_sink_errors() {
+        let mut sink = |_: TestResult| -> Result<(), SinkError> { Err(SinkError("db is gone".into())) };
+        let doc = br#"{"test_results": {"tests": [{"id": "a", "status": "passed"}]}}"#;
+        let err = parse(&mut &doc[..], &mut sink).unwrap_err();
+        assert!(matches!(err, ParseError::Sink(_)), "{err:?}");
+    }
 }
