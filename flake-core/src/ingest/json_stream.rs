@@ -153,6 +153,93 @@ where
     }
 }
 
+/// Deserialises an array of objects, each through a fresh [`ObjectVisitor`]
+/// made by `new`; `f` receives each visitor once its object is complete.
+/// `null` counts as an empty array.
+pub(crate) struct EachObject<'s, V, N, F> {
+    stash: &'s mut Stash,
+    new: N,
+    f: F,
+    expected: &'static str,
+    _visitor: PhantomData<fn() -> V>,
+}
+
+impl<'s, V, N, F> EachObject<'s, V, N, F>
+where
+    V: ObjectVisitor,
+    N: FnMut() -> V,
+    F: FnMut(V) -> Result<(), ParseError>,
+{
+    /// `expected` describes one element for serde's "invalid type" messages.
+    pub(crate) fn new(stash: &'s mut Stash, expected: &'static str, new: N, f: F) -> Self {
+        EachObject {
+            stash,
+            new,
+            f,
+            expected,
+            _visitor: PhantomData,
+        }
+    }
+}
+
+impl<'de, V, N, F> DeserializeSeed<'de> for EachObject<'_, V, N, F>
+where
+    V: ObjectVisitor,
+    N: FnMut() -> V,
+    F: FnMut(V) -> Result<(), ParseError>,
+{
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, V, N, F> Visitor<'de> for EachObject<'_, V, N, F>
+where
+    V: ObjectVisitor,
+    N: FnMut() -> V,
+    F: FnMut(V) -> Result<(), ParseError>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an array of {}", self.expected)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            let mut visitor = (self.new)();
+            match seq.next_element_seed(Object::new(&mut visitor, self.expected)) {
+                Ok(Some(())) => {}
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    // An error stashed by a nested visitor wins over serde's marker.
+                    if let Some(inner) = visitor.stash().0.take() {
+                        return Err(self.stash.abort(inner));
+                    }
+                    return Err(e);
+                }
+            }
+            if let Err(e) = (self.f)(visitor) {
+                return Err(self.stash.abort(e));
+            }
+        }
+    }
+}
+
 /// Skips the value of the current key.
 pub(crate) fn skip_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
     map.next_value::<IgnoredAny>().map(|_| ())
