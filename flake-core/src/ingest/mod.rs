@@ -10,6 +10,7 @@ mod detect;
 mod error;
 pub mod go_test;
 pub mod jest;
+mod json_stream;
 pub mod junit;
 pub mod libtest;
 mod lines;
