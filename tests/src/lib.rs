@@ -37,9 +37,16 @@ const SCRUBBED: &[&str] = &[
 /// from the running test executable (`target/<profile>/deps/<test>`).
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
     let bin = profile_dir.join(format!("cargo-flake-dup{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run the tests through cargo", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests through cargo",
+        bin.display()
+    );
     bin
 }
 

@@ -161,4 +161,14 @@ mod tests {
         }
         assert_eq!(detect(head.as_bytes()), Some(Format::PytestJson));
     }
+
+    /// Real `go test -json ./...` of Go 1.19 with a package that fails to build.
+    #[test]
+    fn go_stream_starting_with_a_plain_build_failure() {
+        let head = "FAIL\texample.com/m/broken [build failed]\n{\"Time\":\"2026-11-21T23:36:17Z\",\"Action\":\"run\",\"Package\":\"example.com/m/p\",\"Test\":\"TestA\"}\n";
+        assert_eq!(detect(head.as_bytes()), Some(Format::GoTest));
+        let merged = "# example.com/m/broken [example.com/m/broken.test]\nbroken/b_test.go:6:17: cannot use x\nFAIL\texample.com/m/broken [build failed]\n";
+        assert_eq!(detect(merged.as_bytes()), Some(Format::GoTest));
+        assert_eq!(detect(b"# A markdown title\n\nSome text\n"), None);
+    }
 }
