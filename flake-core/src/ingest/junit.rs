@@ -963,15 +963,18 @@ fn compose<const N: usize>(out: &mut String, sections: [&Capped; N]) {
     }
 }
 
-/// The one-line summary of a failure: the `message` attribute, unless it is
-/// only a Rust panic location (nextest), then the first meaningful line of the
-/// output, then the `type`.
+/// The one-line summary of a failure: the `message` attribute, unless it
+/// says nothing (a Rust panic location from nextest, gotestsum's constant
+/// `Failed`), then the first meaningful line of the output, then the `type`.
 fn failure_message(o: &OutcomeElem, body: &str) -> String {
     if let Some(m) = o.message.as_deref() {
         let m = m.trim();
-        if !m.is_empty() && !m.contains("panicked at ") {
+        if !m.is_empty() && !m.contains("panicked at ") && m != "Failed" {
             return m.lines().next().unwrap_or(m).trim().to_owned();
         }
+    }
+    if let Some(line) = go_failure_line(body) {
+        return line.to_owned();
     }
     let line = first_failure_line(body);
     if !line.is_empty() {
@@ -986,6 +989,20 @@ fn failure_message(o: &OutcomeElem, body: &str) -> String {
         _ => "failed",
     }
     .to_owned()
+}
+
+/// The first line a Go test logged (`    file_test.go:12: message`), skipping
+/// the `=== RUN` / `--- FAIL` framing `go test -v` output has.
+fn go_failure_line(body: &str) -> Option<&str> {
+    if !body.starts_with("=== RUN") {
+        return None;
+    }
+    body.lines().map(str::trim).find(|l| {
+        !l.is_empty()
+            && !l.starts_with("=== ")
+            && !l.starts_with("--- FAIL")
+            && !l.starts_with("--- PASS")
+    })
 }
 
 /// Maps a failure's `type` and `message` to how the attempt ended.
@@ -1495,5 +1512,41 @@ running 1 test
             "{}",
             split.output
         );
+    }
+
+    #[test]
+    fn gotestsum_ids_and_messages() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="3" failures="1" errors="0" time="8.176564">
+	<testsuite tests="3" failures="1" time="0.007000" name="example.com/m/flaky" timestamp="2026-11-21T23:40:21Z">
+		<properties>
+			<property name="go.version" value="go1.19.8 linux/amd64"></property>
+		</properties>
+		<testcase classname="example.com/m/flaky" name="TestFlakyOnce" time="0.000000">
+			<failure message="Failed" type="">=== RUN   TestFlakyOnce&#xA;    flaky_test.go:7: attempt 1 failed on purpose&#xA;--- FAIL: TestFlakyOnce (0.00s)&#xA;</failure>
+		</testcase>
+		<testcase classname="example.com/m/flaky" name="TestSubtests/&lt;&amp;&gt;" time="0.000000"></testcase>
+		<testcase classname="example.com/m/flaky" name="TestFlakyOnce" time="0.001000"></testcase>
+	</testsuite>
+</testsuites>"#;
+        let (meta, tests) = ok(xml);
+        assert_eq!(meta.runner.as_deref(), Some("gotestsum"));
+        assert_eq!(meta.started_at, Some(1_795_304_421_000));
+        assert_eq!(meta.finished_at, Some(1_795_304_421_007));
+        let ids: Vec<_> = tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "example.com/m/flaky::TestFlakyOnce",
+                "example.com/m/flaky::TestSubtests/<&>",
+                "example.com/m/flaky::TestFlakyOnce",
+            ]
+        );
+        let f = tests[0].first_failure().unwrap();
+        assert_eq!(f.message, "flaky_test.go:7: attempt 1 failed on purpose");
+        // Reruns are separate records; the sink merges them.
+        let mut merged = tests[0].clone();
+        merged.absorb(tests[2].clone());
+        assert_eq!(merged.outcome, Outcome::Flaky);
     }
 }
