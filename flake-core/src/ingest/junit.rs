@@ -218,7 +218,8 @@ enum Elem {
     Output(bool),
     /// Surefire's `<stackTrace>` inside a flaky or rerun element.
     StackTrace,
-    Property,
+    /// `<properties>` of a suite.
+    Properties,
     /// Anything else: its content is skipped.
     Other,
 }
@@ -492,11 +493,15 @@ impl<'s> Parser<'s> {
                     self.open_case(e, pos)?;
                     Elem::Case
                 }
+                "properties" => Elem::Properties,
+                // Suite-level output and anything else is not about one test.
+                _ => Elem::Other,
+            },
+            Some(Elem::Properties) => match name {
                 "property" => {
                     self.property(e, pos)?;
-                    Elem::Property
+                    Elem::Other
                 }
-                // Suite-level output and anything else is not about one test.
                 _ => Elem::Other,
             },
             Some(Elem::Case) => match name {
@@ -520,7 +525,9 @@ impl<'s> Parser<'s> {
                 "system-err" => Elem::Output(true),
                 _ => Elem::Other,
             },
-            Some(Elem::Output(_) | Elem::StackTrace | Elem::Property | Elem::Other) => Elem::Other,
+            Some(Elem::Output(_) | Elem::StackTrace | Elem::Properties | Elem::Other) => {
+                Elem::Other
+            }
         };
         if empty {
             self.end_elem(elem)
@@ -559,7 +566,7 @@ impl<'s> Parser<'s> {
             }
             Elem::Case => self.close_case()?,
             Elem::Outcome => self.close_outcome(),
-            Elem::Output(_) | Elem::StackTrace | Elem::Property | Elem::Other => {}
+            Elem::Output(_) | Elem::StackTrace | Elem::Properties | Elem::Other => {}
         }
         Ok(())
     }
@@ -1118,7 +1125,7 @@ fn elem_name(elem: Elem) -> &'static str {
         Elem::Output(false) => "system-out",
         Elem::Output(true) => "system-err",
         Elem::StackTrace => "stackTrace",
-        Elem::Property => "property",
+        Elem::Properties => "property",
         Elem::Other => "element",
     }
 }
