@@ -525,9 +525,7 @@ impl<'s> Parser<'s> {
                 "system-err" => Elem::Output(true),
                 _ => Elem::Other,
             },
-            Some(Elem::Output(_) | Elem::StackTrace | Elem::Properties | Elem::Other) => {
-                Elem::Other
-            }
+            Some(Elem::Output(_) | Elem::StackTrace | Elem::Other) => Elem::Other,
         };
         if empty {
             self.end_elem(elem)
@@ -1125,7 +1123,7 @@ fn elem_name(elem: Elem) -> &'static str {
         Elem::Output(false) => "system-out",
         Elem::Output(true) => "system-err",
         Elem::StackTrace => "stackTrace",
-        Elem::Properties => "property",
+        Elem::Properties => "properties",
         Elem::Other => "element",
     }
 }
