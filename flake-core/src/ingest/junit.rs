@@ -16,7 +16,7 @@
 //! | nextest (root `<testsuites name="nextest-run">`) | `<binary-id> <test-name>`: the `<testsuite name>` (the binary id), a space, the `<testcase name>`, exactly as nextest prints it | `my-crate::it tests::parse` |
 //! | pytest (`<testsuite name="pytest">`) | the pytest node id, rebuilt from `file` (xunit1) or from the dotted `classname` (xunit2): dotted module path to `path/to/module.py`, trailing CamelCase components are classes | `tests/test_api.py::TestLogin::test_ok[param]` |
 //! | gotestsum (`go.version` property) | `<import/path>::<TestName/sub>` (the generic rule: classname is the package) | `example.com/m/pkg::TestX/sub` |
-//! | jest-junit (root `<testsuites name="jest tests">`) | the generic rule over what jest-junit writes; with its default templates `classname` and `name` are both `"{describe blocks} {title}"`, so the id is `<suite name>::<name>` when they are equal | `math::math adds` |
+//! | jest-junit (root `<testsuites name="jest tests">`) | with jest-junit's default templates `classname` and `name` are both `"{describe blocks} {title}"`, jest's full test name (what `jest -t` matches): the id is that name, prefixed with `<file>::` when jest-junit writes `file` (`addFileAttribute`, recommended: without it two files can share a name); other templates get the generic rule | `__tests__/math.test.js::math adds` |
 //! | Surefire, Gradle, generic | `<classname>::<name>`, or just `<name>` when `classname` is empty or missing | `com.example.FooTest::testBar` |
 //!
 //! Reconstructing a pytest node id from a dotted classname is ambiguous
@@ -771,10 +771,15 @@ impl<'s> Parser<'s> {
             Dialect::Pytest => {
                 pytest_node_id(classname, name, self.has_file.then_some(&*self.file))
             }
-            Dialect::Jest if classname == name => {
-                match self.suites.last().map(|s| s.name.as_str()) {
-                    Some(suite) if !suite.is_empty() => format!("{suite}::{name}"),
-                    _ => name.to_owned(),
+            // jest-junit's default templates make classname and name both
+            // "{describe blocks} {title}", which is jest's full test name (what
+            // `jest -t` matches); `file` is there with `addFileAttribute`.
+            Dialect::Jest if classname == name || classname.is_empty() => {
+                let name = name.trim();
+                if self.has_file {
+                    format!("{}::{name}", self.file)
+                } else {
+                    name.to_owned()
                 }
             }
             Dialect::Generic | Dialect::Jest => {
