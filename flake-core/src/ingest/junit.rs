@@ -1559,4 +1559,140 @@ running 1 test
         merged.absorb(tests[2].clone());
         assert_eq!(merged.outcome, Outcome::Flaky);
     }
+
+    #[test]
+    fn surefire_reruns_and_generic_nesting() {
+        let xml = r#"<testsuites><testsuite name="outer"><testsuite xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="https://maven.apache.org/surefire/maven-surefire-plugin/xsd/surefire-test-report-3.0.xsd" name="com.example.T" tests="9" timestamp="2024-01-02T03:04:05">
+  <testcase name="flaky" classname="com.example.T" time="1,234.5">
+    <flakyError message="Connection refused" type="java.net.ConnectException"><stackTrace>java.net.ConnectException: Connection refused</stackTrace><system-out>out 1</system-out></flakyError>
+  </testcase>
+  <testcase name="slow" classname="com.example.T"><error type="org.junit.runners.model.TestTimedOutException">timed out</error><rerunError type="org.junit.runners.model.TestTimedOutException"/></testcase>
+  <testcase name="bare" classname=""><skipped/></testcase>
+</testsuite></testsuite></testsuites>"#;
+        let (meta, tests) = ok(xml);
+        assert_eq!(meta.runner.as_deref(), Some("surefire"));
+        assert_eq!(meta.started_at, Some(1_704_164_645_000));
+        assert_eq!(tests[0].id, "com.example.T::flaky");
+        assert_eq!(
+            statuses(&tests[0]),
+            [AttemptStatus::Fail, AttemptStatus::Pass]
+        );
+        assert_eq!(tests[0].attempts[1].duration_ms, Some(1_234_500));
+        let f = tests[0].first_failure().unwrap();
+        assert_eq!(f.message, "Connection refused");
+        assert!(f.output.contains("out 1"));
+        assert_eq!(
+            statuses(&tests[1]),
+            [AttemptStatus::Timeout, AttemptStatus::Timeout]
+        );
+        assert_eq!(tests[2].id, "bare");
+        assert_eq!(tests[2].outcome, Outcome::Skipped);
+    }
+
+    #[test]
+    fn huge_output_is_capped_while_reading() {
+        let big = "x".repeat(10 * MAX_OUTPUT_BYTES);
+        let xml = format!(
+            "<testsuite><testcase name=\"a\"><failure message=\"m\">HEAD{big}TAIL</failure><system-out>{big}</system-out></testcase></testsuite>"
+        );
+        let (_, tests) = ok(&xml);
+        let f = tests[0].first_failure().unwrap();
+        assert!(
+            f.output.len() <= MAX_OUTPUT_BYTES + 128,
+            "{}",
+            f.output.len()
+        );
+        assert!(f.output.starts_with("HEAD"));
+        assert!(f.output.contains("bytes cut by cargo-flake"));
+    }
+
+    #[test]
+    fn utf16_with_bom_is_decoded() {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<testsuite name=\"s\"><testcase classname=\"c\" name=\"ünï &amp; 😀\"/></testsuite>";
+        for le in [true, false] {
+            let mut bytes = if le {
+                vec![0xFF, 0xFE]
+            } else {
+                vec![0xFE, 0xFF]
+            };
+            for unit in xml.encode_utf16() {
+                bytes.extend(if le {
+                    unit.to_le_bytes()
+                } else {
+                    unit.to_be_bytes()
+                });
+            }
+            let (_, tests) = parse_bytes(&bytes).unwrap();
+            assert_eq!(tests[0].id, "c::ünï & 😀");
+        }
+        let mut bom8 = vec![0xEF, 0xBB, 0xBF];
+        bom8.extend_from_slice(b"<testsuite><testcase name=\"a\"/></testsuite>");
+        assert_eq!(parse_bytes(&bom8).unwrap().1.len(), 1);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn check(bytes: &[u8]) {
+            match parse_bytes(bytes) {
+                Ok(_) => {}
+                Err(ParseError::Invalid { position, .. }) => {
+                    assert!(
+                        position.line.is_some() || position.byte.is_some(),
+                        "error without a position"
+                    );
+                }
+                Err(ParseError::Io(_)) => {}
+                Err(ParseError::Sink(e)) => panic!("sink error from nowhere: {e}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                check(&bytes);
+            }
+
+            #[test]
+            fn mutated_reports_never_panic(
+                edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+                cut in any::<proptest::sample::Index>(),
+            ) {
+                let mut bytes = NEXTEST.as_bytes().to_vec();
+                for (at, byte, op) in edits {
+                    let i = at.index(bytes.len());
+                    match op {
+                        0 => bytes[i] = byte,
+                        1 => bytes.insert(i, byte),
+                        _ => { bytes.remove(i); }
+                    }
+                }
+                check(&bytes);
+                // Truncations of a valid report must all be errors.
+                let end = cut.index(NEXTEST.len());
+                let truncated = NEXTEST.as_bytes()[..end].to_vec();
+                if !NEXTEST[..end].contains("</testsuites>") {
+                    prop_assert!(parse_bytes(&truncated).is_err());
+                }
+            }
+
+            #[test]
+            fn mutated_utf16_never_panics(
+                edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..8),
+            ) {
+                let mut bytes = vec![0xFF, 0xFE];
+                for unit in NEXTEST.encode_utf16() {
+                    bytes.extend(unit.to_le_bytes());
+                }
+                for (at, byte) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                check(&bytes);
+            }
+        }
+    }
 }
