@@ -66,7 +66,10 @@ fn expected(hard_fail: bool, quarantined_hard: bool) -> BTreeMap<String, (String
     .collect()
 }
 
-fn db_runs(db: &Path) -> Vec<(String, Option<String>, Option<String>, String, i64)> {
+/// run id, commit, branch, runner, test count.
+type RunRow = (String, Option<String>, Option<String>, String, i64);
+
+fn db_runs(db: &Path) -> Vec<RunRow> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare("SELECT run_key, commit_sha, branch, runner, total FROM runs ORDER BY id")
