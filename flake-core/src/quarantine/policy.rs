@@ -27,7 +27,10 @@
 //!   only a human (or their expiry date) removes them.
 //! - **Recovered**: the most recent runs since the entry's `added` date are
 //!   `release-clean-runs` or more consecutive clean passes (no retry, no
-//!   flip, no hard failure). Optionally (`release-after-days`), also when the
+//!   flip, no hard failure). `added` is a date, so clean runs earlier on the
+//!   day of adding count too; for automatic entries this changes nothing
+//!   much, as the entry rule saw a flake among the last `release-clean-runs`
+//!   runs, and the streak starts after it. Optionally (`release-after-days`), also when the
 //!   entry is at least that many days old and every run of the test in those
 //!   days was a clean pass (at least one run).
 //! - Otherwise **kept**, with how far it is from recovery.
