@@ -158,13 +158,12 @@ impl Config {
         let from_manifest = match read_optional(&manifest)? {
             Some(text) => {
                 let doc = parse_toml(&manifest, &text)?;
-                let table = ["workspace", "package"].iter().find_map(|section| {
+                ["workspace", "package"].iter().find_map(|section| {
                     doc.get(*section)?
                         .get("metadata")?
                         .get("flake")
                         .map(|t| (format!("{section}.metadata.flake"), t.clone()))
-                });
-                table
+                })
             }
             None => None,
         };

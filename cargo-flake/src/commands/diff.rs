@@ -103,7 +103,7 @@ mod tests {
         let far = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n";
         let far_new = "x\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\ny\n";
         assert_eq!(
-            unified(far, &far_new, "a", "b"),
+            unified(far, far_new, "a", "b"),
             "--- a\n+++ b\n@@ -1,4 +1,4 @@\n-1\n+x\n 2\n 3\n 4\n@@ -9,4 +9,4 @@\n 9\n 10\n 11\n-12\n+y\n"
         );
         assert_eq!(

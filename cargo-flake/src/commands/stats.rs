@@ -83,7 +83,7 @@ fn parse_since(s: &str) -> Result<i64, Error> {
 }
 
 /// Tests worth a line: flaky or failing runs, or quarantined (unless `all`).
-fn shown<'a>(stats: &'a Stats, all: bool) -> impl Iterator<Item = &'a TestStats> {
+fn shown(stats: &Stats, all: bool) -> impl Iterator<Item = &TestStats> {
     stats
         .tests
         .iter()
@@ -109,7 +109,7 @@ fn last_flaky(t: &TestStats) -> String {
     t.last_flaky.as_ref().map_or_else(String::new, |r| {
         let mut s = date_of(r.started_at).to_string();
         if let Some(c) = &r.commit {
-            let _ = write!(s, " {}", &c[..c.len().min(8)]);
+            let _ = write!(s, " {}", &c[..c.len().min(7)]);
         }
         if let Some(b) = &r.branch {
             let _ = write!(s, " {b}");
@@ -155,7 +155,7 @@ fn human(stats: &Stats, opts: &StatsOptions, config: &Config, all: bool, s: &Sty
     if !rows.is_empty() {
         let _ = writeln!(
             out,
-            "\n{:>7}  {:<12} {:>5} {:>6} {:>5}  {:<24} TEST",
+            "\n{:>7}  {:<12} {:>5} {:>6} {:>5}  {:<26} TEST",
             "RATE", "95% CI", "FLAKY", "FAILED", "RUNS", "LAST FLAKY"
         );
     }
@@ -180,13 +180,13 @@ fn human(stats: &Stats, opts: &StatsOptions, config: &Config, all: bool, s: &Sty
         };
         let _ = writeln!(
             out,
-            "{:>7}  {:<12} {:>5} {:>6} {:>5}  {:<24} {}{mark}",
+            "{:>7}  {:<12} {:>5} {:>6} {:>5}  {:<26} {}{mark}",
             paint(style, format!("{rate:>7}")),
             ci,
             t.flaky,
             t.failed,
             t.runs,
-            clip(&last_flaky(t), 24),
+            clip(&last_flaky(t), 26),
             paint(s.id, &t.id)
         );
     }

@@ -205,10 +205,10 @@ pub fn last_seen(
     for id in ids {
         let id = id.as_ref();
         let mut rows = stmt.query([id]).map_err(&sql)?;
-        if let Some(row) = rows.next().map_err(&sql)? {
-            if let Some(seq) = row.get::<_, Option<i64>>(0).map_err(&sql)? {
-                out.insert(id.to_owned(), seq);
-            }
+        if let Some(row) = rows.next().map_err(&sql)?
+            && let Some(seq) = row.get::<_, Option<i64>>(0).map_err(&sql)?
+        {
+            out.insert(id.to_owned(), seq);
         }
     }
     Ok(out)

@@ -96,11 +96,11 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
                 continue;
             }
             // A failure is flaky evidence when the same code passed elsewhere.
-            for i in 0..samples.len() {
-                if samples[i].class != Class::HardFail {
+            for sample in samples.iter_mut() {
+                if sample.class != Class::HardFail {
                     continue;
                 }
-                let run = samples[i].run;
+                let run = sample.run;
                 let Some(group) = table.runs[run as usize].group else {
                     continue;
                 };
@@ -133,7 +133,7 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
                     }
                 };
                 if passed {
-                    samples[i].class = Class::Flip;
+                    sample.class = Class::Flip;
                     flip_runs[run as usize] = true;
                 }
             }
