@@ -141,6 +141,34 @@ fn sync_adds_the_flaky_test_then_releases_it_after_clean_runs() {
     assert_eq!(v[1]["id"], "app db::pool");
     assert_eq!(v[1]["flaky"], 0);
 
+    let human = flake(root, &["stats"]);
+    assert_eq!(human.code, 0);
+    assert!(
+        human
+            .stdout
+            .contains("20.0%  9.5–37.3%        6      0    30")
+            && human.stdout.contains("app api::login  [quarantined]"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("1 test(s) with only clean passes not shown")
+    );
+    let md = flake(root, &["stats", "--format", "markdown", "--branch", "main"]);
+    assert!(
+        md.stdout
+            .contains("| `app api::login` | 20.0% | 9.5–37.3% | 6 | 0 | 30 |"),
+        "{}",
+        md.stdout
+    );
+    let other = flake(root, &["stats", "--branch", "release", "--format", "json"]);
+    assert_eq!(other.stdout.trim(), "[]");
+    let bad = flake(root, &["stats", "--since", "last tuesday"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("not a date"), "{}", bad.stderr);
+
     // 19 clean runs: still quarantined.
     for run in 30..49 {
         ingest(root, run, false);

@@ -206,3 +206,87 @@ impl Class {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::RunMeta;
+    use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
+    use crate::stats::SortKey;
+
+    fn record(store: &mut Store, n: i64, os: &str, tests: &[(&str, bool, bool)]) {
+        let meta = RunMeta {
+            run_id: format!("r{n}"),
+            commit: Some(format!("c{n}")),
+            branch: Some("main".into()),
+            os: Some(os.into()),
+            started_at: n * 86_400_000,
+            source_format: "test".into(),
+            ..RunMeta::default()
+        };
+        let fail = || Attempt::failed(AttemptStatus::Fail, None, Failure::from_output(None, "x"));
+        let results: Vec<_> = tests
+            .iter()
+            .map(|&(id, flaky, skipped)| match (flaky, skipped) {
+                (_, true) => TestResult::skipped(id),
+                (true, _) => TestResult::new(id, vec![fail(), Attempt::pass(None)]),
+                _ => TestResult::new(id, vec![Attempt::pass(None)]),
+            })
+            .collect();
+        store.record_run(&meta, &results, None).unwrap();
+    }
+
+    #[test]
+    fn window_skips_skipped_results_and_filters_apply() {
+        let mut store = Store::open_in_memory().unwrap();
+        for n in 1..=12 {
+            let os = if n % 2 == 0 { "linux" } else { "windows" };
+            record(
+                &mut store,
+                n,
+                os,
+                &[
+                    ("a", n % 4 == 0, false),
+                    ("b", false, n > 6),
+                    ("c", n == 3, false),
+                ],
+            );
+        }
+        let opts = StatsOptions {
+            window: 5,
+            ..StatsOptions::default()
+        };
+        let mut s = compute(&store, &opts).unwrap();
+        let a = s.get("a").unwrap();
+        // Newest 5 runs: 12..8, flaky at 12 and 8.
+        assert_eq!((a.runs, a.flaky, a.passed), (5, 2, 3));
+        assert_eq!(a.last_flaky.as_ref().unwrap().run_id, "r12");
+        // b was skipped in runs 7..12: its window reaches back to runs 2..6.
+        let b = s.get("b").unwrap();
+        assert_eq!(b.runs, 5);
+        assert_eq!(s.runs[b.samples[0].run as usize].run_id, "r6");
+        // Suite: of the newest 5 runs, 12 and 8 had a flaky test.
+        assert_eq!((s.suite.runs, s.suite.runs_with_flaky), (5, 2));
+        s.sort(SortKey::Rate, 1);
+        let order: Vec<_> = s.tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(order, vec!["a", "b", "c"]);
+
+        // Variant and since filters.
+        let linux = StatsOptions {
+            window: 50,
+            variant: Some("linux".into()),
+            ..StatsOptions::default()
+        };
+        let s = compute(&store, &linux).unwrap();
+        assert_eq!(s.get("a").unwrap().runs, 6);
+        assert!(s.get("c").unwrap().flaky == 0, "c flaked on windows only");
+        let since = StatsOptions {
+            window: 50,
+            since_ms: Some(10 * 86_400_000),
+            ..StatsOptions::default()
+        };
+        let s = compute(&store, &since).unwrap();
+        assert_eq!(s.get("a").unwrap().runs, 3);
+        assert!(s.get("b").is_none(), "b has no eligible run since day 10");
+    }
+}
