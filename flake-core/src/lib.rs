@@ -5,6 +5,7 @@
 //! data, so the CLI, a server or another front end can share it.
 
 pub mod ci;
+pub mod config;
 pub mod env_vars;
 pub mod gate;
 pub mod git;
@@ -15,5 +16,6 @@ pub mod output;
 pub mod quarantine;
 pub mod run;
 pub mod runner;
+pub mod stats;
 pub mod store;
 pub mod workspace;
