@@ -50,7 +50,11 @@ fn expected_path(report: &Path) -> PathBuf {
 fn every_fixture_matches_its_known_truth() {
     let mut failures = Vec::new();
     let all = reports();
-    assert!(all.len() >= 40, "expected the committed report fixtures, found {}", all.len());
+    assert!(
+        all.len() >= 40,
+        "expected the committed report fixtures, found {}",
+        all.len()
+    );
     for report in &all {
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(expected_path(report)).unwrap())

@@ -509,3 +509,40 @@ fn without_nextest_cargo_test_is_chosen_and_forcing_nextest_is_a_clear_error() {
         forced.stderr
     );
 }
+
+#[test]
+fn a_users_nextest_profile_retries_and_junit_path_are_respected() {
+    let p = Project::new("rust-e2e");
+    std::fs::create_dir_all(p.path().join(".config")).unwrap();
+    std::fs::write(
+        p.path().join(".config/nextest.toml"),
+        "[profile.ci]\nretries = 0\n\n[profile.ci.junit]\npath = \"mine.xml\"\n\n\
+         [[profile.default.overrides]]\nfilter = 'test(=flaky_twice)'\nretries = 5\n",
+    )
+    .unwrap();
+    p.commit("nextest config");
+    // The profile's own retries (0) win over cargo-flake's default of 2, and
+    // its JUnit path wins over ours: the results are read from there.
+    let ci = flake_test(
+        &p,
+        &["--message-format", "json", "--", "--profile", "ci"],
+        false,
+    );
+    assert_eq!(ci.code, 1, "{}", ci.stderr);
+    let c = classification(&ci);
+    assert_eq!(c[FLAKY_ONCE], ("failed".to_owned(), 1, false));
+    assert_eq!(c.len(), 6, "{c:?}");
+    assert!(p.path().join("target/nextest/ci/mine.xml").exists());
+    // A per-test override in the default profile applies (flaky_twice may use
+    // 5 retries, it needs 2); others get cargo-flake's default of 2.
+    let default = flake_test(&p, &["--message-format", "json"], false);
+    assert_eq!(default.code, 0, "{}", default.stderr);
+    assert_eq!(classification(&default), expected(false, false));
+    // `--retries` overrides every configured value.
+    let forced = flake_test(&p, &["--retries", "1", "--message-format", "json"], false);
+    assert_eq!(forced.code, 1, "{}", forced.stderr);
+    assert_eq!(
+        classification(&forced)[FLAKY_TWICE],
+        ("failed".to_owned(), 2, false)
+    );
+}
