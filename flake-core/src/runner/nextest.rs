@@ -263,13 +263,24 @@ fn locate_junit(ours: &Path, cwd: &Path, profile: &str, started: SystemTime) -> 
             .map(str::to_owned)
     };
     let rel = junit_path(profile).or_else(|| junit_path("default"))?;
-    let path = meta
-        .target_directory
-        .as_std_path()
-        .join("nextest")
-        .join(profile)
-        .join(rel);
-    fresh(&path).then_some(path)
+    // nextest stores reports under `[store] dir` (relative to the workspace
+    // root), by default `target/nextest`; with CARGO_TARGET_DIR set, look
+    // there too.
+    let store_dir = config
+        .get("store")
+        .and_then(|s| s.get("dir"))
+        .and_then(|d| d.as_str())
+        .map(|d| root.join(d));
+    let candidates = [
+        store_dir,
+        Some(root.join("target/nextest")),
+        Some(meta.target_directory.as_std_path().join("nextest")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(profile).join(&rel))
+        .find(|p| fresh(p))
 }
 
 /// Reads nextest's libtest-json-plus stream for ignored tests (the JUnit
