@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use flake_core::config::Config;
+use flake_core::config::suggest;
 use flake_core::output::QuarantineEntryJson;
 use flake_core::quarantine::policy::{interval, percent};
 use flake_core::quarantine::{
@@ -102,7 +103,7 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
             let path = ws.quarantine_path(quarantine.path.as_deref());
             let mut file = QuarantineFile::load(&path)?;
             if file.remove(&id).is_none() {
-                let hint = closest(&id, file.entries().iter().map(|e| e.id.as_str()))
+                let hint = suggest(&id, file.entries().iter().map(|e| e.id.as_str()))
                     .map(|c| format!("; did you mean `{c}`?"))
                     .unwrap_or_default();
                 return Err(Usage(format!(
@@ -276,30 +277,6 @@ fn list_human(file: &QuarantineFile, s: &Styles) -> String {
     out
 }
 
-/// The candidate with the smallest edit distance, if reasonably close.
-pub fn closest<'a>(target: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .map(|c| (levenshtein(target, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(target.len()) / 3).max(2))
-        .min()
-        .map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,9 +285,9 @@ mod tests {
     fn suggests_close_ids_only() {
         let ids = ["fixture tests::flaky_once", "fixture tests::hard_failure"];
         assert_eq!(
-            closest("fixture tests::flaky_onse", ids.into_iter()),
+            suggest("fixture tests::flaky_onse", ids.into_iter()),
             Some("fixture tests::flaky_once")
         );
-        assert_eq!(closest("something else entirely", ids.into_iter()), None);
+        assert_eq!(suggest("something else entirely", ids.into_iter()), None);
     }
 }
