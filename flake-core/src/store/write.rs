@@ -142,24 +142,9 @@ impl<'a> RunWriter<'a> {
                     "INSERT INTO runs (run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at,
                         host, os, target, ci_provider, ci_job, ci_run, runner, runner_version, source_format)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                    params![
-                        meta.run_id,
-                        meta.commit,
-                        meta.branch,
-                        meta.tree,
-                        meta.dirty,
-                        meta.started_at,
-                        meta.finished_at,
-                        meta.host,
-                        meta.os,
-                        meta.target,
-                        meta.ci_provider,
-                        meta.ci_job,
-                        meta.ci_run,
-                        meta.runner,
-                        meta.runner_version,
-                        meta.source_format,
-                    ],
+                    rusqlite::params_from_iter(
+                        std::iter::once(&meta.run_id as &dyn rusqlite::ToSql).chain(meta_columns(meta)),
+                    ),
                 )
                 .map_err(&sql)?;
                 tx.last_insert_rowid()
@@ -492,24 +477,9 @@ impl RunWriter<'_> {
                     finished_at = ?7, host = ?8, os = ?9, target = ?10, ci_provider = ?11, ci_job = ?12,
                     ci_run = ?13, runner = ?14, runner_version = ?15, source_format = ?16
                  WHERE id = ?1",
-                params![
-                    self.run,
-                    meta.commit,
-                    meta.branch,
-                    meta.tree,
-                    meta.dirty,
-                    meta.started_at,
-                    meta.finished_at,
-                    meta.host,
-                    meta.os,
-                    meta.target,
-                    meta.ci_provider,
-                    meta.ci_job,
-                    meta.ci_run,
-                    meta.runner,
-                    meta.runner_version,
-                    meta.source_format,
-                ],
+                rusqlite::params_from_iter(
+                    std::iter::once(&self.run as &dyn rusqlite::ToSql).chain(meta_columns(meta)),
+                ),
             )
             .map_err(StoreError::sql(&self.path))?;
         Ok(())
@@ -636,6 +606,27 @@ impl RunWriter<'_> {
         self.finished = true;
         Ok(self.summary.clone())
     }
+}
+
+/// The metadata columns of `runs`, in schema order after `run_key`.
+fn meta_columns(meta: &RunMeta) -> [&dyn rusqlite::ToSql; 15] {
+    [
+        &meta.commit,
+        &meta.branch,
+        &meta.tree,
+        &meta.dirty,
+        &meta.started_at,
+        &meta.finished_at,
+        &meta.host,
+        &meta.os,
+        &meta.target,
+        &meta.ci_provider,
+        &meta.ci_job,
+        &meta.ci_run,
+        &meta.runner,
+        &meta.runner_version,
+        &meta.source_format,
+    ]
 }
 
 /// `INSERT INTO <table> VALUES (?, ..), (?, ..) ...` with `rows` rows.
