@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The gate passed / the command did its job.
 pub const EXIT_OK: u8 = 0;
 /// The gate failed: a non-quarantined test failed, or the run produced no results.

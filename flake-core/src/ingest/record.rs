@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{Format, IngestError, ReportMeta, SinkError, read_report};
+use super::{Format, IngestError, ReportMeta, ReportSummary, SinkError, read_report};
 use crate::ci;
 use crate::git;
 use crate::meta::{self, RunMeta};
 use crate::model::{Outcome, TestResult};
-use crate::store::{Store, StoreError, WriteSummary};
+use crate::store::{RunWriter, Store, StoreError, WriteSummary};
 
 /// Options of one ingest.
 #[derive(Clone, Debug, Default)]
@@ -89,10 +89,7 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
     let mut run_hasher = blake3::Hasher::new();
     for path in &opts.files {
         writer.begin_source()?;
-        let summary = {
-            let mut sink = |r: TestResult| writer.add(&r).map_err(|e| SinkError(Box::new(e)));
-            read_report(path, opts.format, &mut sink)?
-        };
+        let summary = read_into(path, opts.format, &mut writer)?;
         let duplicate = writer.end_source(&summary.digest)?;
         run_hasher.update(summary.digest.as_bytes());
         let file_warnings = summary
@@ -179,6 +176,56 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
         files,
         write,
         warnings,
+    })
+}
+
+/// Tests handed from the parsing thread to the writing thread at a time.
+const BATCH: usize = 512;
+
+/// Parses `path` on a second thread while this one writes to the database:
+/// on two cores the parse and the SQLite inserts overlap. The bounded channel
+/// keeps memory bounded by a few batches, not by the report.
+fn read_into(
+    path: &Path,
+    format: Option<Format>,
+    writer: &mut RunWriter<'_>,
+) -> Result<ReportSummary, RecordError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<TestResult>>(8);
+        let parser = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let stopped = || SinkError("the database writer stopped".into());
+            let mut sink = |r: TestResult| {
+                batch.push(r);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    tx.send(full).map_err(|_| stopped())?;
+                }
+                Ok(())
+            };
+            let result = read_report(path, format, &mut sink);
+            if result.is_ok() && !batch.is_empty() && tx.send(batch).is_err() {
+                return Err(IngestError::Sink {
+                    path: path.to_owned(),
+                    source: stopped(),
+                });
+            }
+            result
+        });
+        let mut failed = None;
+        for batch in rx.iter() {
+            if let Some(e) = batch.iter().find_map(|r| writer.add(r).err()) {
+                failed = Some(e);
+                // Dropping the receiver makes the parser's next send fail, so it stops.
+                break;
+            }
+        }
+        drop(rx);
+        let parsed = parser.join().expect("the report parser panicked");
+        match failed {
+            Some(e) => Err(RecordError::Store(e)),
+            None => parsed.map_err(RecordError::Ingest),
+        }
     })
 }
 
