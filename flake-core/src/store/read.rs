@@ -409,6 +409,65 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_source_is_undone_without_disturbing_the_rest_of_the_run() {
+        let mut store = Store::open_in_memory().unwrap();
+        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
+        let mut w = store.begin_run(&meta("r")).unwrap();
+        w.begin_source().unwrap();
+        w.add(&pass("t1")).unwrap();
+        assert!(!w.end_source("a").unwrap());
+        // Same content again, bringing a test name never seen before.
+        w.begin_source().unwrap();
+        w.add(&pass("t2")).unwrap();
+        w.add(&TestResult::new("t1", vec![fail("again")])).unwrap();
+        assert!(
+            w.end_source("a").unwrap(),
+            "content `a` was recorded already"
+        );
+        // A new source with that name: it must be interned afresh.
+        w.begin_source().unwrap();
+        w.add(&pass("t2")).unwrap();
+        assert!(!w.end_source("b").unwrap());
+        let summary = w.commit().unwrap();
+        assert_eq!(summary.results, 2);
+        let run = store.run("r").unwrap().unwrap();
+        assert_eq!((run.total, run.passed), (2, 2));
+        let ids: Vec<String> = store
+            .results_of_run(run.seq)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec!["t1", "t2"]);
+        let tests: i64 = store
+            .connection()
+            .query_row("SELECT count(*) FROM tests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tests, 2);
+    }
+
+    #[test]
+    fn batches_larger_than_one_statement_land_whole() {
+        let mut store = Store::open_in_memory().unwrap();
+        let results: Vec<_> = (0..1234)
+            .map(|i| TestResult::new(format!("t{i:04}"), vec![Attempt::pass(Some(i))]))
+            .collect();
+        store.record_run(&meta("big"), &results, None).unwrap();
+        let again: Vec<_> = (0..1234)
+            .map(|i| TestResult::new(format!("t{i:04}"), vec![fail("x"), Attempt::pass(None)]))
+            .collect();
+        store.record_run(&meta("big2"), &again, None).unwrap();
+        let run = store.run("big2").unwrap().unwrap();
+        assert_eq!((run.total, run.flaky), (1234, 1234));
+        assert_eq!(store.history("t1233", 5).unwrap().len(), 2);
+        let tests: i64 = store
+            .connection()
+            .query_row("SELECT count(*) FROM tests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tests, 1234, "ids are reused across runs");
+    }
+
+    #[test]
     fn history_is_newest_first_and_limited() {
         let mut store = Store::open_in_memory().unwrap();
         for i in 0..5 {
