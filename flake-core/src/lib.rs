@@ -5,6 +5,7 @@
 //! data, so the CLI, a server or another front end can share it.
 
 pub mod ci;
+pub mod cluster;
 pub mod env_vars;
 pub mod gate;
 pub mod git;

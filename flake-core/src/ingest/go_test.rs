@@ -153,7 +153,11 @@ impl GoParser {
                             "the stream is cut off in the middle of an event (truncated file?)",
                         ));
                     }
-                    return self.not_an_event(line, position, format!("not a test2json event: {e}"));
+                    return self.not_an_event(
+                        line,
+                        position,
+                        format!("not a test2json event: {e}"),
+                    );
                 }
             }
         }
@@ -194,7 +198,10 @@ impl GoParser {
         }
         self.meta.warnings.push((
             position,
-            format!("skipped a line that is not a test2json event: `{}`", excerpt(line.bytes)),
+            format!(
+                "skipped a line that is not a test2json event: `{}`",
+                excerpt(line.bytes)
+            ),
         ));
         Ok(())
     }
@@ -455,9 +462,17 @@ fn strip_test_variant(path: &str) -> &str {
 /// Go's own progress lines, which say nothing a result does not.
 fn is_framing_line(text: &str) -> bool {
     let t = text.trim_start();
-    ["=== RUN", "=== PAUSE", "=== CONT", "=== NAME", "--- PASS:", "--- FAIL:", "--- SKIP:"]
-        .iter()
-        .any(|p| t.starts_with(p))
+    [
+        "=== RUN",
+        "=== PAUSE",
+        "=== CONT",
+        "=== NAME",
+        "--- PASS:",
+        "--- FAIL:",
+        "--- SKIP:",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
 }
 
 /// The failure of a Go test: the panic line when it panicked, else the first
@@ -568,7 +583,13 @@ broken/b_test.go:6:17: cannot use Answer() (value of type int) as type string\n\
         let (got, meta) = run(input).unwrap();
         let build = &got["m/broken::[build]"];
         assert_eq!(build.outcome, Outcome::Failed);
-        assert!(build.first_failure().unwrap().output.contains("cannot use Answer()"));
+        assert!(
+            build
+                .first_failure()
+                .unwrap()
+                .output
+                .contains("cannot use Answer()")
+        );
         assert_eq!(got["m/ok::TestA"].outcome, Outcome::Passed);
         assert!(meta.warnings.is_empty(), "{:?}", meta.warnings);
     }
@@ -605,7 +626,10 @@ broken/b_test.go:6:17: cannot use Answer() (value of type int) as type string\n\
         assert!(!got.contains_key("m/t::[package]"));
         let pkg = &got["m/main::[package]"];
         assert_eq!(pkg.outcome, Outcome::Failed);
-        assert_eq!(pkg.first_failure().unwrap().message, "TestMain: leaked a goroutine");
+        assert_eq!(
+            pkg.first_failure().unwrap().message,
+            "TestMain: leaked a goroutine"
+        );
     }
 
     #[test]
@@ -624,7 +648,8 @@ broken/b_test.go:6:17: cannot use Answer() (value of type int) as type string\n\
 
     #[test]
     fn a_cut_off_last_line_is_an_error() {
-        let err = run("{\"Action\":\"run\",\"Package\":\"p\",\"Test\":\"T\"}\n{\"Action\":\"pa").unwrap_err();
+        let err = run("{\"Action\":\"run\",\"Package\":\"p\",\"Test\":\"T\"}\n{\"Action\":\"pa")
+            .unwrap_err();
         assert!(err.to_string().contains("cut off"), "{err}");
         assert!(err.to_string().contains("line 2"), "{err}");
     }

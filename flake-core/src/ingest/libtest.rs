@@ -169,7 +169,11 @@ impl Parser {
         }
     }
 
-    fn run(mut self, input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta, ParseError> {
+    fn run(
+        mut self,
+        input: &mut dyn BufRead,
+        sink: &mut dyn Sink,
+    ) -> Result<ReportMeta, ParseError> {
         let mut lines = Lines::new(input);
         while let Some(line) = lines.next_line()? {
             self.line(&line, sink)?;
@@ -219,7 +223,10 @@ impl Parser {
         }
         self.meta.warnings.push((
             position,
-            format!("skipped a line that is not a libtest event: `{}`", excerpt(line.bytes)),
+            format!(
+                "skipped a line that is not a libtest event: `{}`",
+                excerpt(line.bytes)
+            ),
         ));
         Ok(())
     }
@@ -231,7 +238,10 @@ impl Parser {
         }
         let text = std::str::from_utf8(line).ok()?;
         let fixed = recover_nextest_line(text)?;
-        let name = serde_json::from_str::<Event<'_>>(&fixed).ok()?.name?.into_owned();
+        let name = serde_json::from_str::<Event<'_>>(&fixed)
+            .ok()?
+            .name?
+            .into_owned();
         self.meta.warnings.push((
             position,
             format!(
@@ -331,7 +341,8 @@ impl Parser {
                     AttemptStatus::Fail
                 };
                 let message = event.message.as_deref().or(event.reason.as_deref());
-                let mut failure = Failure::from_output(message, event.stdout.as_deref().unwrap_or(""));
+                let mut failure =
+                    Failure::from_output(message, event.stdout.as_deref().unwrap_or(""));
                 if failure.message.is_empty() {
                     failure.message = "test failed".into();
                 }
@@ -537,10 +548,7 @@ mod tests {
 
     type Got = BTreeMap<String, TestResult>;
 
-    fn run_with(
-        input: &str,
-        binary: Option<&str>,
-    ) -> Result<(Got, ReportMeta), ParseError> {
+    fn run_with(input: &str, binary: Option<&str>) -> Result<(Got, ReportMeta), ParseError> {
         let mut got: Got = BTreeMap::new();
         let mut sink = |r: TestResult| {
             match got.get_mut(&r.id) {
@@ -673,7 +681,10 @@ mod tests {
         assert_eq!(x.outcome, Outcome::Flaky);
         assert_eq!(meta.warnings.len(), 1);
         let only_garbage = run_with("not json\n", Some("b")).unwrap_err();
-        assert!(only_garbage.to_string().contains("no libtest"), "{only_garbage}");
+        assert!(
+            only_garbage.to_string().contains("no libtest"),
+            "{only_garbage}"
+        );
     }
 
     #[test]
@@ -689,7 +700,8 @@ mod tests {
     /// Real nextest 0.9.143 output (see tests/fixtures/projects/libtest).
     #[test]
     fn real_nextest_output_recovers_every_unescaped_line() {
-        let plain = include_str!("../../../tests/fixtures/reports/libtest/nextest-libtest-json.json");
+        let plain =
+            include_str!("../../../tests/fixtures/reports/libtest/nextest-libtest-json.json");
         let plus =
             include_str!("../../../tests/fixtures/reports/libtest/nextest-libtest-json-plus.json");
         for (input, guessed) in [(plain, true), (plus, false)] {
@@ -702,11 +714,21 @@ mod tests {
                 .filter(|(_, w)| w.contains("unescaped"))
                 .count();
             // Every line naming one of the two quoted tests is invalid JSON.
-            let broken = input.lines().filter(|l| l.contains("\"inside\" name") || l.contains("\"quoted\"")).count();
+            let broken = input
+                .lines()
+                .filter(|l| l.contains("\"inside\" name") || l.contains("\"quoted\""))
+                .count();
             assert_eq!(recovered, broken, "{:?}", meta.warnings);
-            let flagged = meta.warnings.iter().any(|(_, w)| w.contains("libtest-json-plus"));
+            let flagged = meta
+                .warnings
+                .iter()
+                .any(|(_, w)| w.contains("libtest-json-plus"));
             assert_eq!(flagged, guessed, "{:?}", meta.warnings);
-            assert!(meta.warnings.iter().any(|(_, w)| w.contains("only_ignored")));
+            assert!(
+                meta.warnings
+                    .iter()
+                    .any(|(_, w)| w.contains("only_ignored"))
+            );
         }
     }
 }

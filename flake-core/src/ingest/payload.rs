@@ -150,12 +150,16 @@ impl<'de> Visitor<'de> for Document<'_, '_> {
             match key.as_str() {
                 "repository" | "repo" => self.0.meta.borrow_mut().repository = text(&mut map)?,
                 "branch" | "ref" => self.0.meta.borrow_mut().branch = text(&mut map)?,
-                "commit_sha" | "commit" | "sha" => self.0.meta.borrow_mut().commit = text(&mut map)?,
+                "commit_sha" | "commit" | "sha" => {
+                    self.0.meta.borrow_mut().commit = text(&mut map)?
+                }
                 "workflow_run_id" | "run_id" => self.0.meta.borrow_mut().run_id = text(&mut map)?,
                 "workflow" | "job" | "workflow_name" => {
                     self.0.meta.borrow_mut().ci_job = text(&mut map)?
                 }
-                "ci_provider" | "provider" => self.0.meta.borrow_mut().ci_provider = text(&mut map)?,
+                "ci_provider" | "provider" => {
+                    self.0.meta.borrow_mut().ci_provider = text(&mut map)?
+                }
                 "started_at" => self.0.meta.borrow_mut().started_at = map.next_value::<Time>()?.0,
                 "finished_at" => self.0.meta.borrow_mut().finished_at = map.next_value::<Time>()?.0,
                 "runner" => {
@@ -410,7 +414,12 @@ fn duration(ms: Option<f64>, seconds: Option<f64>) -> Option<u64> {
     ms.map(|ms| ms / 1000.0).or(seconds).and_then(seconds_to_ms)
 }
 
-fn attempt(status: AttemptStatus, duration_ms: Option<u64>, message: Option<&str>, output: Option<&str>) -> Attempt {
+fn attempt(
+    status: AttemptStatus,
+    duration_ms: Option<u64>,
+    message: Option<&str>,
+    output: Option<&str>,
+) -> Attempt {
     if status.is_failure() {
         let mut failure = Failure::from_output(message, output.unwrap_or(""));
         if failure.message.is_empty() {
@@ -439,7 +448,9 @@ impl TestRecord {
         if let Some(records) = self.attempts.filter(|a| !a.is_empty()) {
             let mut attempts = Vec::with_capacity(records.len());
             for r in records {
-                let Status::Attempt(s) = status(&r.status).map_err(|e| format!("test `{id}`: {e}"))? else {
+                let Status::Attempt(s) =
+                    status(&r.status).map_err(|e| format!("test `{id}`: {e}"))?
+                else {
                     return Err(format!("test `{id}`: an attempt cannot be `flaky`"));
                 };
                 attempts.push(attempt(
@@ -461,7 +472,11 @@ impl TestRecord {
         let attempts = match status {
             Status::Attempt(AttemptStatus::Skip) => vec![Attempt::skip()],
             Status::Attempt(AttemptStatus::Pass) | Status::Flaky => {
-                let failures = if status == Status::Flaky { retries.max(1) } else { retries };
+                let failures = if status == Status::Flaky {
+                    retries.max(1)
+                } else {
+                    retries
+                };
                 let mut v: Vec<_> = (0..failures)
                     .map(|_| attempt(AttemptStatus::Fail, None, message, output))
                     .collect();
@@ -469,7 +484,9 @@ impl TestRecord {
                 v
             }
             Status::Attempt(s) => {
-                let mut v: Vec<_> = (0..retries).map(|_| attempt(s, None, message, output)).collect();
+                let mut v: Vec<_> = (0..retries)
+                    .map(|_| attempt(s, None, message, output))
+                    .collect();
                 v.push(attempt(s, took, message, output));
                 v
             }
@@ -512,7 +529,16 @@ mod tests {
 }"#;
         let (tests, meta) = run(doc).unwrap();
         let ids: Vec<_> = tests.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["a", "api.Login::ok", "spec/x_spec.rb::retried", "skipped", "recovered"]);
+        assert_eq!(
+            ids,
+            [
+                "a",
+                "api.Login::ok",
+                "spec/x_spec.rb::retried",
+                "skipped",
+                "recovered"
+            ]
+        );
         assert_eq!(tests[0].outcome, Outcome::Flaky);
         assert_eq!(tests[0].attempts[1].duration_ms, Some(95));
         assert_eq!(tests[0].first_failure().unwrap().message, "Timeout waiting");
@@ -532,9 +558,13 @@ mod tests {
 
     #[test]
     fn structural_errors_name_line_and_column() {
-        let bad_status = "{\"test_results\": {\"tests\": [\n{\"id\": \"a\", \"status\": \"weird\"}]}}";
+        let bad_status =
+            "{\"test_results\": {\"tests\": [\n{\"id\": \"a\", \"status\": \"weird\"}]}}";
         let err = run(bad_status).unwrap_err().to_string();
-        assert!(err.contains("unknown test status `weird`") && err.contains("line 2"), "{err}");
+        assert!(
+            err.contains("unknown test status `weird`") && err.contains("line 2"),
+            "{err}"
+        );
 
         let err = run(r#"{"test_results": {"tests": [{"status": "passed"}]}}"#).unwrap_err();
         assert!(err.to_string().contains("`id` or a `name`"), "{err}");
@@ -542,7 +572,8 @@ mod tests {
         let err = run(r#"{"branch": "main"}"#).unwrap_err();
         assert!(err.to_string().contains("missing `test_results`"), "{err}");
 
-        let err = run(r#"{"test_results": {"tests": [{"id": "a", "status": "passed"}"#).unwrap_err();
+        let err =
+            run(r#"{"test_results": {"tests": [{"id": "a", "status": "passed"}"#).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
 
         let err = run(r#"{"test_results": {"tests": {"id": "a"}}}"#).unwrap_err();
@@ -554,7 +585,8 @@ mod tests {
 
     #[test]
     fn sink_errors_stop_the_parse_and_come_back_as_sink_errors() {
-        let mut sink = |_: TestResult| -> Result<(), SinkError> { Err(SinkError("db is gone".into())) };
+        let mut sink =
+            |_: TestResult| -> Result<(), SinkError> { Err(SinkError("db is gone".into())) };
         let doc = br#"{"test_results": {"tests": [{"id": "a", "status": "passed"}]}}"#;
         let err = parse(&mut &doc[..], &mut sink).unwrap_err();
         assert!(matches!(err, ParseError::Sink(_)), "{err:?}");
