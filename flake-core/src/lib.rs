@@ -9,6 +9,8 @@ pub mod cluster;
 pub mod env_vars;
 pub mod gate;
 pub mod git;
+pub mod github;
+pub mod hunt;
 pub mod ingest;
 pub mod junit_writer;
 pub mod meta;

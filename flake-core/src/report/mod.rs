@@ -6,6 +6,6 @@ mod model;
 pub mod rates;
 
 pub use model::{
-    Breakdown, Detail, Model, Options, Point, QuarantineRow, SUITE_TARGET, Suite, TestEntry,
+    Breakdown, Detail, Model, Options, Point, QuarantineRow, SUITE_TARGET, Story, Suite, TestEntry,
     TimelineRow,
 };

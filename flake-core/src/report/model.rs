@@ -222,14 +222,7 @@ impl Model {
             }
             let quarantined = quarantine.contains(&t.id);
             let detail = if rate.flaky > 0 || rate.failed > 0 {
-                Some(detail(
-                    store,
-                    t.key,
-                    &t.id,
-                    &judged,
-                    &index,
-                    &mut suite_clusters,
-                )?)
+                Some(detail(store, t.key, &t.id, &judged, &index, &mut suite_clusters)?.0)
             } else {
                 None
             };
@@ -321,7 +314,7 @@ fn detail(
     judged: &[rates::Judged],
     index: &RunIndex,
     suite_clusters: &mut Clusterer,
-) -> Result<Detail, StoreError> {
+) -> Result<(Detail, HashMap<i64, Fingerprint>), StoreError> {
     // `judged` is newest first; x positions count from the oldest.
     let oldest = judged.last().map(|j| j.result.run_seq).unwrap_or(0);
     let x_of: HashMap<i64, usize> = judged
@@ -423,14 +416,80 @@ fn detail(
         });
         v
     };
-    Ok(Detail {
+    let detail = Detail {
         points,
         clusters: clusters.into_clusters(),
         by_branch: sorted(by_branch),
         by_platform: sorted(by_platform),
         by_host: sorted(by_host),
         recent_failures,
-    })
+    };
+    Ok((detail, first_cluster))
+}
+
+/// One test's story, for `cargo flake show`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Story {
+    /// The test id.
+    pub id: String,
+    /// Its window's numbers.
+    pub rate: Rate,
+    /// Its quarantine entry, if any.
+    pub quarantine: Option<QuarantineRow>,
+    /// The most recent runs, newest first.
+    pub timeline: Vec<TimelineRow>,
+    /// Outcomes in the window, oldest first.
+    pub recent: Vec<Outcome>,
+    /// Durations, clusters and breakdowns over the window.
+    pub detail: Detail,
+}
+
+impl Story {
+    /// Reads the story of `id`; `None` when the history never saw it.
+    /// `timeline` caps the runs listed (the rate always uses the whole window).
+    pub fn build(
+        store: &Store,
+        quarantine: &QuarantineFile,
+        id: &str,
+        opts: &Options,
+        timeline: usize,
+    ) -> Result<Option<Story>, StoreError> {
+        let Some(key) = store.test_key(id)? else {
+            return Ok(None);
+        };
+        let index = RunIndex::load(store)?;
+        let window = store.window(key, opts.window)?;
+        let judged = rates::judge(&window, &index);
+        let rate = rates::window_stats(&judged, opts.min_runs);
+        let mut ignored = Clusterer::new();
+        let (detail, first) = detail(store, key, id, &judged, &index, &mut ignored)?;
+        let rows = judged
+            .iter()
+            .take(timeline)
+            .filter_map(|j| {
+                let run = index.get(j.result.run_seq)?;
+                Some(timeline_row(j, run, first.get(&j.result.run_seq).copied()))
+            })
+            .collect();
+        let today = days_since_epoch(opts.now_ms);
+        let quarantine = quarantine.get(id).map(|e| QuarantineRow {
+            age_days: e
+                .added
+                .as_deref()
+                .and_then(parse_day)
+                .map(|d| (today - d).max(0)),
+            in_history: true,
+            entry: e.clone(),
+        });
+        Ok(Some(Story {
+            id: id.to_owned(),
+            rate,
+            quarantine,
+            timeline: rows,
+            recent: window.iter().rev().map(|r| r.outcome).collect(),
+            detail,
+        }))
+    }
 }
 
 pub(crate) fn timeline_row(

@@ -120,10 +120,18 @@ pub fn wilson(successes: u64, n: u64) -> (f64, f64) {
     let denom = 1.0 + z2 / n;
     let centre = p + z2 / (2.0 * n);
     let margin = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    (
-        ((centre - margin) / denom).max(0.0),
-        ((centre + margin) / denom).min(1.0),
-    )
+    // At the edges the bound is exactly 0 or 1; rounding would leave 1e-18.
+    let low = if p == 0.0 {
+        0.0
+    } else {
+        ((centre - margin) / denom).max(0.0)
+    };
+    let high = if p == 1.0 {
+        1.0
+    } else {
+        ((centre + margin) / denom).min(1.0)
+    };
+    (low, high)
 }
 
 #[cfg(test)]
