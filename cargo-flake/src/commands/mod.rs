@@ -2,8 +2,11 @@
 //! library, render the result, return the exit code.
 
 mod gate;
+mod hunt;
 mod ingest;
 mod quarantine;
+mod report;
+mod show;
 mod test;
 
 use std::io::Write;
@@ -36,6 +39,9 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Ingest(args) => ingest::run(args, color),
         Command::Gate(args) => gate::run(args, color),
         Command::Quarantine(cmd) => quarantine::run(cmd, color),
+        Command::Show(args) => show::run(args, color),
+        Command::Report(args) => report::run(args),
+        Command::Hunt(args) => hunt::run(args, color),
     }
 }
 
