@@ -319,10 +319,10 @@ pub fn first_failure_line(output: &str) -> &str {
     while let Some(line) = lines.next() {
         // Rust >= 1.73: "thread 'x' panicked at src/lib.rs:1:2:\n<message>".
         if line.contains("panicked at ") {
-            if line.trim_end().ends_with(':') {
-                if let Some(msg) = lines.next().map(str::trim).filter(|l| !l.is_empty()) {
-                    return msg;
-                }
+            if line.trim_end().ends_with(':')
+                && let Some(msg) = lines.next().map(str::trim).filter(|l| !l.is_empty())
+            {
+                return msg;
             }
             return line.trim();
         }

@@ -113,14 +113,14 @@ fn every_fixture_matches_its_known_truth() {
                             r.outcome
                         ));
                     }
-                    if let Some(n) = w.get("attempts").and_then(|a| a.as_u64()) {
-                        if r.attempts_run() as u64 != n {
-                            failures.push(format!(
-                                "{}: `{id}` has {} attempts, expected {n}",
-                                report.display(),
-                                r.attempts_run()
-                            ));
-                        }
+                    if let Some(n) = w.get("attempts").and_then(|a| a.as_u64())
+                        && r.attempts_run() as u64 != n
+                    {
+                        failures.push(format!(
+                            "{}: `{id}` has {} attempts, expected {n}",
+                            report.display(),
+                            r.attempts_run()
+                        ));
                     }
                 }
             }

@@ -41,13 +41,13 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
             let styles = Styles::stderr(color);
             let path = ws.quarantine_path(quarantine.path.as_deref());
             let mut file = QuarantineFile::load(&path)?;
-            if let Some(e) = &expires {
-                if e.parse::<jiff::civil::Date>().is_err() {
-                    return Err(Usage(format!(
-                        "`--expires {e}` is not a date; expected YYYY-MM-DD"
-                    ))
-                    .into());
-                }
+            if let Some(e) = &expires
+                && e.parse::<jiff::civil::Date>().is_err()
+            {
+                return Err(Usage(format!(
+                    "`--expires {e}` is not a date; expected YYYY-MM-DD"
+                ))
+                .into());
             }
             let id = id.trim().to_owned();
             if id.is_empty() {
@@ -55,16 +55,15 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
             }
             // A typo would quarantine nothing: warn when the history never saw the id.
             let db_path = ws.db_path(db.db.as_deref());
-            if db_path.exists() {
-                if let Ok(store) = Store::open(&db_path) {
-                    if store.history(&id, 1).map(|h| h.is_empty()).unwrap_or(false) {
-                        print_stderr(&format!(
-                            "{} `{id}` has no recorded runs in {}; check the id (cargo flake prints ids as `<binary-id> <test name>`)\n",
-                            paint(styles.flaky, "warning:"),
-                            show_path(&db_path)
-                        ));
-                    }
-                }
+            if db_path.exists()
+                && let Ok(store) = Store::open(&db_path)
+                && store.history(&id, 1).map(|h| h.is_empty()).unwrap_or(false)
+            {
+                print_stderr(&format!(
+                    "{} `{id}` has no recorded runs in {}; check the id (cargo flake prints ids as `<binary-id> <test name>`)\n",
+                    paint(styles.flaky, "warning:"),
+                    show_path(&db_path)
+                ));
             }
             let today = jiff::Zoned::now().date().to_string();
             let added = file.add(Entry {

@@ -131,7 +131,9 @@ pub fn detect(head: &[u8]) -> Option<Format> {
     {
         return Some(Format::Rspec);
     }
-    if trimmed.contains("\"tests\"")
+    // pytest-json-report writes `collectors` (every node id of the session)
+    // before `tests`, so in a large suite `tests` lies beyond the head.
+    if (trimmed.contains("\"tests\"") || trimmed.contains("\"collectors\""))
         && (trimmed.contains("\"nodeid\"")
             || trimmed.contains("\"collectors\"")
             || trimmed.contains("\"exitcode\""))
@@ -139,4 +141,34 @@ pub fn detect(head: &[u8]) -> Option<Format> {
         return Some(Format::PytestJson);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pytest_json_with_a_long_collectors_section_is_detected() {
+        // Regression: the head of a big pytest-json-report ends inside
+        // `collectors`, before the `tests` key.
+        let mut head = String::from(
+            r#"{"created": 1.0, "duration": 2.0, "exitcode": 0, "root": "/r", "environment": {}, "summary": {}, "collectors": [{"nodeid": "t.py", "outcome": "passed", "result": ["#,
+        );
+        for i in 0..1000 {
+            head.push_str(&format!(
+                r#"{{"nodeid": "t.py::test_{i}", "type": "Function"}},"#
+            ));
+        }
+        assert_eq!(detect(head.as_bytes()), Some(Format::PytestJson));
+    }
+
+    /// Real `go test -json ./...` of Go 1.19 with a package that fails to build.
+    #[test]
+    fn go_stream_starting_with_a_plain_build_failure() {
+        let head = "FAIL\texample.com/m/broken [build failed]\n{\"Time\":\"2026-11-21T23:36:17Z\",\"Action\":\"run\",\"Package\":\"example.com/m/p\",\"Test\":\"TestA\"}\n";
+        assert_eq!(detect(head.as_bytes()), Some(Format::GoTest));
+        let merged = "# example.com/m/broken [example.com/m/broken.test]\nbroken/b_test.go:6:17: cannot use x\nFAIL\texample.com/m/broken [build failed]\n";
+        assert_eq!(detect(merged.as_bytes()), Some(Format::GoTest));
+        assert_eq!(detect(b"# A markdown title\n\nSome text\n"), None);
+    }
 }

@@ -487,11 +487,11 @@ fn go_failure(output: &str) -> Failure {
             location = None;
             break;
         }
-        if message.is_none() {
-            if let Some((loc, msg)) = go_log_line(t) {
-                message = Some(msg.trim().to_owned());
-                location = Some(loc.to_owned());
-            }
+        if message.is_none()
+            && let Some((loc, msg)) = go_log_line(t)
+        {
+            message = Some(msg.trim().to_owned());
+            location = Some(loc.to_owned());
         }
     }
     let message = message.unwrap_or_else(|| {

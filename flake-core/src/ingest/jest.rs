@@ -94,10 +94,10 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta,
         paths: PathResolver::new(std::env::current_dir().ok()),
         saw_results: false,
     };
-    parse_document(input, EXPECTED, &mut doc)?;
+    let end = parse_document(input, EXPECTED, &mut doc)?;
     if !doc.saw_results {
         return Err(ParseError::invalid(
-            Position::default(),
+            end,
             format!(
                 "expected {EXPECTED}; the document has no `testResults` key (is it another format?)"
             ),

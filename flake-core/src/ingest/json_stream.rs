@@ -34,6 +34,17 @@ impl Stash {
         }
         E::custom("parse stopped by its receiver")
     }
+
+    /// Like [`Stash::abort`], but an invalid-input error that does not know
+    /// where it happened goes back to serde, which adds the line and column.
+    fn abort_at_here<E: de::Error>(&mut self, err: ParseError) -> E {
+        match err {
+            ParseError::Invalid { position, message } if position == Position::default() => {
+                E::custom(message)
+            }
+            other => self.abort(other),
+        }
+    }
 }
 
 /// Receives the keys of one JSON object, each with the means to consume its
@@ -146,7 +157,7 @@ where
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         while let Some(element) = seq.next_element::<T>()? {
             if let Err(e) = (self.f)(element) {
-                return Err(self.stash.abort(e));
+                return Err(self.stash.abort_at_here(e));
             }
         }
         Ok(())
@@ -234,7 +245,7 @@ where
                 }
             }
             if let Err(e) = (self.f)(visitor) {
-                return Err(self.stash.abort(e));
+                return Err(self.stash.abort_at_here(e));
             }
         }
     }
@@ -246,7 +257,8 @@ pub(crate) fn skip_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::E
 }
 
 /// Parses one JSON document from `input` whose top level is an object handed
-/// to `visitor`, then checks that nothing but whitespace follows.
+/// to `visitor`, then checks that nothing but whitespace follows. Returns the
+/// position of the end of the document, for errors about what it lacked.
 ///
 /// `expected` names what the document should be ("a pytest-json-report object
 /// with a `tests` array"); it prefixes every syntax or shape error, with
@@ -255,17 +267,42 @@ pub(crate) fn parse_document<V: ObjectVisitor>(
     input: &mut dyn BufRead,
     expected: &'static str,
     visitor: &mut V,
-) -> Result<(), ParseError> {
-    let mut de = serde_json::Deserializer::from_reader(input);
+) -> Result<Position, ParseError> {
+    let mut counting = Counting {
+        inner: input,
+        bytes: 0,
+        lines: 1,
+    };
+    let mut de = serde_json::Deserializer::from_reader(&mut counting);
     let result = Object::new(visitor, expected)
         .deserialize(&mut de)
         .and_then(|()| de.end());
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Position {
+            line: Some(counting.lines),
+            column: None,
+            byte: Some(counting.bytes),
+        }),
         Err(e) => Err(match visitor.stash().0.take() {
             Some(stashed) => stashed,
             None => from_json_error(&e, expected),
         }),
+    }
+}
+
+/// Counts the bytes and lines serde_json consumed.
+struct Counting<'r> {
+    inner: &'r mut dyn BufRead,
+    bytes: u64,
+    lines: u64,
+}
+
+impl std::io::Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        Ok(n)
     }
 }
 
@@ -348,7 +385,7 @@ mod tests {
     }
 
     fn run(doc: &str, c: &mut Collect) -> Result<(), ParseError> {
-        parse_document(&mut doc.as_bytes(), "a test object", c)
+        parse_document(&mut doc.as_bytes(), "a test object", c).map(|_| ())
     }
 
     #[test]
@@ -398,5 +435,93 @@ mod tests {
         assert_eq!(seconds_to_ms(0.0123), Some(12));
         assert_eq!(seconds_to_ms(-1.0), None);
         assert_eq!(seconds_to_ms(f64::NAN), None);
+    }
+}
+
+/// Random and mutated bytes through every JSON-document parser: never a
+/// panic; either tests or an error that says where.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use crate::ingest::{ParseError, ReportMeta, Sink, jest, pytest_json, rspec};
+    use crate::model::TestResult;
+
+    type Parser = fn(&mut dyn std::io::BufRead, &mut dyn Sink) -> Result<ReportMeta, ParseError>;
+
+    const PARSERS: [(Parser, &str); 3] = [
+        (
+            pytest_json::parse,
+            r#"{"created": 1.0, "duration": 0.5, "root": "/r", "collectors": [{"nodeid": "t.py", "outcome": "failed", "longrepr": "E x"}], "tests": [{"nodeid": "t.py::a[1]", "outcome": "rerun", "setup": {"outcome": "passed"}, "call": {"duration": 0.1, "outcome": "failed", "crash": {"path": "/r/t.py", "lineno": 2, "message": "E"}, "longrepr": "x"}}]}"#,
+        ),
+        (
+            jest::parse,
+            r#"{"numTotalTests": 2, "startTime": 5, "testResults": [{"assertionResults": [{"ancestorTitles": ["a"], "title": "b", "status": "failed", "duration": 1, "invocations": 2, "retryReasons": ["Error: r"], "failureMessages": ["Error: f\n at (/p/x.test.js:1:2)"]}], "message": "m", "name": "/p/x.test.js", "status": "failed"}]}"#,
+        ),
+        (
+            rspec::parse,
+            r#"{"version": "3.12.0", "messages": ["An error occurred while loading ./spec/b_spec.rb.\nLoadError:\n  x"], "examples": [{"id": "./spec/a_spec.rb[1:1]", "status": "failed", "file_path": "./spec/a_spec.rb", "line_number": 1, "run_time": 0.1, "exception": {"class": "E", "message": "m", "backtrace": ["./spec/a_spec.rb:3"]}}], "summary": {"errors_outside_of_examples_count": 2}}"#,
+        ),
+    ];
+
+    fn check(parser: Parser, bytes: &[u8]) -> Result<(), TestCaseError> {
+        let mut count = 0usize;
+        let mut sink = |_t: TestResult| {
+            count += 1;
+            Ok(())
+        };
+        match parser(&mut &bytes[..], &mut sink) {
+            Ok(_) => {}
+            Err(ParseError::Invalid { position, message }) => {
+                prop_assert!(!message.is_empty());
+                prop_assert!(position.line.is_some(), "{message}");
+            }
+            Err(e) => prop_assert!(false, "unexpected error kind: {e:?}"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            for (parser, _) in PARSERS {
+                check(parser, &bytes)?;
+            }
+        }
+
+        #[test]
+        fn mutated_reports_never_panic(
+            which in 0..PARSERS.len(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..8),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let (parser, seed) = PARSERS[which];
+            let mut bytes = seed.as_bytes().to_vec();
+            for (at, byte, op) in edits {
+                let i = at.index(bytes.len());
+                match op {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => { bytes.remove(i); }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            if truncate && !bytes.is_empty() {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            check(parser, &bytes)?;
+        }
+
+        #[test]
+        fn unmutated_seeds_parse(which in 0..PARSERS.len()) {
+            let (parser, seed) = PARSERS[which];
+            let mut count = 0usize;
+            let mut sink = |_t: TestResult| { count += 1; Ok(()) };
+            prop_assert!(parser(&mut seed.as_bytes(), &mut sink).is_ok());
+            prop_assert!(count >= 1);
+        }
     }
 }

@@ -16,7 +16,7 @@
 //! | nextest (root `<testsuites name="nextest-run">`) | `<binary-id> <test-name>`: the `<testsuite name>` (the binary id), a space, the `<testcase name>`, exactly as nextest prints it | `my-crate::it tests::parse` |
 //! | pytest (`<testsuite name="pytest">`) | the pytest node id, rebuilt from `file` (xunit1) or from the dotted `classname` (xunit2): dotted module path to `path/to/module.py`, trailing CamelCase components are classes | `tests/test_api.py::TestLogin::test_ok[param]` |
 //! | gotestsum (`go.version` property) | `<import/path>::<TestName/sub>` (the generic rule: classname is the package) | `example.com/m/pkg::TestX/sub` |
-//! | jest-junit (root `<testsuites name="jest tests">`) | the generic rule over what jest-junit writes; with its default templates `classname` and `name` are both `"{describe blocks} {title}"`, so the id is `<suite name>::<name>` when they are equal | `math::math adds` |
+//! | jest-junit (root `<testsuites name="jest tests">`) | with jest-junit's default templates `classname` and `name` are both `"{describe blocks} {title}"`, jest's full test name (what `jest -t` matches): the id is that name, prefixed with `<file>::` when jest-junit writes `file` (`addFileAttribute`, recommended: without it two files can share a name); other templates get the generic rule | `__tests__/math.test.js::math adds` |
 //! | Surefire, Gradle, generic | `<classname>::<name>`, or just `<name>` when `classname` is empty or missing | `com.example.FooTest::testBar` |
 //!
 //! Reconstructing a pytest node id from a dotted classname is ambiguous
@@ -33,10 +33,15 @@
 //!   *before* a final pass; `<rerunFailure>` / `<rerunError>` are failed
 //!   attempts *after* the primary failure. Attempts are ordered failures
 //!   first, final attempt last.
-//! - pytest-rerunfailures writes each rerun as one more `<testcase>` with the
-//!   same name and no child element. The parser holds back the last pytest
-//!   testcase; when the next one has the same id, the held one was a failed
-//!   attempt (pytest records no details for it).
+//! - pytest: adjacent `<testcase>`s with one id are merged. Real pytest (6.2
+//!   to 8.4, pytest-rerunfailures 9 to 15) writes them in two cases: an
+//!   attempt rerun after a teardown error is closed as a childless testcase
+//!   and the rerun opens another (so an earlier childless one is a failed
+//!   attempt, without details), and a failed call followed by a teardown
+//!   error is split into a `<failure>` and an `<error>` testcase (one
+//!   attempt). Reruns of a failed *call* are not written at all: pytest's
+//!   JUnit XML shows a test that failed then passed as passed. Use
+//!   pytest-json-report to see those.
 //! - jest-junit drops retry information: a retried test only says passed.
 //! - Timeouts and crashes: a `type` mentioning a timeout (nextest `test
 //!   timeout`, JUnit `TestTimedOutException`) is [`AttemptStatus::Timeout`]; a
@@ -218,7 +223,8 @@ enum Elem {
     Output(bool),
     /// Surefire's `<stackTrace>` inside a flaky or rerun element.
     StackTrace,
-    Property,
+    /// `<properties>` of a suite.
+    Properties,
     /// Anything else: its content is skipped.
     Other,
 }
@@ -492,11 +498,15 @@ impl<'s> Parser<'s> {
                     self.open_case(e, pos)?;
                     Elem::Case
                 }
+                "properties" => Elem::Properties,
+                // Suite-level output and anything else is not about one test.
+                _ => Elem::Other,
+            },
+            Some(Elem::Properties) => match name {
                 "property" => {
                     self.property(e, pos)?;
-                    Elem::Property
+                    Elem::Other
                 }
-                // Suite-level output and anything else is not about one test.
                 _ => Elem::Other,
             },
             Some(Elem::Case) => match name {
@@ -520,7 +530,7 @@ impl<'s> Parser<'s> {
                 "system-err" => Elem::Output(true),
                 _ => Elem::Other,
             },
-            Some(Elem::Output(_) | Elem::StackTrace | Elem::Property | Elem::Other) => Elem::Other,
+            Some(Elem::Output(_) | Elem::StackTrace | Elem::Other) => Elem::Other,
         };
         if empty {
             self.end_elem(elem)
@@ -559,7 +569,7 @@ impl<'s> Parser<'s> {
             }
             Elem::Case => self.close_case()?,
             Elem::Outcome => self.close_outcome(),
-            Elem::Output(_) | Elem::StackTrace | Elem::Property | Elem::Other => {}
+            Elem::Output(_) | Elem::StackTrace | Elem::Properties | Elem::Other => {}
         }
         Ok(())
     }
@@ -623,7 +633,7 @@ impl<'s> Parser<'s> {
     fn open_suites(&mut self, e: &BytesStart<'_>, pos: Position) -> Result<(), ParseError> {
         let mut timestamp = None;
         let mut time = None;
-        for attr in e.attributes() {
+        for attr in e.attributes().with_checks(false) {
             let attr = attr_ok(attr, pos)?;
             match attr.key.as_ref() {
                 "name" => {
@@ -649,7 +659,7 @@ impl<'s> Parser<'s> {
         let mut name = String::new();
         let mut timestamp = None;
         let mut time = None;
-        for attr in e.attributes() {
+        for attr in e.attributes().with_checks(false) {
             let attr = attr_ok(attr, pos)?;
             match attr.key.as_ref() {
                 "name" => name = value(&attr, pos)?.into_owned(),
@@ -691,7 +701,7 @@ impl<'s> Parser<'s> {
     }
 
     fn property(&mut self, e: &BytesStart<'_>, pos: Position) -> Result<(), ParseError> {
-        for attr in e.attributes() {
+        for attr in e.attributes().with_checks(false) {
             let attr = attr_ok(attr, pos)?;
             if attr.key.as_ref() == "name" {
                 let v = value(&attr, pos)?;
@@ -711,7 +721,7 @@ impl<'s> Parser<'s> {
         self.file.clear();
         self.has_file = false;
         let mut duration_ms = None;
-        for attr in e.attributes() {
+        for attr in e.attributes().with_checks(false) {
             let attr = attr_ok(attr, pos)?;
             match attr.key.as_ref() {
                 "name" => self.name.push_str(&value(&attr, pos)?),
@@ -760,23 +770,28 @@ impl<'s> Parser<'s> {
                 if binary.is_empty() {
                     name.to_owned()
                 } else {
-                    format!("{binary} {name}")
+                    join(binary, " ", name)
                 }
             }
             Dialect::Pytest => {
                 pytest_node_id(classname, name, self.has_file.then_some(&*self.file))
             }
-            Dialect::Jest if classname == name => {
-                match self.suites.last().map(|s| s.name.as_str()) {
-                    Some(suite) if !suite.is_empty() => format!("{suite}::{name}"),
-                    _ => name.to_owned(),
+            // jest-junit's default templates make classname and name both
+            // "{describe blocks} {title}", which is jest's full test name (what
+            // `jest -t` matches); `file` is there with `addFileAttribute`.
+            Dialect::Jest if classname == name || classname.is_empty() => {
+                let name = name.trim();
+                if self.has_file {
+                    format!("{}::{name}", self.file)
+                } else {
+                    name.to_owned()
                 }
             }
             Dialect::Generic | Dialect::Jest => {
                 if classname.is_empty() {
                     name.to_owned()
                 } else {
-                    format!("{classname}::{name}")
+                    join(classname, "::", name)
                 }
             }
         }
@@ -790,7 +805,7 @@ impl<'s> Parser<'s> {
     ) -> Result<Elem, ParseError> {
         let o = &mut self.outcome;
         o.reset(kind);
-        for attr in e.attributes() {
+        for attr in e.attributes().with_checks(false) {
             let attr = attr_ok(attr, pos)?;
             match attr.key.as_ref() {
                 "message" => o.message = Some(value(&attr, pos)?.into_owned()),
@@ -963,15 +978,18 @@ fn compose<const N: usize>(out: &mut String, sections: [&Capped; N]) {
     }
 }
 
-/// The one-line summary of a failure: the `message` attribute, unless it is
-/// only a Rust panic location (nextest), then the first meaningful line of the
-/// output, then the `type`.
+/// The one-line summary of a failure: the `message` attribute, unless it
+/// says nothing (a Rust panic location from nextest, gotestsum's constant
+/// `Failed`), then the first meaningful line of the output, then the `type`.
 fn failure_message(o: &OutcomeElem, body: &str) -> String {
     if let Some(m) = o.message.as_deref() {
         let m = m.trim();
-        if !m.is_empty() && !m.contains("panicked at ") {
+        if !m.is_empty() && !m.contains("panicked at ") && m != "Failed" {
             return m.lines().next().unwrap_or(m).trim().to_owned();
         }
+    }
+    if let Some(line) = go_failure_line(body) {
+        return line.to_owned();
     }
     let line = first_failure_line(body);
     if !line.is_empty() {
@@ -986,6 +1004,20 @@ fn failure_message(o: &OutcomeElem, body: &str) -> String {
         _ => "failed",
     }
     .to_owned()
+}
+
+/// The first line a Go test logged (`    file_test.go:12: message`), skipping
+/// the `=== RUN` / `--- FAIL` framing `go test -v` output has.
+fn go_failure_line(body: &str) -> Option<&str> {
+    if !body.starts_with("=== RUN") {
+        return None;
+    }
+    body.lines().map(str::trim).find(|l| {
+        !l.is_empty()
+            && !l.starts_with("=== ")
+            && !l.starts_with("--- FAIL")
+            && !l.starts_with("--- PASS")
+    })
 }
 
 /// Maps a failure's `type` and `message` to how the attempt ended.
@@ -1078,12 +1110,25 @@ fn attr_ok<'a>(
 }
 
 fn value<'a>(attr: &Attribute<'a>, pos: Position) -> Result<Cow<'a, str>, ParseError> {
+    // Most values need neither entity resolution nor whitespace normalization.
+    if !attr.value.contains(['&', '\t', '\n', '\r']) {
+        return Ok(attr.value.clone());
+    }
     attr.normalized_value(XmlVersion::Implicit1_0).map_err(|e| {
         ParseError::invalid(
             pos,
             format!("bad value of attribute `{}`: {e}", attr.key.as_ref()),
         )
     })
+}
+
+/// `a + sep + b` in one allocation.
+fn join(a: &str, sep: &str, b: &str) -> String {
+    let mut id = String::with_capacity(a.len() + sep.len() + b.len());
+    id.push_str(a);
+    id.push_str(sep);
+    id.push_str(b);
+    id
 }
 
 fn tag_name<'a>(e: &'a BytesStart<'_>) -> &'a str {
@@ -1101,7 +1146,7 @@ fn elem_name(elem: Elem) -> &'static str {
         Elem::Output(false) => "system-out",
         Elem::Output(true) => "system-err",
         Elem::StackTrace => "stackTrace",
-        Elem::Property => "property",
+        Elem::Properties => "properties",
         Elem::Other => "element",
     }
 }
@@ -1495,5 +1540,177 @@ running 1 test
             "{}",
             split.output
         );
+    }
+
+    #[test]
+    fn gotestsum_ids_and_messages() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="3" failures="1" errors="0" time="8.176564">
+	<testsuite tests="3" failures="1" time="0.007000" name="example.com/m/flaky" timestamp="2026-11-21T23:40:21Z">
+		<properties>
+			<property name="go.version" value="go1.19.8 linux/amd64"></property>
+		</properties>
+		<testcase classname="example.com/m/flaky" name="TestFlakyOnce" time="0.000000">
+			<failure message="Failed" type="">=== RUN   TestFlakyOnce&#xA;    flaky_test.go:7: attempt 1 failed on purpose&#xA;--- FAIL: TestFlakyOnce (0.00s)&#xA;</failure>
+		</testcase>
+		<testcase classname="example.com/m/flaky" name="TestSubtests/&lt;&amp;&gt;" time="0.000000"></testcase>
+		<testcase classname="example.com/m/flaky" name="TestFlakyOnce" time="0.001000"></testcase>
+	</testsuite>
+</testsuites>"#;
+        let (meta, tests) = ok(xml);
+        assert_eq!(meta.runner.as_deref(), Some("gotestsum"));
+        assert_eq!(meta.started_at, Some(1_795_304_421_000));
+        assert_eq!(meta.finished_at, Some(1_795_304_421_007));
+        let ids: Vec<_> = tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "example.com/m/flaky::TestFlakyOnce",
+                "example.com/m/flaky::TestSubtests/<&>",
+                "example.com/m/flaky::TestFlakyOnce",
+            ]
+        );
+        let f = tests[0].first_failure().unwrap();
+        assert_eq!(f.message, "flaky_test.go:7: attempt 1 failed on purpose");
+        // Reruns are separate records; the sink merges them.
+        let mut merged = tests[0].clone();
+        merged.absorb(tests[2].clone());
+        assert_eq!(merged.outcome, Outcome::Flaky);
+    }
+
+    #[test]
+    fn surefire_reruns_and_generic_nesting() {
+        let xml = r#"<testsuites><testsuite name="outer"><testsuite xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="https://maven.apache.org/surefire/maven-surefire-plugin/xsd/surefire-test-report-3.0.xsd" name="com.example.T" tests="9" timestamp="2024-01-02T03:04:05">
+  <testcase name="flaky" classname="com.example.T" time="1,234.5">
+    <flakyError message="Connection refused" type="java.net.ConnectException"><stackTrace>java.net.ConnectException: Connection refused</stackTrace><system-out>out 1</system-out></flakyError>
+  </testcase>
+  <testcase name="slow" classname="com.example.T"><error type="org.junit.runners.model.TestTimedOutException">timed out</error><rerunError type="org.junit.runners.model.TestTimedOutException"/></testcase>
+  <testcase name="bare" classname=""><skipped/></testcase>
+</testsuite></testsuite></testsuites>"#;
+        let (meta, tests) = ok(xml);
+        assert_eq!(meta.runner.as_deref(), Some("surefire"));
+        assert_eq!(meta.started_at, Some(1_704_164_645_000));
+        assert_eq!(tests[0].id, "com.example.T::flaky");
+        assert_eq!(
+            statuses(&tests[0]),
+            [AttemptStatus::Fail, AttemptStatus::Pass]
+        );
+        assert_eq!(tests[0].attempts[1].duration_ms, Some(1_234_500));
+        let f = tests[0].first_failure().unwrap();
+        assert_eq!(f.message, "Connection refused");
+        assert!(f.output.contains("out 1"));
+        assert_eq!(
+            statuses(&tests[1]),
+            [AttemptStatus::Timeout, AttemptStatus::Timeout]
+        );
+        assert_eq!(tests[2].id, "bare");
+        assert_eq!(tests[2].outcome, Outcome::Skipped);
+    }
+
+    #[test]
+    fn huge_output_is_capped_while_reading() {
+        let big = "x".repeat(10 * MAX_OUTPUT_BYTES);
+        let xml = format!(
+            "<testsuite><testcase name=\"a\"><failure message=\"m\">HEAD{big}TAIL</failure><system-out>{big}</system-out></testcase></testsuite>"
+        );
+        let (_, tests) = ok(&xml);
+        let f = tests[0].first_failure().unwrap();
+        assert!(
+            f.output.len() <= MAX_OUTPUT_BYTES + 128,
+            "{}",
+            f.output.len()
+        );
+        assert!(f.output.starts_with("HEAD"));
+        assert!(f.output.contains("bytes cut by cargo-flake"));
+    }
+
+    #[test]
+    fn utf16_with_bom_is_decoded() {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<testsuite name=\"s\"><testcase classname=\"c\" name=\"ünï &amp; 😀\"/></testsuite>";
+        for le in [true, false] {
+            let mut bytes = if le {
+                vec![0xFF, 0xFE]
+            } else {
+                vec![0xFE, 0xFF]
+            };
+            for unit in xml.encode_utf16() {
+                bytes.extend(if le {
+                    unit.to_le_bytes()
+                } else {
+                    unit.to_be_bytes()
+                });
+            }
+            let (_, tests) = parse_bytes(&bytes).unwrap();
+            assert_eq!(tests[0].id, "c::ünï & 😀");
+        }
+        let mut bom8 = vec![0xEF, 0xBB, 0xBF];
+        bom8.extend_from_slice(b"<testsuite><testcase name=\"a\"/></testsuite>");
+        assert_eq!(parse_bytes(&bom8).unwrap().1.len(), 1);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn check(bytes: &[u8]) {
+            match parse_bytes(bytes) {
+                Ok(_) => {}
+                Err(ParseError::Invalid { position, .. }) => {
+                    assert!(
+                        position.line.is_some() || position.byte.is_some(),
+                        "error without a position"
+                    );
+                }
+                Err(ParseError::Io(_)) => {}
+                Err(ParseError::Sink(e)) => panic!("sink error from nowhere: {e}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                check(&bytes);
+            }
+
+            #[test]
+            fn mutated_reports_never_panic(
+                edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+                cut in any::<proptest::sample::Index>(),
+            ) {
+                let mut bytes = NEXTEST.as_bytes().to_vec();
+                for (at, byte, op) in edits {
+                    let i = at.index(bytes.len());
+                    match op {
+                        0 => bytes[i] = byte,
+                        1 => bytes.insert(i, byte),
+                        _ => { bytes.remove(i); }
+                    }
+                }
+                check(&bytes);
+                // Truncations of a valid report must all be errors.
+                let end = cut.index(NEXTEST.len());
+                let truncated = NEXTEST.as_bytes()[..end].to_vec();
+                if !NEXTEST[..end].contains("</testsuites>") {
+                    prop_assert!(parse_bytes(&truncated).is_err());
+                }
+            }
+
+            #[test]
+            fn mutated_utf16_never_panics(
+                edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..8),
+            ) {
+                let mut bytes = vec![0xFF, 0xFE];
+                for unit in NEXTEST.encode_utf16() {
+                    bytes.extend(unit.to_le_bytes());
+                }
+                for (at, byte) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                check(&bytes);
+            }
+        }
     }
 }

@@ -393,15 +393,14 @@ impl Parser {
     /// nextest id and number of attempts, from `pkg::bin$name[#N]`.
     fn nextest_id(&mut self, raw: &str) -> (String, u32) {
         let (mut full, mut runs) = (raw, 1);
-        if !self.in_flight.remove(raw) {
-            if let Some((base, n)) = retry_suffix(raw) {
-                // Without a `started` event to compare with, trust the suffix
-                // only where nextest writes it: from the second attempt on.
-                if self.in_flight.remove(base) || n >= 2 {
-                    full = base;
-                    runs = n;
-                }
-            }
+        // Without a `started` event to compare with, trust the suffix only
+        // where nextest writes it: from the second attempt on.
+        if !self.in_flight.remove(raw)
+            && let Some((base, n)) = retry_suffix(raw)
+            && (self.in_flight.remove(base) || n >= 2)
+        {
+            full = base;
+            runs = n;
         }
         let Some((package, binary, test)) = split_nextest_name(full) else {
             return (full.to_owned(), runs);

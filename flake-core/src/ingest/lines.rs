@@ -188,7 +188,7 @@ pub(crate) fn excerpt(bytes: &[u8]) -> String {
 /// Seconds (as reported by the tools) to whole milliseconds; `None` for
 /// values no clock produces.
 pub(crate) fn seconds_to_ms(seconds: f64) -> Option<u64> {
-    if seconds.is_finite() && seconds >= 0.0 && seconds < 1e12 {
+    if (0.0..1e12).contains(&seconds) {
         Some((seconds * 1000.0).round() as u64)
     } else {
         None
@@ -254,5 +254,77 @@ mod tests {
         assert_eq!(seconds_to_ms(0.0015), Some(2));
         assert_eq!(seconds_to_ms(-1.0), None);
         assert_eq!(seconds_to_ms(f64::NAN), None);
+    }
+}
+
+/// Property tests of every streaming parser in this family: random and
+/// mutated input never panics, and is either parsed or rejected with a position.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use crate::ingest::{ParseError, ReportMeta, go_test, libtest, payload};
+    use crate::model::TestResult;
+
+    const GO: &str = "{\"Action\":\"run\",\"Package\":\"m/p\",\"Test\":\"TestA\"}\n{\"Action\":\"output\",\"Package\":\"m/p\",\"Test\":\"TestA\",\"Output\":\"    a_test.go:3: boom\\n\"}\n{\"Action\":\"fail\",\"Package\":\"m/p\",\"Test\":\"TestA\",\"Elapsed\":0.1}\n{\"Action\":\"fail\",\"Package\":\"m/p\",\"Elapsed\":0.1}\n";
+    const LIBTEST: &str = "{\"type\":\"suite\",\"event\":\"started\",\"test_count\":1}\n{\"type\":\"test\",\"event\":\"started\",\"name\":\"c::c$a \"q\"\"}\n{\"type\":\"test\",\"event\":\"failed\",\"name\":\"c::c$a \"q\"#2\",\"exec_time\":0.1,\"stdout\":\"x\"}\n";
+    const PAYLOAD: &str = "{\"commit_sha\":\"a\",\"test_results\":{\"tests\":[{\"id\":\"a\",\"status\":\"flaky\",\"attempts\":[{\"status\":\"failed\"},{\"status\":\"passed\"}]}]}}";
+
+    type Parser = fn(
+        &mut dyn std::io::BufRead,
+        &mut dyn crate::ingest::Sink,
+    ) -> Result<ReportMeta, ParseError>;
+
+    fn check(parser: Parser, bytes: &[u8]) {
+        let mut sink = |_: TestResult| Ok(());
+        match parser(&mut &bytes[..], &mut sink) {
+            Ok(_) => {}
+            Err(ParseError::Invalid { position, message }) => {
+                assert!(!message.is_empty());
+                // A position is required except for "nothing found at all".
+                assert!(
+                    position.line.is_some() || position.byte.is_some() || message.contains("no "),
+                    "{message}"
+                );
+            }
+            Err(e) => panic!("unexpected error kind: {e:?}"),
+        }
+    }
+
+    fn binary(
+        input: &mut dyn std::io::BufRead,
+        sink: &mut dyn crate::ingest::Sink,
+    ) -> Result<ReportMeta, ParseError> {
+        libtest::parse_binary(input, "b", sink)
+    }
+
+    fn mutate(seed: &str, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+        let mut bytes = seed.as_bytes().to_vec();
+        for &(at, byte) in edits {
+            let i = at % bytes.len();
+            bytes[i] = byte;
+        }
+        bytes.truncate(cut % (bytes.len() + 1));
+        bytes
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            for parser in [go_test::parse as Parser, libtest::parse, binary, payload::parse] {
+                check(parser, &bytes);
+            }
+        }
+
+        #[test]
+        fn mutated_reports_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cut in any::<usize>(),
+        ) {
+            check(go_test::parse, &mutate(GO, &edits, cut));
+            check(libtest::parse, &mutate(LIBTEST, &edits, cut));
+            check(binary, &mutate(LIBTEST, &edits, cut));
+            check(payload::parse, &mutate(PAYLOAD, &edits, cut));
+        }
     }
 }

@@ -265,6 +265,7 @@ impl<'de> Visitor<'de> for Tests<'_, '_> {
 
 /// A string, or a number or boolean written where a string was expected
 /// (`"workflow_run_id": 123`), or null.
+#[derive(Default)]
 struct Lenient(Option<String>);
 
 impl<'de> Deserialize<'de> for Lenient {
@@ -295,12 +296,6 @@ impl<'de> Deserialize<'de> for Lenient {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-impl Default for Lenient {
-    fn default() -> Self {
-        Lenient(None)
     }
 }
 

@@ -85,10 +85,10 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta,
         created: None,
         duration: None,
     };
-    parse_document(input, EXPECTED, &mut doc)?;
+    let end = parse_document(input, EXPECTED, &mut doc)?;
     if !doc.saw_tests {
         return Err(ParseError::invalid(
-            Position::default(),
+            end,
             format!("expected {EXPECTED}; the document has no `tests` key (is it another format?)"),
         ));
     }

@@ -38,7 +38,7 @@ use serde::de::MapAccess;
 use super::json_stream::{
     EachElement, ObjectVisitor, Stash, parse_document, seconds_to_ms, skip_value,
 };
-use super::{ParseError, Position, ReportMeta, Sink};
+use super::{ParseError, ReportMeta, Sink};
 use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
 
 const EXPECTED: &str = "an RSpec `--format json` object with an `examples` array";
@@ -76,10 +76,10 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta,
         other_errors: Vec::new(),
         errors_outside: None,
     };
-    parse_document(input, EXPECTED, &mut doc)?;
+    let end = parse_document(input, EXPECTED, &mut doc)?;
     if !doc.saw_examples {
         return Err(ParseError::invalid(
-            Position::default(),
+            end,
             format!(
                 "expected {EXPECTED}; the document has no `examples` key (is it another format?)"
             ),

@@ -175,15 +175,15 @@ impl QuarantineFile {
             .map_err(|e: toml_edit::TomlError| invalid(e.span(), e.message().to_owned()))?;
         let typed: Typed = toml::from_str(&text)
             .map_err(|e: toml::de::Error| invalid(e.span(), e.message().to_owned()))?;
-        if let Some(v) = typed.version {
-            if v > FORMAT_VERSION {
-                return Err(invalid(
-                    None,
-                    format!(
-                        "format version {v} is newer than this cargo-flake understands ({FORMAT_VERSION})"
-                    ),
-                ));
-            }
+        if let Some(v) = typed.version
+            && v > FORMAT_VERSION
+        {
+            return Err(invalid(
+                None,
+                format!(
+                    "format version {v} is newer than this cargo-flake understands ({FORMAT_VERSION})"
+                ),
+            ));
         }
         // Byte offset of the i-th `[[test]]` header, for errors about an entry.
         let entry_offset = |i: usize| {
@@ -213,16 +213,16 @@ impl QuarantineFile {
                 ));
             }
             for (field, date) in [("added", &entry.added), ("expires", &entry.expires)] {
-                if let Some(d) = date {
-                    if d.parse::<jiff::civil::Date>().is_err() {
-                        return Err(invalid(
-                            span,
-                            format!(
-                                "`{field}` of `{}` is `{d}`, expected a date like 2026-11-21",
-                                entry.id
-                            ),
-                        ));
-                    }
+                if let Some(d) = date
+                    && d.parse::<jiff::civil::Date>().is_err()
+                {
+                    return Err(invalid(
+                        span,
+                        format!(
+                            "`{field}` of `{}` is `{d}`, expected a date like 2026-11-21",
+                            entry.id
+                        ),
+                    ));
                 }
             }
         }

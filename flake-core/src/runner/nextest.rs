@@ -306,14 +306,14 @@ fn read_ignored(reader: impl BufRead, warnings: &mut Vec<String>) -> Vec<String>
             ) {
                 binaries.insert(format!("{krate}::{bin}"), binary_id(krate, bin, kind));
             }
-        } else if let Some(name) = value["name"].as_str() {
-            if let Some((prefix, test)) = name.split_once('$') {
-                let bin = binaries
-                    .get(prefix)
-                    .cloned()
-                    .unwrap_or_else(|| prefix.to_owned());
-                ignored.push(format!("{bin} {test}"));
-            }
+        } else if let Some(name) = value["name"].as_str()
+            && let Some((prefix, test)) = name.split_once('$')
+        {
+            let bin = binaries
+                .get(prefix)
+                .cloned()
+                .unwrap_or_else(|| prefix.to_owned());
+            ignored.push(format!("{bin} {test}"));
         }
     }
     ignored

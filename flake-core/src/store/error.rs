@@ -93,13 +93,13 @@ impl StoreError {
     pub(crate) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
         let path = path.to_owned();
         move |source| {
-            if let rusqlite::Error::SqliteFailure(e, _) = &source {
-                if e.code == rusqlite::ErrorCode::NotADatabase {
-                    return StoreError::NotADatabase {
-                        path: path.clone(),
-                        source,
-                    };
-                }
+            if let rusqlite::Error::SqliteFailure(e, _) = &source
+                && e.code == rusqlite::ErrorCode::NotADatabase
+            {
+                return StoreError::NotADatabase {
+                    path: path.clone(),
+                    source,
+                };
             }
             StoreError::Sql {
                 path: path.clone(),

@@ -50,18 +50,18 @@ impl Store {
     /// A new database's folder gets a `.gitignore` of `*`, so the history is
     /// never committed by accident.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-                // Best effort: the database works without it.
-                let _ = std::fs::write(
-                    dir.join(".gitignore"),
-                    "# written by cargo-flake: the history database is not source\n*\n",
-                );
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+            // Best effort: the database works without it.
+            let _ = std::fs::write(
+                dir.join(".gitignore"),
+                "# written by cargo-flake: the history database is not source\n*\n",
+            );
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
