@@ -143,8 +143,7 @@ pub fn render(story: &Story, s: &Styles, min_runs: usize) -> String {
         if t.excluded && t.outcome != flake_core::model::Outcome::Skipped {
             note.push_str(" (infrastructure storm: not counted)");
         }
-        let _ = writeln!(
-            out,
+        let line = format!(
             "  {:<16}  {:<10}  {:<20}  {}  {:>8}  {}",
             when,
             commit,
@@ -153,6 +152,7 @@ pub fn render(story: &Story, s: &Styles, min_runs: usize) -> String {
             t.attempts,
             note.trim()
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let clusters = &story.detail.clusters;
     let _ = writeln!(out, "\n{}", paint(s.bold, "Failure causes"));
