@@ -109,12 +109,13 @@ pub fn render(story: &Story, s: &Styles, min_runs: usize) -> String {
     let _ = writeln!(out, "\n{}", paint(s.bold, "Recent runs (newest first)"));
     if story.timeline.is_empty() {
         let _ = writeln!(out, "  none");
+    } else {
+        let _ = writeln!(
+            out,
+            "  {:<16}  {:<10}  {:<20}  {:<8}  {:>8}  CAUSE",
+            "WHEN", "COMMIT", "BRANCH", "OUTCOME", "ATTEMPTS"
+        );
     }
-    let _ = writeln!(
-        out,
-        "  {:<16}  {:<10}  {:<20}  {:<8}  {:>8}  {}",
-        "WHEN", "COMMIT", "BRANCH", "OUTCOME", "ATTEMPTS", "CAUSE"
-    );
     for t in &story.timeline {
         let when = if redact() {
             "[time]".to_owned()

@@ -43,12 +43,12 @@ pub fn render(model: &Model) -> String {
     details(&mut out, model);
     suite_clusters(&mut out, model);
     quarantine(&mut out, model);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<footer>Flake rate: runs with flaky evidence (a flaky result, or a failure contradicted by a pass of the same commit) \
          divided by the runs counted in the test's window of its last {} runs; runs where at least 80% of tests failed are \
          left out as infrastructure failures. Interval: Wilson score 95%. Rates from fewer than {} runs are marked \
-         “few runs” and do not drive quarantine.</footer>\n",
+         “few runs” and do not drive quarantine.</footer>",
         model.window, model.min_runs
     );
     out.push_str("<script>");
@@ -72,9 +72,9 @@ fn header(out: &mut String, m: &Model) {
         }
         None => out.push_str("No runs recorded yet"),
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        " · window: last {} runs per test · generated {}</p></header>\n",
+        " · window: last {} runs per test · generated {}</p></header>",
         m.window,
         datetime(m.generated_at)
     );
@@ -613,7 +613,7 @@ fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -349,14 +349,17 @@ fn detail(
     // Plain passes have no attempt rows: their result row is the attempt.
     for j in judged {
         let r = &j.result;
-        if !with_attempts.contains(&r.run_seq) && r.outcome == Outcome::Passed {
-            if let (Some(d), Some(&x)) = (r.duration_ms, x_of.get(&r.run_seq)) {
-                points.push(Point {
-                    x,
-                    duration_ms: d,
-                    status: AttemptStatus::Pass,
-                });
-            }
+        if let (false, Outcome::Passed, Some(d), Some(&x)) = (
+            with_attempts.contains(&r.run_seq),
+            r.outcome,
+            r.duration_ms,
+            x_of.get(&r.run_seq),
+        ) {
+            points.push(Point {
+                x,
+                duration_ms: d,
+                status: AttemptStatus::Pass,
+            });
         }
     }
     points.sort_by_key(|p| (p.x, p.duration_ms));
