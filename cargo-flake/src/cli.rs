@@ -66,7 +66,10 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Apply the gate (with quarantine) to test reports of any language, without recording them.
     Gate(GateArgs),
-    /// List, add or remove quarantined tests.
+    /// Flake rates per test over a rolling window of runs, worst first.
+    #[command(long_about = STATS_LONG_ABOUT)]
+    Stats(StatsArgs),
+    /// List, add, remove or sync quarantined tests.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
     /// One test's story: recent runs, flake rate and interval, failure causes, quarantine status.
@@ -171,6 +174,76 @@ pub struct WindowArgs {
     /// Fewer runs than this is "insufficient history".
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub min_runs: usize,
+}
+
+const STATS_LONG_ABOUT: &str = "\
+Flake rates per test over a rolling window of runs, worst first.
+
+For each test: its last N runs (skipped results are not runs), how many passed,
+were flaky and failed, the flake rate with its 95% Wilson interval, the last
+flaky run, and whether it is quarantined. Flaky means it recovered on a retry,
+or failed on a commit on which it also passed in another run (same OS and
+target). Hard failures are not flakiness. Runs in which at least 80% of the
+tests failed (infrastructure storms) are left out. Below --min-runs a rate is
+reported as insufficient history. Defaults come from [workspace.metadata.flake]
+in Cargo.toml (or flake.toml); flags override them.
+
+The last line is suite-wide: the share of recent runs with any flaky test,
+against a target of 0.5%.";
+
+/// `cargo flake stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+    /// Runs per test to compute over [default: 50, or the configured window]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
+    /// Fewer runs than this is insufficient history [default: 10, or configured]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_runs: Option<u32>,
+    /// Only runs of this branch (repeatable) [default: the configured branches, else all]
+    #[arg(long, value_name = "NAME")]
+    pub branch: Vec<String>,
+    /// Only runs started on or after this date (YYYY-MM-DD, RFC 3339 time, or `14d` for 14 days ago)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only runs on this OS (`linux`, `macos`, `windows`) or target triple
+    #[arg(long, value_name = "OS_OR_TARGET")]
+    pub variant: Option<String>,
+    /// Order of tests.
+    #[arg(long, value_enum, default_value_t = SortChoice::Rate)]
+    pub sort: SortChoice,
+    /// Output format; json lists every test, human and markdown the flaky, failing and quarantined ones.
+    #[arg(long, value_enum, default_value_t = StatsFormat::Human)]
+    pub format: StatsFormat,
+    /// List every test in human and markdown output, not only those with flaky or failed runs.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `--sort` of stats.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SortChoice {
+    /// Highest flake rate first.
+    Rate,
+    /// Most flaky runs first.
+    Count,
+    /// By test id.
+    Name,
+}
+
+/// `--format` of stats.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum StatsFormat {
+    /// A table for a terminal.
+    Human,
+    /// A JSON array, one object per test.
+    Json,
+    /// A Markdown table for CI summaries.
+    Markdown,
 }
 
 const TEST_LONG_ABOUT: &str = "\
@@ -388,6 +461,41 @@ pub enum QuarantineCommand {
         #[command(flatten)]
         quarantine: QuarantineArg,
     },
+    /// Apply the flake-rate policy: quarantine tests over the threshold, release recovered ones.
+    #[command(long_about = SYNC_LONG_ABOUT)]
+    Sync(SyncArgs),
+}
+
+const SYNC_LONG_ABOUT: &str = "\
+Apply the flake-rate policy to the quarantine file.
+
+Adds tests whose flake rate over the window is at least 5% (with at least 10
+runs and a flake among the last 20 runs), releases entries that recovered (20
+clean runs in a row since added), expired (`expires` before today) or went
+stale (test not recorded for 30 days while at least 10 runs were), and prints
+one line per change with its reason. Pinned entries are only released by their
+expiry date. Settings: [workspace.metadata.flake] in Cargo.toml, or flake.toml.
+
+The file is rewritten atomically and only when something changed; comments,
+unknown keys and hand-written fields are kept.
+
+--check (for CI) writes nothing and exits 1 with a diff when the committed file
+is out of date, 0 when it is current. --dry-run shows the changes without
+writing.";
+
+/// `cargo flake quarantine sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+    /// Write nothing; exit 1 and print a diff if the file is out of date.
+    #[arg(long)]
+    pub check: bool,
+    /// Show the changes without writing them.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[cfg(test)]
@@ -508,6 +616,48 @@ mod tests {
         assert!(parse(&["flake", "hunt"]).is_err(), "--runs is required");
         assert!(parse(&["flake", "hunt", "--runs", "0"]).is_err());
         assert!(parse(&["flake", "show"]).is_err());
+    }
+
+    #[test]
+    fn stats_and_sync_command_lines() {
+        let Cargo::Flake(f) = parse(&[
+            "flake",
+            "stats",
+            "--window",
+            "30",
+            "--branch",
+            "main",
+            "--branch",
+            "dev",
+            "--since",
+            "2026-11-01",
+            "--variant",
+            "linux",
+            "--sort",
+            "count",
+            "--format",
+            "markdown",
+        ])
+        .unwrap();
+        let Command::Stats(s) = f.command else {
+            panic!()
+        };
+        assert_eq!(s.window, Some(30));
+        assert_eq!(s.branch, vec!["main", "dev"]);
+        assert_eq!(
+            (s.sort, s.format),
+            (SortChoice::Count, StatsFormat::Markdown)
+        );
+        let Cargo::Flake(f) =
+            parse(&["flake", "quarantine", "sync", "--check", "--db", "h.db"]).unwrap();
+        let Command::Quarantine(QuarantineCommand::Sync(a)) = f.command else {
+            panic!()
+        };
+        assert!(a.check && !a.dry_run);
+        assert!(parse(&["flake", "stats", "--window", "0"]).is_err());
+        assert!(parse(&["flake", "stats", "--format", "xml"]).is_err());
+        assert!(parse(&["flake", "stats", "--sort", "speed"]).is_err());
+        assert!(parse(&["flake", "quarantine", "sync", "--force"]).is_err());
     }
 
     #[test]

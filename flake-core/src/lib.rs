@@ -6,6 +6,7 @@
 
 pub mod ci;
 pub mod cluster;
+pub mod config;
 pub mod env_vars;
 pub mod gate;
 pub mod git;
@@ -20,5 +21,6 @@ pub mod quarantine;
 pub mod report;
 pub mod run;
 pub mod runner;
+pub mod stats;
 pub mod store;
 pub mod workspace;

@@ -3,7 +3,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// Everything recorded about a run besides its tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -56,14 +55,14 @@ pub fn generate_run_id() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let mut h = Sha256::new();
-    h.update(now.as_nanos().to_le_bytes());
-    h.update(std::process::id().to_le_bytes());
+    let mut h = blake3::Hasher::new();
+    h.update(&now.as_nanos().to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
     h.update(host_name().unwrap_or_default().as_bytes());
     // The address of a stack value adds entropy between threads of one process.
     let local = 0u8;
     h.update(format!("{:p}", &local).as_bytes());
-    let digest = h.finalize();
+    let digest = *h.finalize().as_bytes();
     let stamp = jiff::Timestamp::from_millisecond(now.as_millis() as i64)
         .map(|t| t.strftime("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_default();

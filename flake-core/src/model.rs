@@ -312,10 +312,12 @@ fn first_line(s: &str) -> &str {
         .unwrap_or("")
 }
 
-/// The line of captured output a human would quote: a Rust panic message when
-/// present, else the first non-empty line.
+/// The line of captured output a human would quote: a Rust panic message
+/// when present, else the first line under libtest's `---- name ----` header,
+/// else the first line that is not libtest's own framing.
 pub fn first_failure_line(output: &str) -> &str {
     let mut lines = output.lines();
+    let mut after_header = None;
     while let Some(line) = lines.next() {
         // Rust >= 1.73: "thread 'x' panicked at src/lib.rs:1:2:\n<message>".
         if line.contains("panicked at ") {
@@ -326,8 +328,35 @@ pub fn first_failure_line(output: &str) -> &str {
             }
             return line.trim();
         }
+        let t = line.trim();
+        if after_header.is_none() && t.starts_with("---- ") && t.ends_with(" ----") {
+            after_header = Some(
+                lines
+                    .clone()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or(""),
+            );
+        }
     }
-    first_line(output)
+    if let Some(line) = after_header.filter(|l| !l.is_empty()) {
+        return line;
+    }
+    output
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !is_libtest_framing(l))
+        .unwrap_or_else(|| first_line(output))
+}
+
+/// Lines libtest prints around every test's output.
+fn is_libtest_framing(line: &str) -> bool {
+    (line.starts_with("running ") && (line.ends_with(" test") || line.ends_with(" tests")))
+        || (line.starts_with("test ")
+            && (line.ends_with(" ... FAILED") || line.ends_with(" ... ok")))
+        || line == "failures:"
+        || line.starts_with("test result: ")
+        || line.starts_with("note: run with `RUST_BACKTRACE=1`")
 }
 
 /// Extracts `file:line:col` from a Rust panic message (`panicked at src/x.rs:3:5`)
@@ -447,6 +476,14 @@ mod tests {
         assert_eq!(panic_location("no location here: 1:2"), None);
         let win = "thread 'a' panicked at C:\\src\\lib.rs:3:1:\nx";
         assert_eq!(panic_location(win).as_deref(), Some("C:\\src\\lib.rs:3:1"));
+    }
+
+    #[test]
+    fn libtest_framing_is_skipped_for_the_message() {
+        let mimic = "\nrunning 1 test\ntest m::c ... FAILED\n\nfailures:\n\n---- m::c ----\ncase 7 flaked\n\n\nfailures:\n    m::c\n\ntest result: FAILED. 0 passed; 1 failed\n";
+        assert_eq!(first_failure_line(mimic), "case 7 flaked");
+        assert_eq!(first_failure_line("running 1 test\nboom\n"), "boom");
+        assert_eq!(first_failure_line("just text"), "just text");
     }
 
     #[test]

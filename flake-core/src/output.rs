@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::model::{Outcome, TestResult};
 use crate::quarantine::Entry;
 use crate::run::TestRun;
+use crate::stats::TestStats;
 
 /// Current schema version of all JSON output.
 pub const SCHEMA: u32 = 1;
@@ -170,6 +171,80 @@ impl<'a> From<&'a Entry> for QuarantineEntryJson<'a> {
             owner: e.owner.as_deref(),
             issue: e.issue.as_deref(),
             expires: e.expires.as_deref(),
+        }
+    }
+}
+
+/// One element of `stats --format json`.
+#[derive(Debug, Serialize)]
+pub struct StatsEntryJson<'a> {
+    /// Schema version.
+    pub schema: u32,
+    /// Test id.
+    pub id: &'a str,
+    /// Runs in the window (skipped results excluded).
+    pub runs: u64,
+    /// Flaky evidence: retry recoveries plus same-code flips.
+    pub flaky: u64,
+    /// Hard failures (failed every attempt, not contradicted on the same code).
+    pub failed: u64,
+    /// Clean passes.
+    pub passed: u64,
+    /// `flaky / runs`.
+    pub flake_rate: f64,
+    /// Lower bound of the 95% Wilson interval of the rate.
+    pub wilson_low: f64,
+    /// Upper bound of the 95% Wilson interval of the rate.
+    pub wilson_high: f64,
+    /// Whether the test is in the quarantine file.
+    pub quarantined: bool,
+    /// Fewer runs than `min_runs`: the rate drives no decision.
+    pub insufficient_history: bool,
+    /// Of `flaky`, runs where a retry recovered.
+    pub retry_flaky: u64,
+    /// Of `flaky`, failures contradicted by a pass of the same commit in another run.
+    pub flip_flaky: u64,
+    /// The newest run with flaky evidence in the window.
+    pub last_flaky: Option<RunRefJson<'a>>,
+}
+
+/// A run, as referred to from other objects.
+#[derive(Debug, Serialize)]
+pub struct RunRefJson<'a> {
+    /// The run id.
+    pub run_id: &'a str,
+    /// Commit SHA.
+    pub commit: Option<&'a str>,
+    /// Branch.
+    pub branch: Option<&'a str>,
+    /// Start time, RFC 3339 UTC.
+    pub at: String,
+}
+
+impl<'a> StatsEntryJson<'a> {
+    /// The JSON view of one test's statistics.
+    pub fn new(t: &'a TestStats, min_runs: usize) -> Self {
+        let (wilson_low, wilson_high) = t.wilson();
+        StatsEntryJson {
+            schema: SCHEMA,
+            id: &t.id,
+            runs: t.runs,
+            flaky: t.flaky,
+            failed: t.failed,
+            passed: t.passed,
+            flake_rate: t.flake_rate(),
+            wilson_low,
+            wilson_high,
+            quarantined: t.quarantined,
+            insufficient_history: t.insufficient(min_runs),
+            retry_flaky: t.retry_flaky,
+            flip_flaky: t.flip_flaky,
+            last_flaky: t.last_flaky.as_ref().map(|r| RunRefJson {
+                run_id: &r.run_id,
+                commit: r.commit.as_deref(),
+                branch: r.branch.as_deref(),
+                at: crate::meta::format_time(r.started_at),
+            }),
         }
     }
 }

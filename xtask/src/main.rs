@@ -1,15 +1,89 @@
 //! Developer tasks: `cargo xtask <task>`.
+//!
+//! - `gen-fixtures [--check] [PROJECT...]`: regenerate report fixtures with the real tools.
+//! - `bench [--quick]`: every benchmark below, figures for BENCHMARKS.md.
+//! - `bench-overhead [--rounds N]`, `bench-ingest [--rounds N]`, `bench-history [...]`.
+//! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
+mod bench;
+mod bench_history;
+mod fixtures;
 mod render_report;
 
-fn main() {
+use std::path::Path;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+  gen-fixtures [--check] [PROJECT...]   regenerate report fixtures with the real tools
+  bench [--quick]                       all benchmarks (overhead, ingest, history)
+  bench-overhead [--rounds N]           cargo flake test vs cargo nextest run
+  bench-ingest [--rounds N]             cargo flake ingest vs the Python baseline
+  bench-history [--tests N] [--runs N] [--iterations N] [--dir PATH] [--reuse]
+  render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
+  bench-report [--tests N] [--runs N]   report generation time and size";
+
+fn rounds(args: &[String], default: usize) -> usize {
+    args.iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let code = match args.first().map(String::as_str) {
-        Some("render-report" | "bench-report") => render_report::main(&args),
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace");
+    let rest = &args[args.len().min(1)..];
+    if let Some("render-report" | "bench-report") = args.first().map(String::as_str) {
+        return ExitCode::from(render_report::main(&args) as u8);
+    }
+    let result: Result<bool, String> = match args.first().map(String::as_str) {
+        Some("gen-fixtures") => fixtures::run(rest, root),
+        Some("bench-overhead") => bench::overhead(root, rounds(rest, 5)).map(|row| {
+            println!("{row}");
+            true
+        }),
+        Some("bench-ingest") => bench::ingest(root, rounds(rest, 5)).map(|row| {
+            println!("{row}");
+            true
+        }),
+        Some("bench-history") => bench_history::Options::parse(rest, root)
+            .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
+        Some("bench") => {
+            let quick = rest.iter().any(|a| a == "--quick");
+            let n = if quick { 2 } else { 5 };
+            let history_args: Vec<String> = if quick {
+                ["--tests", "1000", "--runs", "200", "--iterations", "3"]
+                    .map(String::from)
+                    .to_vec()
+            } else {
+                Vec::new()
+            };
+            (|| {
+                let overhead = bench::overhead(root, n)?;
+                let ingest = bench::ingest(root, n)?;
+                let history_ok = bench_history::Options::parse(&history_args, root)
+                    .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string()))?;
+                println!(
+                    "\n| What | Measured | Ratio | Target |\n|---|---|---|---|\n{overhead}{ingest}"
+                );
+                Ok(history_ok)
+            })()
+        }
         _ => {
-            eprintln!("usage: cargo xtask <render-report|bench-report> [options]");
-            2
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
         }
     };
-    std::process::exit(code);
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

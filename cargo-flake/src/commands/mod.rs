@@ -1,12 +1,14 @@
 //! One function per subcommand: turn flags into flake-core options, call the
 //! library, render the result, return the exit code.
 
+mod diff;
 mod gate;
 mod hunt;
 mod ingest;
 mod quarantine;
 mod report;
 mod show;
+mod stats;
 mod test;
 
 use std::io::Write;
@@ -38,6 +40,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Test(args) => test::run(args, color),
         Command::Ingest(args) => ingest::run(args, color),
         Command::Gate(args) => gate::run(args, color),
+        Command::Stats(args) => stats::run(args, color),
         Command::Quarantine(cmd) => quarantine::run(cmd, color),
         Command::Show(args) => show::run(args, color),
         Command::Report(args) => report::run(args),

@@ -1,19 +1,25 @@
-//! `cargo flake quarantine list|add|remove`.
+//! `cargo flake quarantine list|add|remove|sync`.
 
 use std::fmt::Write;
 
+use flake_core::config::Config;
 use flake_core::output::QuarantineEntryJson;
-use flake_core::quarantine::{Entry, EntrySource, QuarantineFile};
+use flake_core::quarantine::policy::{interval, percent};
+use flake_core::quarantine::{
+    self, Entry, EntrySource, Finding, KeepReason, QuarantineFile, ReleaseReason,
+};
 use flake_core::store::Store;
+use flake_core::workspace::Workspace;
 
-use super::{Error, Usage, print_stderr, print_stdout, show_path, workspace};
-use crate::EXIT_OK;
-use crate::cli::{ColorChoice, ListFormat, QuarantineCommand};
+use super::{Error, Usage, diff, print_stderr, print_stdout, show_path, workspace};
+use crate::cli::{ColorChoice, ListFormat, QuarantineCommand, SyncArgs};
 use crate::style::{Styles, paint};
+use crate::{EXIT_GATE_FAILED, EXIT_OK};
 
 pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
     let (_, ws) = workspace()?;
     match cmd {
+        QuarantineCommand::Sync(args) => sync(args, &ws, color),
         QuarantineCommand::List { format, quarantine } => {
             let file = QuarantineFile::load(&ws.quarantine_path(quarantine.path.as_deref()))?;
             match format {
@@ -113,6 +119,120 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
             ));
             Ok(EXIT_OK)
         }
+    }
+}
+
+fn sync(args: SyncArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Error> {
+    let styles = Styles::stderr(color);
+    let (config, _) = Config::load(ws)?;
+    let path = ws.quarantine_path(args.quarantine.path.as_deref());
+    // Load (and so validate) the file first: a broken file is an error naming
+    // its line whatever else is wrong.
+    let file = QuarantineFile::load(&path)?;
+    let db = ws.db_path(args.db.db.as_deref());
+    if !db.exists() {
+        return Err(Usage(format!(
+            "no history at {}: record runs with `cargo flake test` or `cargo flake ingest` first, or pass --db",
+            show_path(&db)
+        ))
+        .into());
+    }
+    let store = Store::open(&db)?;
+    // UTC, like the run times the policy compares entry dates with.
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let plan = quarantine::plan(&store, file, &config, today)?;
+    let out_styles = Styles::stdout(color);
+    let mut lines = String::new();
+    for f in plan.changes() {
+        let _ = writeln!(lines, "{}", change_line(f, &out_styles));
+    }
+    let (mut added, mut released, mut pinned, mut kept) = (0, 0, 0, 0);
+    for f in &plan.findings {
+        match f {
+            Finding::Add(_) => added += 1,
+            Finding::Release { .. } => released += 1,
+            Finding::Keep {
+                reason: KeepReason::Pinned,
+                ..
+            } => pinned += 1,
+            Finding::Keep { .. } => kept += 1,
+        }
+    }
+    let kept_note = match (kept, pinned) {
+        (0, 0) => String::new(),
+        (k, 0) => format!("; {k} kept"),
+        (k, p) => format!("; {} kept ({p} pinned)", k + p),
+    };
+    let summary = format!("{added} added, {released} released{kept_note}");
+    let shown = show_path(&path);
+    if args.check {
+        if plan.changed() {
+            lines.push_str(&diff::unified(
+                plan.before(),
+                &plan.after(),
+                &format!("{shown} (committed)"),
+                &format!("{shown} (synced)"),
+            ));
+            print_stdout(&lines)?;
+            print_stderr(&format!(
+                "{} {shown} is out of date ({summary}): run `cargo flake quarantine sync` and commit it\n",
+                paint(styles.fail, "error:")
+            ));
+            return Ok(EXIT_GATE_FAILED);
+        }
+        print_stderr(&format!("{shown} is up to date{kept_note}\n"));
+        return Ok(EXIT_OK);
+    }
+    print_stdout(&lines)?;
+    if !plan.changed() {
+        print_stderr(&format!("{shown} is up to date{kept_note}\n"));
+    } else if args.dry_run {
+        print_stderr(&format!("dry run: {shown} not written ({summary})\n"));
+    } else {
+        plan.write()?;
+        print_stderr(&format!(
+            "{} {shown} ({summary})\n",
+            paint(styles.pass, "wrote")
+        ));
+    }
+    Ok(EXIT_OK)
+}
+
+/// `+ api::login  12.0% flaky (6/50 runs, 95% CI 5.6–23.8%)` and the like.
+fn change_line(f: &Finding, s: &Styles) -> String {
+    match f {
+        Finding::Add(a) => format!(
+            "{} {}  {} flaky ({}/{} runs, 95% CI {})",
+            paint(s.flaky, "+"),
+            paint(s.id, &a.id),
+            percent(a.rate),
+            a.flaky,
+            a.runs,
+            interval(a.wilson_low, a.wilson_high)
+        ),
+        Finding::Release { id, reason } => {
+            let why = match reason {
+                ReleaseReason::Recovered { clean_runs, since } => {
+                    format!("recovered: {clean_runs} clean runs since {since}")
+                }
+                ReleaseReason::Quiet { days, clean_runs } => format!(
+                    "recovered: no flaky evidence for {days} days ({clean_runs} clean runs)"
+                ),
+                ReleaseReason::Expired { date } => format!("expired on {date}"),
+                ReleaseReason::Stale {
+                    last_seen: Some(d),
+                    runs_since,
+                } => format!("stale: not recorded since {d} ({runs_since} runs since)"),
+                ReleaseReason::Stale {
+                    last_seen: None,
+                    runs_since,
+                } => format!("stale: never recorded ({runs_since} runs since it was added)"),
+            };
+            format!("{} {}  {why}", paint(s.pass, "-"), paint(s.id, id))
+        }
+        Finding::Keep { id, .. } => format!("  {id}"),
     }
 }
 

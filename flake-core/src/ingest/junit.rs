@@ -587,6 +587,11 @@ impl<'s> Parser<'s> {
             return Err(ParseError::invalid(pos, what));
         };
         let parent = self.stack.len().checked_sub(2).map(|i| self.stack[i].0);
+        // nextest writes this placeholder into `<system-err>` when a test's
+        // output was captured as one stream; it is not output of the test.
+        if matches!(top, Elem::Output(true)) && text.trim() == "(stdout and stderr are combined)" {
+            return Ok(());
+        }
         match (top, parent) {
             (Elem::Outcome, _) => self.outcome.text.push(text),
             (Elem::StackTrace, _) => self.outcome.stack.push(text),

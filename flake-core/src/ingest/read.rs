@@ -4,8 +4,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::{Format, ParseError, Position, ReportMeta, Sink, SinkError, detect};
 use crate::model::TestResult;
 
@@ -70,7 +68,7 @@ pub enum IngestError {
 /// What reading one report produced, besides the tests handed to the sink.
 #[derive(Clone, Debug)]
 pub struct ReportSummary {
-    /// SHA-256 of the file's bytes (hex): identifies the report for idempotent ingest.
+    /// BLAKE3 hash of the file's bytes (hex): identifies the report for idempotent ingest.
     pub digest: String,
     /// The format the file was read as.
     pub format: Format,
@@ -95,7 +93,7 @@ pub fn read_report(
         256 * 1024,
         HashingReader {
             inner: file,
-            hasher: Sha256::new(),
+            hasher: blake3::Hasher::new(),
         },
     );
     let head = reader.fill_buf().map_err(|source| IngestError::Read {
@@ -148,7 +146,7 @@ pub fn read_report(
         path: path.to_owned(),
         source,
     })?;
-    let digest = crate::meta::hex(&reader.into_inner().hasher.finalize());
+    let digest = crate::meta::hex(reader.into_inner().hasher.finalize().as_bytes());
     Ok(ReportSummary {
         digest,
         format,
@@ -174,10 +172,10 @@ pub fn parse(
     }
 }
 
-/// Hashes every byte read through it.
+/// Hashes every byte read through it (BLAKE3).
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: blake3::Hasher,
 }
 
 impl<R: std::io::Read> std::io::Read for HashingReader<R> {

@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::{Format, IngestError, ReportMeta, SinkError, read_report};
 use crate::ci;
 use crate::git;
@@ -88,7 +86,7 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
     let mut writer = store.begin_run(&provisional)?;
     let mut files = Vec::new();
     let mut report_meta = ReportMeta::default();
-    let mut run_hasher = Sha256::new();
+    let mut run_hasher = blake3::Hasher::new();
     for path in &opts.files {
         writer.begin_source()?;
         let summary = {
@@ -131,7 +129,12 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
             .run_id
             .clone()
             .or_else(|| report_meta.run_id.clone())
-            .unwrap_or_else(|| format!("ingest-{}", &meta::hex(&run_hasher.finalize())[..16])),
+            .unwrap_or_else(|| {
+                format!(
+                    "ingest-{}",
+                    &meta::hex(run_hasher.finalize().as_bytes())[..16]
+                )
+            }),
         commit: rev.commit,
         branch: rev.branch,
         tree: rev.tree,

@@ -350,6 +350,11 @@ impl QuarantineFile {
         }
     }
 
+    /// The file's content as loaded; `None` when the file did not exist.
+    pub fn original(&self) -> Option<&str> {
+        self.original.as_deref()
+    }
+
     /// The file's content as it would be written.
     pub fn render(&self) -> String {
         self.doc.to_string()

@@ -6,5 +6,9 @@
 //! `toml_edit`, so comments, unknown keys and the order of keys survive.
 
 mod file;
+pub mod policy;
+pub mod sync;
 
 pub use file::{Entry, EntrySource, QuarantineError, QuarantineFile};
+pub use policy::{AddFinding, Finding, KeepReason, ReleaseReason};
+pub use sync::{SyncError, SyncPlan, plan};

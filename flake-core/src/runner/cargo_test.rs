@@ -30,6 +30,9 @@ struct TestBinary {
     manifest_dir: PathBuf,
     package: String,
     version: String,
+    /// Whether the harness accepts `--report-time` (libtest does; custom
+    /// harnesses such as libtest-mimic reject it).
+    report_time: std::cell::Cell<bool>,
 }
 
 /// Runs the tests through `cargo test`'s binaries.
@@ -102,10 +105,7 @@ pub fn run(
                 attempt,
                 tests: failing.len(),
             });
-            let mut rerun_args = rerun_flags.clone();
-            rerun_args.push("--exact".into());
-            rerun_args.extend(failing);
-            let (rerun, status) = run_binary(opts, binary, &rerun_args, &mut warnings)?;
+            let (rerun, status) = rerun(opts, binary, &rerun_flags, &failing, &mut warnings)?;
             if let Some(p) = status_problem(binary, status, &rerun) {
                 problem.get_or_insert(p);
             }
@@ -128,6 +128,41 @@ pub fn run(
         problem,
         warnings,
     })
+}
+
+/// Re-runs `names` of one binary. libtest takes several `--exact` filters at
+/// once; harnesses that take only one (libtest-mimic) reject that with a
+/// usage error, and then each test is re-run on its own.
+fn rerun(
+    opts: &RunOptions,
+    binary: &TestBinary,
+    flags: &[String],
+    names: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<TestResult>, std::process::ExitStatus), RunnerError> {
+    let args = |names: &[String]| {
+        let mut a = flags.to_vec();
+        a.push("--exact".into());
+        a.extend(names.iter().cloned());
+        a
+    };
+    let mut batch_warnings = Vec::new();
+    let (results, status) = run_binary(opts, binary, &args(names), &mut batch_warnings)?;
+    if names.len() == 1 || !(results.is_empty() && status.code() == Some(2)) {
+        warnings.extend(batch_warnings);
+        return Ok((results, status));
+    }
+    let mut all = Vec::new();
+    let mut last = status;
+    for name in names {
+        let (results, status) =
+            run_binary(opts, binary, &args(std::slice::from_ref(name)), warnings)?;
+        all.extend(results);
+        if !status.success() {
+            last = status;
+        }
+    }
+    Ok((all, last))
 }
 
 /// A test binary that did not end as libtest does (0, or 101 with failures) crashed.
@@ -231,6 +266,7 @@ fn build(
                     .unwrap_or_else(|| opts.cwd.clone()),
                 package,
                 version,
+                report_time: std::cell::Cell::new(true),
             });
         }
     }
@@ -267,22 +303,46 @@ fn kind_name(kind: &TargetKind) -> String {
     }
 }
 
-/// Runs one binary once with libtest's JSON output and parses it.
+/// Runs one binary with libtest's JSON output and parses it. A harness that
+/// rejects `--report-time` (a usage error: exit code 2 and no events, as
+/// libtest-mimic does) is run again without it, and that binary's durations
+/// are then not recorded.
 fn run_binary(
     opts: &RunOptions,
     binary: &TestBinary,
     extra: &[String],
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<TestResult>, std::process::ExitStatus), RunnerError> {
+    if binary.report_time.get() {
+        let mut own = Vec::new();
+        let (results, status, stderr) = run_binary_once(opts, binary, extra, true, &mut own)?;
+        if !(results.is_empty() && status.code() == Some(2)) {
+            // Not the usage error: what the tests wrote to stderr belongs on the terminal.
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(&stderr);
+            warnings.extend(own);
+            return Ok((results, status));
+        }
+        binary.report_time.set(false);
+    }
+    let (results, status, _) = run_binary_once(opts, binary, extra, false, warnings)?;
+    Ok((results, status))
+}
+
+/// One execution; with `report_time`, stderr is captured (and returned) so a
+/// harness's complaint about the flag does not reach the user.
+fn run_binary_once(
+    opts: &RunOptions,
+    binary: &TestBinary,
+    extra: &[String],
+    report_time: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<TestResult>, std::process::ExitStatus, Vec<u8>), RunnerError> {
+    let time_flag: &[&str] = if report_time { &["--report-time"] } else { &[] };
     let mut child = Command::new(&binary.executable)
         .current_dir(&binary.manifest_dir)
-        .args([
-            "-Z",
-            "unstable-options",
-            "--format",
-            "json",
-            "--report-time",
-        ])
+        .args(["-Z", "unstable-options", "--format", "json"])
+        .args(time_flag)
         .args(extra)
         // Only the test process gets this: it unlocks libtest's JSON output on
         // stable toolchains. The build above never sees it.
@@ -293,11 +353,24 @@ fn run_binary(
         .env("CARGO_PKG_VERSION", &binary.version)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(if report_time {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .map_err(|source| RunnerError::Spawn {
             command: binary.executable.display().to_string(),
             source,
         })?;
+    // Drain stderr on a thread so a chatty test cannot fill the pipe and stall.
+    let stderr_reader = child.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut err, &mut buf);
+            buf
+        })
+    });
     let stdout = child.stdout.take().expect("piped");
     let mut results = Vec::new();
     let mut sink = |r: TestResult| {
@@ -309,6 +382,9 @@ fn run_binary(
         command: binary.executable.display().to_string(),
         source,
     })?;
+    let stderr = stderr_reader
+        .and_then(|h| h.join().ok())
+        .unwrap_or_default();
     match parsed {
         Ok(meta) => warnings.extend(
             meta.warnings
@@ -320,7 +396,7 @@ fn run_binary(
             binary.id
         )),
     }
-    Ok((results, status))
+    Ok((results, status, stderr))
 }
 
 #[cfg(test)]

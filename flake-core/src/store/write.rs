@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-use sha2::{Digest, Sha256};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+/// Rows per multi-row INSERT: one statement step per batch instead of per
+/// row roughly halves the database time of a large ingest.
+const BATCH: usize = 200;
 
 use super::{Store, StoreError};
 use crate::ingest::{Sink, SinkError};
@@ -28,7 +32,29 @@ pub struct WriteSummary {
 /// parse error leaves no partial run.
 #[derive(Debug)]
 pub struct RunWriter<'a> {
-    tx: Transaction<'a>,
+    // The connection inside `BEGIN IMMEDIATE`; `finished` says whether it was
+    // committed, else dropping the writer rolls back.
+    tx: &'a Connection,
+    finished: bool,
+    // Statements of the per-test hot path, prepared once per run.
+    insert_result: Statement<'a>,
+    insert_attempt: Statement<'a>,
+    // Test ids interned in memory (loaded inside the write lock, so no other
+    // writer can add a name meanwhile): no per-test lookup query, no index on names.
+    ids: FxHashMap<String, i64>,
+    next_test: i64,
+    // Names interned since the open savepoint, forgotten if it is rolled back.
+    interned_in_source: Vec<String>,
+    // Tests that have a result in this run so far (and those added since the
+    // savepoint). A test's first result in a new run cannot conflict, so it
+    // goes to a batch; a repeat takes the merge path.
+    seen: FxHashSet<i64>,
+    seen_in_source: Vec<i64>,
+    fresh_run: bool,
+    pending_tests: Vec<(i64, String)>,
+    pending_results: Vec<(i64, i64, i64, Option<i64>)>,
+    batch_tests: Statement<'a>,
+    batch_results: Statement<'a>,
     path: PathBuf,
     run: i64,
     // Sources recorded and sources dropped as already recorded.
@@ -54,10 +80,44 @@ impl Store {
         let sql = StoreError::sql(&path);
         // IMMEDIATE takes the write lock now, so the busy timeout applies here
         // rather than failing at the first write of a deferred transaction.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&sql)?;
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&sql)?;
+        match RunWriter::start(&self.conn, path, meta) {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a whole run in one call.
+    pub fn record_run(
+        &mut self,
+        meta: &RunMeta,
+        results: &[TestResult],
+        source_digest: Option<&str>,
+    ) -> Result<WriteSummary, StoreError> {
+        let mut writer = self.begin_run(meta)?;
+        if source_digest.is_some() {
+            writer.begin_source()?;
+        }
+        for r in results {
+            writer.add(r)?;
+        }
+        if let Some(d) = source_digest {
+            writer.end_source(d)?;
+        }
+        writer.commit()
+    }
+}
+
+impl<'a> RunWriter<'a> {
+    fn start(
+        tx: &'a Connection,
+        path: PathBuf,
+        meta: &RunMeta,
+    ) -> Result<RunWriter<'a>, StoreError> {
+        let sql = StoreError::sql(&path);
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM runs WHERE run_key = ?1",
@@ -105,8 +165,50 @@ impl Store {
                 tx.last_insert_rowid()
             }
         };
+        let mut ids = FxHashMap::default();
+        let mut next_test = 1;
+        {
+            let mut stmt = tx.prepare("SELECT id, name FROM tests").map_err(&sql)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(&sql)?;
+            for row in rows {
+                let (id, name) = row.map_err(&sql)?;
+                next_test = next_test.max(id + 1);
+                ids.insert(name, id);
+            }
+        }
         Ok(RunWriter {
             tx,
+            finished: false,
+            insert_result: tx
+                .prepare(
+                    "INSERT INTO results (test, run, outcome, attempts, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (test, run) DO NOTHING",
+                )
+                .map_err(&sql)?,
+            insert_attempt: tx
+                .prepare(
+                    "INSERT OR REPLACE INTO attempts (test, run, attempt, status, duration_ms, failure)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(&sql)?,
+            ids,
+            next_test,
+            interned_in_source: Vec::new(),
+            seen: FxHashSet::default(),
+            seen_in_source: Vec::new(),
+            fresh_run: existing.is_none(),
+            pending_tests: Vec::new(),
+            pending_results: Vec::new(),
+            batch_tests: tx.prepare(&multi_row_insert("tests (id, name)", 2, BATCH)).map_err(&sql)?,
+            batch_results: tx
+                .prepare(&multi_row_insert(
+                    "results (test, run, outcome, attempts, duration_ms)",
+                    5,
+                    BATCH,
+                ))
+                .map_err(&sql)?,
             path,
             run,
             sources: 0,
@@ -120,26 +222,6 @@ impl Store {
             },
             delta: [0; 4],
         })
-    }
-
-    /// Records a whole run in one call.
-    pub fn record_run(
-        &mut self,
-        meta: &RunMeta,
-        results: &[TestResult],
-        source_digest: Option<&str>,
-    ) -> Result<WriteSummary, StoreError> {
-        let mut writer = self.begin_run(meta)?;
-        if source_digest.is_some() {
-            writer.begin_source()?;
-        }
-        for r in results {
-            writer.add(r)?;
-        }
-        if let Some(d) = source_digest {
-            writer.end_source(d)?;
-        }
-        writer.commit()
     }
 }
 
@@ -156,14 +238,33 @@ impl RunWriter<'_> {
             .rev()
             .find_map(|a| a.duration_ms)
             .map(|d| d as i64);
+        if self.fresh_run && self.seen.insert(test) {
+            if self.saved.is_some() {
+                self.seen_in_source.push(test);
+            }
+            self.pending_results
+                .push((test, result.outcome.code(), attempts, duration));
+            if self.pending_results.len() == BATCH {
+                self.flush()?;
+            }
+            self.delta[result.outcome.code() as usize] += 1;
+            self.summary.results += 1;
+            if matches!(result.outcome, Outcome::Passed | Outcome::Skipped) {
+                return Ok(());
+            }
+            return self.add_attempts(test, result, 1);
+        }
+        self.flush()?;
+        self.seen.insert(test);
         let inserted = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO results (test, run, outcome, attempts, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (test, run) DO NOTHING",
-            )
-            .map_err(&sql)?
-            .execute(params![test, self.run, result.outcome.code(), attempts, duration])
+            .insert_result
+            .execute(params![
+                test,
+                self.run,
+                result.outcome.code(),
+                attempts,
+                duration
+            ])
             .map_err(&sql)?;
         let first_attempt = if inserted == 1 {
             self.delta[result.outcome.code() as usize] += 1;
@@ -176,6 +277,17 @@ impl RunWriter<'_> {
             // A plain pass is fully described by its result row.
             return Ok(());
         }
+        self.add_attempts(test, result, first_attempt)
+    }
+
+    /// Writes the attempt rows of a result, numbered from `first_attempt`.
+    fn add_attempts(
+        &mut self,
+        test: i64,
+        result: &TestResult,
+        first_attempt: i64,
+    ) -> Result<(), StoreError> {
+        let sql = StoreError::sql(&self.path);
         let mut n = first_attempt;
         for attempt in &result.attempts {
             if attempt.status == AttemptStatus::Skip {
@@ -185,12 +297,7 @@ impl RunWriter<'_> {
                 Some(f) => Some(self.failure_id(&f.message, f.location.as_deref(), &f.output)?),
                 None => None,
             };
-            self.tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO attempts (test, run, attempt, status, duration_ms, failure)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(&sql)?
+            self.insert_attempt
                 .execute(params![
                     test,
                     self.run,
@@ -268,24 +375,74 @@ impl RunWriter<'_> {
         Ok(old_attempts + 1)
     }
 
-    fn intern(&self, name: &str) -> Result<i64, StoreError> {
-        let sql = StoreError::sql(&self.path);
-        let found: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT id FROM tests WHERE name = ?1")
-            .map_err(&sql)?
-            .query_row([name], |r| r.get(0))
-            .optional()
-            .map_err(&sql)?;
-        if let Some(id) = found {
+    fn intern(&mut self, name: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.ids.get(name) {
             return Ok(id);
         }
-        self.tx
-            .prepare_cached("INSERT INTO tests (name) VALUES (?1)")
-            .map_err(&sql)?
-            .execute([name])
-            .map_err(&sql)?;
-        Ok(self.tx.last_insert_rowid())
+        let id = self.next_test;
+        self.pending_tests.push((id, name.to_owned()));
+        if self.pending_tests.len() == BATCH {
+            self.flush()?;
+        }
+        self.next_test += 1;
+        self.ids.insert(name.to_owned(), id);
+        if self.saved.is_some() {
+            self.interned_in_source.push(name.to_owned());
+        }
+        Ok(id)
+    }
+
+    /// Writes the batched test and result rows.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let sql = StoreError::sql(&self.path);
+        if !self.pending_tests.is_empty() {
+            let rows = std::mem::take(&mut self.pending_tests);
+            let params: Vec<&dyn rusqlite::ToSql> = rows
+                .iter()
+                .flat_map(|(id, name)| [id as &dyn rusqlite::ToSql, name])
+                .collect();
+            if rows.len() == BATCH {
+                self.batch_tests.execute(params.as_slice()).map_err(&sql)?;
+            } else {
+                self.tx
+                    .prepare_cached(&multi_row_insert("tests (id, name)", 2, rows.len()))
+                    .map_err(&sql)?
+                    .execute(params.as_slice())
+                    .map_err(&sql)?;
+            }
+        }
+        if !self.pending_results.is_empty() {
+            let rows = std::mem::take(&mut self.pending_results);
+            let run = self.run;
+            let params: Vec<&dyn rusqlite::ToSql> = rows
+                .iter()
+                .flat_map(|(test, outcome, attempts, duration)| {
+                    [
+                        test as &dyn rusqlite::ToSql,
+                        &run as &dyn rusqlite::ToSql,
+                        outcome,
+                        attempts,
+                        duration,
+                    ]
+                })
+                .collect();
+            if rows.len() == BATCH {
+                self.batch_results
+                    .execute(params.as_slice())
+                    .map_err(&sql)?;
+            } else {
+                self.tx
+                    .prepare_cached(&multi_row_insert(
+                        "results (test, run, outcome, attempts, duration_ms)",
+                        5,
+                        rows.len(),
+                    ))
+                    .map_err(&sql)?
+                    .execute(params.as_slice())
+                    .map_err(&sql)?;
+            }
+        }
+        Ok(())
     }
 
     fn failure_id(
@@ -295,13 +452,14 @@ impl RunWriter<'_> {
         output: &str,
     ) -> Result<i64, StoreError> {
         let sql = StoreError::sql(&self.path);
-        let mut h = Sha256::new();
+        let mut h = blake3::Hasher::new();
         h.update(message.as_bytes());
-        h.update([0]);
+        h.update(&[0]);
         h.update(location.unwrap_or("").as_bytes());
-        h.update([0]);
+        h.update(&[0]);
         h.update(output.as_bytes());
-        let digest = &h.finalize()[..16];
+        let hash = h.finalize();
+        let digest = &hash.as_bytes()[..16];
         let found: Option<i64> = self
             .tx
             .prepare_cached("SELECT id FROM failures WHERE digest = ?1")
@@ -359,10 +517,13 @@ impl RunWriter<'_> {
 
     /// Marks the start of one source (a report file) within the run.
     pub fn begin_source(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.seen_in_source.clear();
         self.tx
             .execute_batch("SAVEPOINT source")
             .map_err(StoreError::sql(&self.path))?;
         self.saved = Some((self.delta, self.summary.results));
+        self.interned_in_source.clear();
         Ok(())
     }
 
@@ -370,6 +531,7 @@ impl RunWriter<'_> {
     /// recorded before (in any run), everything it added is undone and `true`
     /// is returned.
     pub fn end_source(&mut self, digest: &str) -> Result<bool, StoreError> {
+        self.flush()?;
         let sql = StoreError::sql(&self.path);
         let (delta, results) = self
             .saved
@@ -392,6 +554,14 @@ impl RunWriter<'_> {
             self.delta = delta;
             self.summary.results = results;
             self.duplicates += 1;
+            // The rolled-back source's new test rows are gone; so must their ids be.
+            for name in self.interned_in_source.drain(..) {
+                self.ids.remove(&name);
+            }
+            for test in self.seen_in_source.drain(..) {
+                self.seen.remove(&test);
+            }
+            self.next_test = self.ids.values().max().map_or(1, |m| m + 1);
         } else {
             self.tx
                 .execute(
@@ -400,6 +570,7 @@ impl RunWriter<'_> {
                 )
                 .map_err(&sql)?;
             self.tx.execute_batch("RELEASE source").map_err(&sql)?;
+            self.interned_in_source.clear();
             self.sources += 1;
         }
         Ok(seen)
@@ -439,11 +610,12 @@ impl RunWriter<'_> {
     /// Commits the run; only now does any of it become visible. A run whose
     /// every source was a duplicate adds nothing (and leaves no empty run).
     pub fn commit(mut self) -> Result<WriteSummary, StoreError> {
+        self.flush()?;
         let sql = StoreError::sql(&self.path);
         self.summary.duplicate_source = self.duplicates > 0 && self.sources == 0;
         if self.summary.duplicate_source {
-            // Nothing new: roll back the run row too (dropping the transaction does).
-            return Ok(self.summary);
+            // Nothing new: roll back the run row too (dropping the writer does).
+            return Ok(self.summary.clone());
         }
         let [passed, flaky, failed, skipped] = self.delta;
         self.tx
@@ -460,8 +632,24 @@ impl RunWriter<'_> {
                 ],
             )
             .map_err(&sql)?;
-        self.tx.commit().map_err(&sql)?;
-        Ok(self.summary)
+        self.tx.execute_batch("COMMIT").map_err(&sql)?;
+        self.finished = true;
+        Ok(self.summary.clone())
+    }
+}
+
+/// `INSERT INTO <table> VALUES (?, ..), (?, ..) ...` with `rows` rows.
+fn multi_row_insert(table: &str, columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!("INSERT INTO {table} VALUES {}", vec![row; rows].join(", "))
+}
+
+impl Drop for RunWriter<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Nothing to report to: the caller is already on an error path.
+            let _ = self.tx.execute_batch("ROLLBACK");
+        }
     }
 }
 

@@ -1,0 +1,292 @@
+//! Per-test rolling windows: the last N eligible runs of every test, newest
+//! first, classified as clean, flaky (retry recovery or same-code flip) or
+//! hard failure.
+//!
+//! Cost model (5,000 tests x 1,000 runs must take well under 0.5 s): the
+//! runs table is in memory ([`RunTable`]); each test costs one index range
+//! read of `results`, keyed `(test, run)`, newest first, stopped as soon as
+//! the window is full, so a test with a long history costs no more than a new
+//! one. Only failed results need more: whether the same test passed in
+//! another run of the same code. That is answered from the window when the
+//! pass is in it, else by point lookups into the other runs of that group,
+//! cached per test and group, so a hard-failing test costs at most one
+//! lookup per run of its commit.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+
+use super::history::{RunTable, display_path};
+use super::{Class, Sample, Stats, StatsOptions, SuiteStats, TestStats};
+use crate::model::Outcome;
+use crate::store::{Store, StoreError};
+
+const PASSED: i64 = 0;
+const FLAKY: i64 = 1;
+const FAILED: i64 = 2;
+const SKIPPED: i64 = 3;
+
+/// Computes the statistics of every test with at least one eligible run.
+pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> {
+    let path = display_path(store);
+    let sql = StoreError::sql(&path);
+    let table = RunTable::load(store, opts)?;
+    let conn = store.connection();
+
+    // Eligible runs only exist from this sequence number on; the range read
+    // of each test stops there instead of walking its whole history.
+    let min_seq = table.runs.iter().find(|r| r.eligible).map(|r| r.seq);
+    let mut tests = Vec::new();
+    let mut flip_runs = vec![false; table.runs.len()];
+    if let Some(min_seq) = min_seq {
+        let mut names = conn
+            .prepare("SELECT id, name FROM tests ORDER BY id")
+            .map_err(&sql)?;
+        let ids: Vec<(i64, String)> = names
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&sql)?
+            .collect::<Result<_, _>>()
+            .map_err(&sql)?;
+        let mut window_stmt = conn
+            .prepare_cached(
+                "SELECT run, outcome FROM results WHERE test = ?1 AND run >= ?2 ORDER BY run DESC",
+            )
+            .map_err(&sql)?;
+        let mut point = conn
+            .prepare_cached("SELECT outcome FROM results WHERE test = ?1 AND run = ?2")
+            .map_err(&sql)?;
+        let mut samples: Vec<Sample> = Vec::with_capacity(opts.window);
+        // Outcome of this test in every run read so far (window and skipped-over runs).
+        let mut seen: Vec<(u32, i64)> = Vec::new();
+        let mut group_pass: HashMap<u32, bool> = HashMap::new();
+        for (test, name) in ids {
+            samples.clear();
+            seen.clear();
+            group_pass.clear();
+            let mut rows = window_stmt.query(params![test, min_seq]).map_err(&sql)?;
+            while let Some(row) = rows.next().map_err(&sql)? {
+                let seq: i64 = row.get(0).map_err(&sql)?;
+                let code: i64 = row.get(1).map_err(&sql)?;
+                let Some(pos) = table.position(seq) else {
+                    continue;
+                };
+                seen.push((pos, code));
+                if code == SKIPPED || !table.runs[pos as usize].eligible {
+                    continue;
+                }
+                let class = match code {
+                    PASSED => Class::Clean,
+                    FLAKY => Class::RetryFlaky,
+                    FAILED => Class::HardFail,
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            path: path.clone(),
+                            what: "outcome",
+                            code,
+                        });
+                    }
+                };
+                samples.push(Sample { run: pos, class });
+                if samples.len() == opts.window {
+                    break;
+                }
+            }
+            drop(rows);
+            if samples.is_empty() {
+                continue;
+            }
+            // A failure is flaky evidence when the same code passed elsewhere.
+            for sample in samples.iter_mut() {
+                if sample.class != Class::HardFail {
+                    continue;
+                }
+                let run = sample.run;
+                let Some(group) = table.runs[run as usize].group else {
+                    continue;
+                };
+                let passed = match group_pass.get(&group) {
+                    Some(&p) => p,
+                    None => {
+                        let mut found = false;
+                        for &other in &table.groups[group as usize] {
+                            if other == run {
+                                continue;
+                            }
+                            let code = match seen.iter().find(|(p, _)| *p == other) {
+                                Some(&(_, c)) => Some(c),
+                                None => {
+                                    let seq = table.runs[other as usize].seq;
+                                    let mut q = point.query(params![test, seq]).map_err(&sql)?;
+                                    match q.next().map_err(&sql)? {
+                                        Some(r) => Some(r.get::<_, i64>(0).map_err(&sql)?),
+                                        None => None,
+                                    }
+                                }
+                            };
+                            if matches!(code, Some(PASSED | FLAKY)) {
+                                found = true;
+                                break;
+                            }
+                        }
+                        group_pass.insert(group, found);
+                        found
+                    }
+                };
+                if passed {
+                    sample.class = Class::Flip;
+                    flip_runs[run as usize] = true;
+                }
+            }
+            tests.push(TestStats::from_samples(name, &samples, &table.runs));
+        }
+    }
+
+    let suite = suite_stats(&table, &flip_runs, opts);
+    Ok(Stats {
+        tests,
+        runs: table.runs,
+        suite,
+    })
+}
+
+/// Share of the most recent `window` eligible runs with any flaky test.
+fn suite_stats(table: &RunTable, flip_runs: &[bool], opts: &StatsOptions) -> SuiteStats {
+    let mut suite = SuiteStats {
+        storm_runs: table.runs.iter().filter(|r| r.storm).count() as u64,
+        ..SuiteStats::default()
+    };
+    for (i, r) in table.runs.iter().enumerate().rev() {
+        if !r.eligible || r.total == 0 {
+            continue;
+        }
+        if suite.runs == opts.window as u64 {
+            break;
+        }
+        suite.runs += 1;
+        if r.flaky > 0 || flip_runs[i] {
+            suite.runs_with_flaky += 1;
+        }
+    }
+    suite
+}
+
+impl TestStats {
+    fn from_samples(id: String, samples: &[Sample], runs: &[super::RunInfo]) -> TestStats {
+        let mut t = TestStats {
+            id,
+            runs: samples.len() as u64,
+            samples: samples.to_vec(),
+            ..TestStats::default()
+        };
+        for s in samples {
+            match s.class {
+                Class::Clean => t.passed += 1,
+                Class::RetryFlaky => t.retry_flaky += 1,
+                Class::Flip => t.flip_flaky += 1,
+                Class::HardFail => t.failed += 1,
+            }
+        }
+        t.flaky = t.retry_flaky + t.flip_flaky;
+        t.last_flaky = samples
+            .iter()
+            .find(|s| s.class.is_flaky())
+            .map(|s| runs[s.run as usize].clone());
+        t
+    }
+}
+
+/// Outcome a sample's class came from, for callers that want the raw outcome.
+impl Class {
+    /// The stored outcome behind this class.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Class::Clean => Outcome::Passed,
+            Class::RetryFlaky => Outcome::Flaky,
+            Class::Flip | Class::HardFail => Outcome::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::RunMeta;
+    use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
+    use crate::stats::SortKey;
+
+    fn record(store: &mut Store, n: i64, os: &str, tests: &[(&str, bool, bool)]) {
+        let meta = RunMeta {
+            run_id: format!("r{n}"),
+            commit: Some(format!("c{n}")),
+            branch: Some("main".into()),
+            os: Some(os.into()),
+            started_at: n * 86_400_000,
+            source_format: "test".into(),
+            ..RunMeta::default()
+        };
+        let fail = || Attempt::failed(AttemptStatus::Fail, None, Failure::from_output(None, "x"));
+        let results: Vec<_> = tests
+            .iter()
+            .map(|&(id, flaky, skipped)| match (flaky, skipped) {
+                (_, true) => TestResult::skipped(id),
+                (true, _) => TestResult::new(id, vec![fail(), Attempt::pass(None)]),
+                _ => TestResult::new(id, vec![Attempt::pass(None)]),
+            })
+            .collect();
+        store.record_run(&meta, &results, None).unwrap();
+    }
+
+    #[test]
+    fn window_skips_skipped_results_and_filters_apply() {
+        let mut store = Store::open_in_memory().unwrap();
+        for n in 1..=12 {
+            let os = if n % 2 == 0 { "linux" } else { "windows" };
+            record(
+                &mut store,
+                n,
+                os,
+                &[
+                    ("a", n % 4 == 0, false),
+                    ("b", false, n > 6),
+                    ("c", n == 3, false),
+                ],
+            );
+        }
+        let opts = StatsOptions {
+            window: 5,
+            ..StatsOptions::default()
+        };
+        let mut s = compute(&store, &opts).unwrap();
+        let a = s.get("a").unwrap();
+        // Newest 5 runs: 12..8, flaky at 12 and 8.
+        assert_eq!((a.runs, a.flaky, a.passed), (5, 2, 3));
+        assert_eq!(a.last_flaky.as_ref().unwrap().run_id, "r12");
+        // b was skipped in runs 7..12: its window reaches back to runs 2..6.
+        let b = s.get("b").unwrap();
+        assert_eq!(b.runs, 5);
+        assert_eq!(s.runs[b.samples[0].run as usize].run_id, "r6");
+        // Suite: of the newest 5 runs, 12 and 8 had a flaky test.
+        assert_eq!((s.suite.runs, s.suite.runs_with_flaky), (5, 2));
+        s.sort(SortKey::Rate, 1);
+        let order: Vec<_> = s.tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(order, vec!["a", "b", "c"]);
+
+        // Variant and since filters.
+        let linux = StatsOptions {
+            window: 50,
+            variant: Some("linux".into()),
+            ..StatsOptions::default()
+        };
+        let s = compute(&store, &linux).unwrap();
+        assert_eq!(s.get("a").unwrap().runs, 6);
+        assert!(s.get("c").unwrap().flaky == 0, "c flaked on windows only");
+        let since = StatsOptions {
+            window: 50,
+            since_ms: Some(10 * 86_400_000),
+            ..StatsOptions::default()
+        };
+        let s = compute(&store, &since).unwrap();
+        assert_eq!(s.get("a").unwrap().runs, 3);
+        assert!(s.get("b").is_none(), "b has no eligible run since day 10");
+    }
+}
