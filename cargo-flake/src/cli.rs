@@ -165,15 +165,15 @@ pub struct HuntArgs {
     pub runner_args: Vec<String>,
 }
 
-/// Window settings for rates.
+/// Window settings for rates (the same as `cargo flake stats`).
 #[derive(Debug, Args)]
 pub struct WindowArgs {
-    /// Runs per test in the rolling window.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub window: usize,
-    /// Fewer runs than this is "insufficient history".
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    pub min_runs: usize,
+    /// Runs per test to compute over [default: 50, or the configured window]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
+    /// Fewer runs than this is insufficient history [default: 10, or configured]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_runs: Option<u32>,
 }
 
 const STATS_LONG_ABOUT: &str = "\
@@ -591,7 +591,7 @@ mod tests {
             panic!()
         };
         assert_eq!(r.html, PathBuf::from("r.html"));
-        assert_eq!(r.window.window, 50);
+        assert_eq!(r.window.window, None);
         let Cargo::Flake(f) =
             parse(&["flake", "show", "a b", "--runs", "5", "--format", "json"]).unwrap();
         let Command::Show(s) = f.command else {

@@ -21,10 +21,10 @@ use crate::git::{self, GitError};
 use crate::meta::{self, RunMeta};
 use crate::model::{Outcome, TestResult};
 use crate::quarantine::QuarantineFile;
-use crate::report::rates::{self, Judged, Rate};
+use crate::report::rates::Rate;
 use crate::run::{self, RunError};
 use crate::runner::{self, RunnerEvent, RunnerKind, RunnerOutput};
-use crate::store::{Store, WindowResult};
+use crate::store::Store;
 
 /// Options of one hunt.
 #[derive(Clone, Debug)]
@@ -208,23 +208,14 @@ pub fn hunt_rates<'a>(iterations: impl Iterator<Item = &'a [TestResult]>) -> Vec
             let passed_once = outcomes
                 .iter()
                 .any(|o| matches!(o, Outcome::Passed | Outcome::Flaky));
-            let judged: Vec<Judged> = outcomes
-                .iter()
-                .enumerate()
-                .map(|(i, &outcome)| Judged {
-                    result: WindowResult {
-                        run_seq: i as i64,
-                        outcome,
-                        attempts: 1,
-                        duration_ms: None,
-                    },
-                    flaky_evidence: outcome == Outcome::Flaky
-                        || (outcome == Outcome::Failed && passed_once),
-                    excluded: outcome == Outcome::Skipped,
-                })
-                .collect();
+            let count = |f: &dyn Fn(Outcome) -> bool| outcomes.iter().filter(|o| f(**o)).count();
+            // A failure of an iteration contradicted by a pass of another
+            // (all of one commit) is a same-code flip: flaky evidence.
+            let flaky = count(&|o| o == Outcome::Flaky || (o == Outcome::Failed && passed_once));
+            let failed = count(&|o| o == Outcome::Failed && !passed_once);
+            let passed = count(&|o| o == Outcome::Passed);
             // A hunt is deliberate evidence: every iteration counts, whatever the window minimum.
-            (id.to_owned(), rates::window_stats(&judged, 1))
+            (id.to_owned(), Rate::from_counts(passed, flaky, failed, 1))
         })
         .filter(|(_, r)| r.runs > 0)
         .collect();

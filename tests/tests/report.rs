@@ -206,6 +206,49 @@ fn html_report_has_every_test_right_numbers_and_no_external_urls() {
             assert!((g - w).abs() < 1e-9, "{id}: got {got:?}, want {want:?}");
         }
     }
+    // The same numbers as `cargo flake stats --format json`, to the last bit.
+    let stats = Flake::new(
+        dir.path(),
+        &[
+            "stats",
+            "--format",
+            "json",
+            "--db",
+            db.to_str().unwrap(),
+            "--quarantine",
+            q.to_str().unwrap(),
+        ],
+    )
+    .run();
+    assert_eq!(stats.code, 0, "{}", stats.stderr);
+    let stats = stats.json();
+    let stats = stats.as_array().unwrap();
+    assert_eq!(stats.len(), rows.len());
+    let lows: Vec<f64> = attr_values(&html, "data-lo")
+        .into_iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    for ((id, got), low) in rows.iter().zip(&lows) {
+        let s = stats
+            .iter()
+            .find(|s| s["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not in stats"));
+        let num = |k: &str| s[k].as_f64().unwrap();
+        assert_eq!(got[0], num("flake_rate"), "{id}");
+        assert_eq!(got[1], num("wilson_high"), "{id}");
+        assert_eq!(*low, num("wilson_low"), "{id}");
+        assert_eq!(
+            (got[2], got[3], got[4]),
+            (num("runs"), num("flaky"), num("failed")),
+            "{id}"
+        );
+        assert_eq!(
+            s["quarantined"].as_bool().unwrap(),
+            id == RUST_FLAKY,
+            "{id}"
+        );
+    }
+
     // The summary: 3 of 5 tests flaky; 5 of 12 runs disturbed; 1 quarantined.
     assert!(
         html.contains("<div class=\"v\">3</div><div class=\"s\">60% of tests</div>"),

@@ -304,7 +304,7 @@ fn bench(args: &[String]) -> Result<(), Error> {
     let t = Instant::now();
     let mut rows = 0;
     for test in store.tests()? {
-        rows += store.window(test.key, opts.window)?.len();
+        rows += store.window(test.key, opts.stats.window)?.len();
     }
     let baseline = t.elapsed().as_secs_f64();
 

@@ -5,12 +5,12 @@ use std::fmt::Write;
 use flake_core::gate::GateOptions;
 use flake_core::hunt::{self, Mode};
 use flake_core::quarantine::QuarantineFile;
-use flake_core::report::{Model, Options, html::percent};
+use flake_core::report::{Model, html::percent};
 use flake_core::run;
 use flake_core::runner::RunOptions;
 use flake_core::store::Store;
 
-use super::report::write_html;
+use super::report::{options, write_html};
 use super::test::choose_runner;
 use super::{Error, print_stderr, print_stdout, show_path, workspace};
 use crate::cli::{ColorChoice, HuntArgs};
@@ -25,6 +25,10 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
     let styles = Styles::stderr(color);
     let runner = choose_runner(args.runner, &cargo, &styles);
     let db = ws.db_path(args.db.db.as_deref());
+    let no_flags = crate::cli::WindowArgs {
+        window: None,
+        min_runs: None,
+    };
     let quarantine_path = ws.quarantine_path(args.quarantine.path.as_deref());
     let html = args
         .html
@@ -58,7 +62,7 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
     }
     let store = Store::open(&db)?;
     let quarantine = QuarantineFile::load(&quarantine_path)?;
-    let model = Model::build(&store, &quarantine, &Options::default())?;
+    let model = Model::build(&store, &quarantine, &options(&ws, &no_flags)?)?;
     write_html(&html, &model)?;
     print_stderr(&format!(
         "  recorded {} run{} in {}; report: {}\n",

@@ -2,9 +2,12 @@
 
 use std::path::Path;
 
+use flake_core::config::Config;
 use flake_core::quarantine::QuarantineFile;
 use flake_core::report::{Model, Options, html};
+use flake_core::stats::StatsOptions;
 use flake_core::store::Store;
+use flake_core::workspace::Workspace;
 
 use super::{Error, Usage, print_stderr, show_path, workspace};
 use crate::EXIT_OK;
@@ -15,7 +18,7 @@ pub fn run(args: ReportArgs) -> Result<u8, Error> {
     let db = ws.db_path(args.db.db.as_deref());
     let store = open_existing(&db)?;
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
-    let model = Model::build(&store, &quarantine, &options(&args.window))?;
+    let model = Model::build(&store, &quarantine, &options(&ws, &args.window)?)?;
     write_html(&args.html, &model)?;
     print_stderr(&format!(
         "wrote {} ({} tests, {} flaky, {} runs)\n",
@@ -27,13 +30,20 @@ pub fn run(args: ReportArgs) -> Result<u8, Error> {
     Ok(EXIT_OK)
 }
 
-/// Report options from the window flags.
-pub fn options(w: &WindowArgs) -> Options {
-    Options {
-        window: w.window.max(1),
-        min_runs: w.min_runs,
-        ..Options::default()
+/// Report options: the configured stats policy, with the window flags applied.
+pub fn options(ws: &Workspace, w: &WindowArgs) -> Result<Options, Error> {
+    let (config, _) = Config::load(ws)?;
+    let mut stats = StatsOptions::from_config(&config);
+    if let Some(n) = w.window {
+        stats.window = n as usize;
     }
+    if let Some(n) = w.min_runs {
+        stats.min_runs = n as usize;
+    }
+    Ok(Options {
+        stats,
+        ..Options::default()
+    })
 }
 
 /// Opens a history that must exist: reading commands never create one.

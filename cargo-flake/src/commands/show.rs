@@ -15,14 +15,8 @@ pub fn run(args: ShowArgs, color: ColorChoice) -> Result<u8, Error> {
     let (_, ws) = workspace()?;
     let store = open_existing(&ws.db_path(args.db.db.as_deref()))?;
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
-    let Some(story) = Story::build(
-        &store,
-        &quarantine,
-        &args.id,
-        &options(&args.window),
-        args.runs,
-    )?
-    else {
+    let opts = options(&ws, &args.window)?;
+    let Some(story) = Story::build(&store, &quarantine, &args.id, &opts, args.runs)? else {
         return Err(Usage(format!(
             "the history has no test `{}`; ids are printed by `cargo flake test` and `cargo flake stats`",
             args.id
@@ -35,11 +29,9 @@ pub fn run(args: ShowArgs, color: ColorChoice) -> Result<u8, Error> {
             text.push('\n');
             print_stdout(&text)?;
         }
-        ListFormat::Human => print_stdout(&render(
-            &story,
-            &Styles::stdout(color),
-            args.window.min_runs,
-        ))?,
+        ListFormat::Human => {
+            print_stdout(&render(&story, &Styles::stdout(color), opts.stats.min_runs))?
+        }
     }
     Ok(EXIT_OK)
 }

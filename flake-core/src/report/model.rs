@@ -13,9 +13,10 @@ use serde::Serialize;
 use crate::cluster::{Cluster, Clusterer, Fingerprint};
 use crate::model::{AttemptStatus, Outcome};
 use crate::quarantine::{Entry, QuarantineFile};
-use crate::store::{RunRecord, Store, StoreError};
+use crate::stats::{self, SortKey, StatsOptions, TestStats};
+use crate::store::{RunRecord, Store, StoreError, WindowResult};
 
-use super::rates::{self, Rate};
+use super::rates::Rate;
 
 /// The suite flake-rate target the summary compares against: at most one
 /// suite run in 200 disturbed by a flaky test.
@@ -25,12 +26,10 @@ pub const SUITE_TARGET: f64 = 0.005;
 const RECENT_FAILURES: usize = 8;
 
 /// What to read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
-    /// Results per test in its window (newest first).
-    pub window: usize,
-    /// Below this many counted runs, a rate is "insufficient history".
-    pub min_runs: usize,
+    /// The window, eligibility and flip rules: the same as `cargo flake stats`.
+    pub stats: StatsOptions,
     /// "Now", Unix ms: quarantine ages are computed against it.
     pub now_ms: i64,
 }
@@ -38,11 +37,49 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            window: 50,
-            min_runs: 10,
+            stats: StatsOptions::default(),
             now_ms: crate::meta::now_ms(),
         }
     }
+}
+
+/// One result of a test's window, as the stats judged it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Judged {
+    /// The stored result.
+    pub(crate) result: WindowResult,
+    /// Retry recovery or same-code flip.
+    pub(crate) flaky_evidence: bool,
+    /// Left out of the rate (never true for window samples; kept for timelines).
+    pub(crate) excluded: bool,
+}
+
+/// The window of `t` with each result's attempts and duration, newest first.
+fn judged(
+    store: &Store,
+    key: i64,
+    t: &TestStats,
+    runs: &[stats::RunInfo],
+) -> Result<Vec<Judged>, StoreError> {
+    let Some(oldest) = t.samples.last().map(|s| runs[s.run as usize].seq) else {
+        return Ok(Vec::new());
+    };
+    let rows: HashMap<i64, WindowResult> = store
+        .results_since(key, oldest)?
+        .into_iter()
+        .map(|r| (r.run_seq, r))
+        .collect();
+    Ok(t.samples
+        .iter()
+        .filter_map(|s| {
+            let seq = runs[s.run as usize].seq;
+            Some(Judged {
+                result: *rows.get(&seq)?,
+                flaky_evidence: s.class.is_flaky(),
+                excluded: false,
+            })
+        })
+        .collect())
 }
 
 /// Everything a report shows.
@@ -206,25 +243,22 @@ impl Model {
         quarantine: &QuarantineFile,
         opts: &Options,
     ) -> Result<Model, StoreError> {
+        let min_runs = opts.stats.min_runs;
+        let mut st = stats::compute(store, &opts.stats)?;
+        st.mark_quarantined(quarantine);
+        st.sort(SortKey::Rate, min_runs);
         let index = RunIndex::load(store)?;
-        let stored = store.tests()?;
-        let mut tests = Vec::with_capacity(stored.len());
+        let mut tests = Vec::with_capacity(st.tests.len());
         let mut suite_clusters = Clusterer::new();
         let mut suite = Suite::default();
-        // Runs in which some test showed flaky evidence, for the suite rate.
-        let mut disturbed: std::collections::HashSet<i64> = Default::default();
-        for t in &stored {
-            let window = store.window(t.key, opts.window)?;
-            let judged = rates::judge(&window, &index);
-            let rate = rates::window_stats(&judged, opts.min_runs);
-            for j in judged.iter().filter(|j| j.flaky_evidence && !j.excluded) {
-                disturbed.insert(j.result.run_seq);
-            }
-            let quarantined = quarantine.contains(&t.id);
-            let detail = if rate.flaky > 0 || rate.failed > 0 {
-                Some(detail(store, t.key, &t.id, &judged, &index, &mut suite_clusters)?.0)
-            } else {
-                None
+        for t in &st.tests {
+            let rate = Rate::of(t, min_runs);
+            let detail = match store.test_key(&t.id)? {
+                Some(key) if rate.flaky > 0 || rate.failed > 0 => {
+                    let judged = judged(store, key, t, &st.runs)?;
+                    Some(detail(store, key, &t.id, &judged, &index, &mut suite_clusters)?.0)
+                }
+                _ => None,
             };
             if rate.flaky > 0 {
                 suite.flaky_tests += 1;
@@ -235,44 +269,21 @@ impl Model {
             tests.push(TestEntry {
                 id: t.id.clone(),
                 rate,
-                quarantined,
-                recent: window.iter().rev().map(|r| r.outcome).collect(),
+                quarantined: t.quarantined,
+                recent: t.samples.iter().rev().map(|s| s.class.outcome()).collect(),
                 detail,
             });
         }
-        // Worst first: the highest rate with enough history, then the most
-        // flaky runs, then failures; ties by id for stable output.
-        tests.sort_by(|a, b| {
-            let key = |t: &TestEntry| {
-                if t.rate.insufficient {
-                    -1.0
-                } else {
-                    t.rate.flake_rate
-                }
-            };
-            key(b)
-                .total_cmp(&key(a))
-                .then(b.rate.flaky.cmp(&a.rate.flaky))
-                .then(b.rate.failed.cmp(&a.rate.failed))
-                .then(a.id.cmp(&b.id))
-        });
-
         let mut runs: Vec<&RunRecord> = index.runs.values().collect();
         runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
-        let recent: Vec<&RunRecord> = runs
-            .iter()
-            .copied()
-            .filter(|r| !rates::is_storm(r))
-            .take(opts.window)
-            .collect();
         suite.tests = tests.len();
         suite.flaky_share = ratio(suite.flaky_tests, suite.tests);
-        suite.suite_runs = recent.len();
-        suite.disturbed_runs = recent.iter().filter(|r| disturbed.contains(&r.seq)).count();
-        suite.suite_flake_rate =
-            (!recent.is_empty()).then(|| ratio(suite.disturbed_runs, suite.suite_runs));
+        suite.suite_runs = st.suite.runs as usize;
+        suite.disturbed_runs = st.suite.runs_with_flaky as usize;
+        suite.suite_flake_rate = (st.suite.runs > 0).then(|| st.suite.rate());
 
-        let known: std::collections::HashSet<&str> = stored.iter().map(|t| t.id.as_str()).collect();
+        let known: std::collections::HashSet<&str> =
+            st.tests.iter().map(|t| t.id.as_str()).collect();
         let today = days_since_epoch(opts.now_ms);
         let quarantine: Vec<QuarantineRow> = quarantine
             .entries()
@@ -295,8 +306,8 @@ impl Model {
         };
         Ok(Model {
             generated_at: opts.now_ms,
-            window: opts.window,
-            min_runs: opts.min_runs,
+            window: opts.stats.window,
+            min_runs,
             runs: index.runs.len(),
             span,
             suite,
@@ -311,7 +322,7 @@ fn detail(
     store: &Store,
     key: i64,
     id: &str,
-    judged: &[rates::Judged],
+    judged: &[Judged],
     index: &RunIndex,
     suite_clusters: &mut Clusterer,
 ) -> Result<(Detail, HashMap<i64, Fingerprint>), StoreError> {
@@ -461,9 +472,13 @@ impl Story {
             return Ok(None);
         };
         let index = RunIndex::load(store)?;
-        let window = store.window(key, opts.window)?;
-        let judged = rates::judge(&window, &index);
-        let rate = rates::window_stats(&judged, opts.min_runs);
+        let st = stats::compute(store, &opts.stats)?;
+        let t = st.get(id).cloned().unwrap_or_else(|| TestStats {
+            id: id.to_owned(),
+            ..TestStats::default()
+        });
+        let rate = Rate::of(&t, opts.stats.min_runs);
+        let judged = judged(store, key, &t, &st.runs)?;
         let mut ignored = Clusterer::new();
         let (detail, first) = detail(store, key, id, &judged, &index, &mut ignored)?;
         let rows = judged
@@ -489,14 +504,14 @@ impl Story {
             rate,
             quarantine,
             timeline: rows,
-            recent: window.iter().rev().map(|r| r.outcome).collect(),
+            recent: judged.iter().rev().map(|j| j.result.outcome).collect(),
             detail,
         }))
     }
 }
 
 pub(crate) fn timeline_row(
-    j: &rates::Judged,
+    j: &Judged,
     run: &RunRecord,
     cluster: Option<Fingerprint>,
 ) -> TimelineRow {

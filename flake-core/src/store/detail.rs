@@ -113,6 +113,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Results of the test with key `test` in runs `>= since_run`, newest first.
+    pub fn results_since(
+        &self,
+        test: i64,
+        since_run: i64,
+    ) -> Result<Vec<WindowResult>, StoreError> {
+        let path = self.display_path();
+        let sql = StoreError::sql(&path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT run, outcome, attempts, duration_ms FROM results
+                 WHERE test = ?1 AND run >= ?2 ORDER BY run DESC",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map(params![test, since_run], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (run_seq, code, attempts, duration_ms) = row.map_err(&sql)?;
+            let outcome = Outcome::from_code(code).ok_or(StoreError::Corrupt {
+                path: path.clone(),
+                what: "outcome",
+                code,
+            })?;
+            out.push(WindowResult {
+                run_seq,
+                outcome,
+                attempts,
+                duration_ms,
+            });
+        }
+        Ok(out)
+    }
+
     /// Stored attempts of the test with key `test` in runs `>= since_run`,
     /// oldest first, with their failures. Plain single-attempt passes have no
     /// attempt rows (their result row describes them).
