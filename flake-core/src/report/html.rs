@@ -226,6 +226,9 @@ fn badge_class(r: &Rate) -> &'static str {
         "b-hi"
     } else if r.flake_rate > 0.0 {
         "b-mid"
+    } else if r.failed > 0 {
+        // Not flaky, but not healthy either: hard failures are not green.
+        "b-fail"
     } else {
         "b-ok"
     }
@@ -695,7 +698,7 @@ th[data-sort]{cursor:pointer}th[aria-sort=descending]::after{content:" ▾"}th[a
 #tests td:nth-child(n+2){white-space:nowrap}#tests td.id{word-break:break-all}#tests tr:hover td{background:var(--soft)}
 td.id a{color:inherit}
 .badge{display:inline-block;min-width:52px;text-align:center;padding:1px 6px;border-radius:10px;font-weight:600;font-size:12px}
-.b-hi{background:#fde2e0;color:#a32019}.b-mid{background:#fdf0d5;color:#8a5a00}.b-ok{background:#e3f4ea;color:#1d6b3c}.b-na{background:#eceef2;color:var(--muted)}
+.b-hi{background:#fde2e0;color:#a32019}.b-mid{background:#fdf0d5;color:#8a5a00}.b-ok{background:#e3f4ea;color:#1d6b3c}.b-na{background:#eceef2;color:var(--muted)}.b-fail{background:#fff;color:#a32019;box-shadow:inset 0 0 0 1px #e8a29d}
 .few{font-size:11px;color:var(--muted)}
 .ci{display:inline-block;position:relative;width:60px;height:8px;background:#eceef2;border-radius:4px;vertical-align:middle}.ci i{position:absolute;top:0;bottom:0;background:#8b95a7;border-radius:4px}
 .tag{display:inline-block;font-size:11px;padding:0 6px;border-radius:8px;background:#eceef2}.tag.q{background:#e7e1fb;color:#4b2aa8}
