@@ -72,6 +72,108 @@ pub enum Command {
     /// List, add, remove or sync quarantined tests.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// One test's story: recent runs, flake rate and interval, failure causes, quarantine status.
+    Show(ShowArgs),
+    /// Write the history as one self-contained HTML file.
+    #[command(long_about = REPORT_LONG_ABOUT)]
+    Report(ReportArgs),
+    /// Run chosen tests N times, record every iteration, and measure their flake rates.
+    #[command(long_about = HUNT_LONG_ABOUT)]
+    Hunt(HuntArgs),
+}
+
+const REPORT_LONG_ABOUT: &str = "\
+Write the history as one self-contained HTML file.
+
+The file makes no network requests (inline CSS, SVG and a little JavaScript for
+sorting and filtering) and reads fine without JavaScript, so it can be attached
+to a ticket or a CI job. It shows the suite summary, every test with its flake
+rate, Wilson interval and recent runs, and for tests with flaky or failed runs
+the durations of every attempt, the failure causes, and breakdowns by branch,
+platform and host; plus the quarantine file.";
+
+const HUNT_LONG_ABOUT: &str = "\
+Run chosen tests N times, record every iteration, and measure their flake rates.
+
+Select tests with runner arguments after `--`, e.g.
+`cargo flake hunt --runs 50 -- -E 'test(/net/)'`. With a nextest that has
+stress mode, one nextest invocation runs all iterations (one build); otherwise
+the runner is invoked once per iteration. Every iteration is recorded as a run
+of the current commit, the flake rate of each test over the hunt is printed
+with its 95% interval, and the HTML report is written. Use it to confirm a
+suspect, or to prove a fix before releasing a test from quarantine.
+
+Exit code: 0 when every iteration ran (whatever the tests did), 1 when an
+iteration could not produce results, 2 on usage or tool errors.";
+
+/// `cargo flake show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Test id, exactly as cargo flake prints it.
+    pub id: String,
+    /// Runs listed in the timeline.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub runs: usize,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+/// `cargo flake report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Where to write the HTML file.
+    #[arg(long, required = true, value_name = "PATH")]
+    pub html: PathBuf,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+}
+
+/// `cargo flake hunt`.
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    /// Iterations.
+    #[arg(long, required = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub runs: u32,
+    /// Retries per failing test within an iteration (overrides nextest configuration).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Test runner; defaults to nextest, or cargo-test when nextest is not installed.
+    #[arg(long, value_enum, value_name = "RUNNER")]
+    pub runner: Option<RunnerChoice>,
+    /// Where to write the HTML report [default: <root>/.flake/hunt-report.html]
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub revision: RevisionArgs,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+    /// Arguments for the runner (after `--`): the test selection.
+    #[arg(last = true, value_name = "RUNNER ARGS")]
+    pub runner_args: Vec<String>,
+}
+
+/// Window settings for rates (the same as `cargo flake stats`).
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// Runs per test to compute over [default: 50, or the configured window]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
+    /// Fewer runs than this is insufficient history [default: 10, or configured]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_runs: Option<u32>,
 }
 
 const STATS_LONG_ABOUT: &str = "\
@@ -185,6 +287,9 @@ pub struct TestArgs {
     /// Fail the gate on flaky tests too (quarantined ones excepted).
     #[arg(long)]
     pub fail_on_flaky: bool,
+    /// Also write the classified run as JUnit XML (flakyFailure / rerunFailure, nextest's convention).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
     /// Arguments for the runner (after `--`).
     #[arg(last = true, value_name = "RUNNER ARGS")]
     pub runner_args: Vec<String>,
@@ -476,6 +581,41 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn report_show_hunt_and_junit_lines() {
+        let Cargo::Flake(f) =
+            parse(&["flake", "report", "--html", "r.html", "--db", "h.db"]).unwrap();
+        let Command::Report(r) = f.command else {
+            panic!()
+        };
+        assert_eq!(r.html, PathBuf::from("r.html"));
+        assert_eq!(r.window.window, None);
+        let Cargo::Flake(f) =
+            parse(&["flake", "show", "a b", "--runs", "5", "--format", "json"]).unwrap();
+        let Command::Show(s) = f.command else {
+            panic!()
+        };
+        assert_eq!(
+            (s.id.as_str(), s.runs, s.format),
+            ("a b", 5, ListFormat::Json)
+        );
+        let Cargo::Flake(f) =
+            parse(&["flake", "hunt", "--runs", "20", "--", "-E", "test(/net/)"]).unwrap();
+        let Command::Hunt(h) = f.command else {
+            panic!()
+        };
+        assert_eq!((h.runs, h.runner_args.len()), (20, 2));
+        let Cargo::Flake(f) = parse(&["flake", "test", "--junit", "out.xml"]).unwrap();
+        let Command::Test(t) = f.command else {
+            panic!()
+        };
+        assert_eq!(t.junit, Some(PathBuf::from("out.xml")));
+        assert!(parse(&["flake", "report"]).is_err(), "--html is required");
+        assert!(parse(&["flake", "hunt"]).is_err(), "--runs is required");
+        assert!(parse(&["flake", "hunt", "--runs", "0"]).is_err());
+        assert!(parse(&["flake", "show"]).is_err());
     }
 
     #[test]

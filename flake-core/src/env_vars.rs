@@ -11,6 +11,10 @@ pub const CARGO: &str = "CARGO";
 pub const NO_COLOR: &str = "NO_COLOR";
 /// `always`, `never` or `auto`, as for cargo itself.
 pub const CARGO_TERM_COLOR: &str = "CARGO_TERM_COLOR";
+/// Set to `true` by GitHub Actions: cargo-flake then prints workflow-command annotations.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+/// File GitHub Actions shows as the job summary; cargo-flake appends a Markdown summary to it.
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 /// Set to 1 to print fixed placeholders for times and durations (snapshot tests).
 pub const CARGO_FLAKE_REDACT: &str = "__CARGO_FLAKE_REDACT";
 
@@ -29,5 +33,9 @@ pub const ALL: &[(&str, &str)] = &[
     (
         "GITHUB_ACTIONS, GITLAB_CI, BUILDKITE, CIRCLECI, JENKINS_URL",
         "CI detection: branch, commit and job for detached HEADs",
+    ),
+    (
+        GITHUB_STEP_SUMMARY,
+        "under GitHub Actions: `cargo flake test` appends a Markdown summary here",
     ),
 ];

@@ -5,15 +5,20 @@
 //! data, so the CLI, a server or another front end can share it.
 
 pub mod ci;
+pub mod cluster;
 pub mod config;
 pub mod env_vars;
 pub mod gate;
 pub mod git;
+pub mod github;
+pub mod hunt;
 pub mod ingest;
+pub mod junit_writer;
 pub mod meta;
 pub mod model;
 pub mod output;
 pub mod quarantine;
+pub mod report;
 pub mod run;
 pub mod runner;
 pub mod stats;

@@ -138,7 +138,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Tes
     })
 }
 
-fn build_meta(
+pub(crate) fn build_meta(
     opts: &Options,
     git: Option<&git::GitInfo>,
     ci: Option<&CiInfo>,

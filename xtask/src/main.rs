@@ -3,10 +3,12 @@
 //! - `gen-fixtures [--check] [PROJECT...]`: regenerate report fixtures with the real tools.
 //! - `bench [--quick]`: every benchmark below, figures for BENCHMARKS.md.
 //! - `bench-overhead [--rounds N]`, `bench-ingest [--rounds N]`, `bench-history [...]`.
+//! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
 mod bench;
 mod bench_history;
 mod fixtures;
+mod render_report;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,7 +19,9 @@ usage: cargo xtask <task>
   bench [--quick]                       all benchmarks (overhead, ingest, history)
   bench-overhead [--rounds N]           cargo flake test vs cargo nextest run
   bench-ingest [--rounds N]             cargo flake ingest vs the Python baseline
-  bench-history [--tests N] [--runs N] [--iterations N] [--dir PATH] [--reuse]";
+  bench-history [--tests N] [--runs N] [--iterations N] [--dir PATH] [--reuse]
+  render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
+  bench-report [--tests N] [--runs N]   report generation time and size";
 
 fn rounds(args: &[String], default: usize) -> usize {
     args.iter()
@@ -33,6 +37,9 @@ fn main() -> ExitCode {
         .parent()
         .expect("xtask lives in the workspace");
     let rest = &args[args.len().min(1)..];
+    if let Some("render-report" | "bench-report") = args.first().map(String::as_str) {
+        return ExitCode::from(render_report::main(&args) as u8);
+    }
     let result: Result<bool, String> = match args.first().map(String::as_str) {
         Some("gen-fixtures") => fixtures::run(rest, root),
         Some("bench-overhead") => bench::overhead(root, rounds(rest, 5)).map(|row| {

@@ -3,8 +3,11 @@
 
 mod diff;
 mod gate;
+mod hunt;
 mod ingest;
 mod quarantine;
+mod report;
+mod show;
 mod stats;
 mod test;
 
@@ -39,6 +42,9 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Gate(args) => gate::run(args, color),
         Command::Stats(args) => stats::run(args, color),
         Command::Quarantine(cmd) => quarantine::run(cmd, color),
+        Command::Show(args) => show::run(args, color),
+        Command::Report(args) => report::run(args),
+        Command::Hunt(args) => hunt::run(args, color),
     }
 }
 

@@ -10,21 +10,21 @@ use flake_core::runner::{
     DEFAULT_RETRIES, RunOptions, RunnerError, RunnerEvent, RunnerKind, nextest,
 };
 
-use super::{Error, clip, print_stderr, print_stdout, redact, show_path, workspace};
+use super::{Error, Usage, clip, print_stderr, print_stdout, redact, show_path, workspace};
 use crate::cli::{ColorChoice, MessageFormat, RunnerChoice, TestArgs};
 use crate::style::{Styles, paint};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
 
-pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
-    let (cwd, ws) = workspace()?;
-    let cargo: std::path::PathBuf = std::env::var_os(flake_core::env_vars::CARGO)
-        .map(Into::into)
-        .unwrap_or_else(|| "cargo".into());
-    let styles = Styles::stderr(color);
-    let runner = match args.runner {
+/// `--runner`, or nextest when installed, else cargo-test with a warning.
+pub fn choose_runner(
+    choice: Option<RunnerChoice>,
+    cargo: &std::path::Path,
+    styles: &Styles,
+) -> RunnerKind {
+    match choice {
         Some(RunnerChoice::Nextest) => RunnerKind::Nextest,
         Some(RunnerChoice::CargoTest) => RunnerKind::CargoTest,
-        None => match nextest::check_version(&cargo) {
+        None => match nextest::check_version(cargo) {
             Err(RunnerError::NextestMissing) => {
                 print_stderr(&format!(
                     "{} cargo-nextest is not installed; running with `--runner cargo-test` (install nextest for its retry engine and output)\n",
@@ -34,7 +34,16 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
             }
             _ => RunnerKind::Nextest,
         },
-    };
+    }
+}
+
+pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
+    let (cwd, ws) = workspace()?;
+    let cargo: std::path::PathBuf = std::env::var_os(flake_core::env_vars::CARGO)
+        .map(Into::into)
+        .unwrap_or_else(|| "cargo".into());
+    let styles = Styles::stderr(color);
+    let runner = choose_runner(args.runner, &cargo, &styles);
     let json = args.message_format == MessageFormat::Json;
     let opts = run::Options {
         runner,
@@ -56,6 +65,20 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
     };
     let mut progress = |event: RunnerEvent| print_stderr(&progress_line(&event, &styles));
     let result = run::test(&opts, &mut progress)?;
+    if let Some(path) = &args.junit {
+        let xml = flake_core::junit_writer::render(
+            &result.results,
+            &rfc3339(result.meta.started_at),
+            (result.meta.finished_at - result.meta.started_at).max(0) as f64 / 1000.0,
+        );
+        std::fs::write(path, xml).map_err(|e| {
+            Usage(format!(
+                "cannot write the JUnit report `{}`: {e}",
+                show_path(path)
+            ))
+        })?;
+    }
+    ci_output(&result, json)?;
     if json {
         let mut text = serde_json::to_string_pretty(&TestRunJson::new(&result))?;
         text.push('\n');
@@ -68,6 +91,49 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
         Verdict::Pass => EXIT_OK,
         Verdict::Fail => EXIT_GATE_FAILED,
     })
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Under GitHub Actions: annotations for flaky and failed tests, and the
+/// Markdown summary appended to `$GITHUB_STEP_SUMMARY`.
+fn ci_output(run: &TestRun, json: bool) -> Result<(), Error> {
+    if std::env::var(flake_core::env_vars::GITHUB_ACTIONS).as_deref() != Ok("true") {
+        return Ok(());
+    }
+    let q = |id: &str| {
+        run.quarantined
+            .binary_search_by(|x| x.as_str().cmp(id))
+            .is_ok()
+    };
+    let annotations = flake_core::github::annotations(&run.results, &q);
+    // The runner reads workflow commands from both streams; stdout stays JSON-only in JSON mode.
+    if json {
+        print_stderr(&annotations);
+    } else {
+        print_stdout(&annotations)?;
+    }
+    if let Some(path) = std::env::var_os(flake_core::env_vars::GITHUB_STEP_SUMMARY) {
+        use std::io::Write as _;
+        let summary = flake_core::github::step_summary(run);
+        let write = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(summary.as_bytes()));
+        if let Err(e) = write {
+            // The gate's verdict matters more than the summary: warn, do not fail.
+            print_stderr(&format!(
+                "warning: cannot append the job summary to `{}`: {e}\n",
+                std::path::Path::new(&path).display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn progress_line(event: &RunnerEvent, s: &Styles) -> String {

@@ -16,11 +16,13 @@
 //! - `run_sources`: content digests of ingested reports, so re-ingesting a
 //!   file never double-counts.
 
+mod detail;
 mod error;
 mod read;
 mod schema;
 mod write;
 
+pub use detail::{RunAttempt, StoredTest, WindowResult};
 pub use error::StoreError;
 pub use read::{AttemptRecord, ResultRecord, RunRecord};
 pub use schema::SCHEMA_VERSION;
