@@ -206,6 +206,35 @@ pub struct StatsEntryJson<'a> {
     pub flip_flaky: u64,
     /// The newest run with flaky evidence in the window.
     pub last_flaky: Option<RunRefJson<'a>>,
+    /// Failure clusters of the window (one root cause each), largest first.
+    pub clusters: Vec<ClusterJson>,
+}
+
+/// One failure cluster in JSON.
+#[derive(Debug, Serialize)]
+pub struct ClusterJson {
+    /// Stable fingerprint (hex).
+    pub fingerprint: String,
+    /// `fail`, `timeout`, `crash` or `leak`.
+    pub kind: &'static str,
+    /// Failed attempts in the cluster.
+    pub count: usize,
+    /// Message of the most recent failure.
+    pub message: String,
+    /// Its location, when known.
+    pub location: Option<String>,
+}
+
+impl From<&crate::cluster::Cluster> for ClusterJson {
+    fn from(c: &crate::cluster::Cluster) -> Self {
+        ClusterJson {
+            fingerprint: format!("{:016x}", c.fingerprint.0),
+            kind: c.kind,
+            count: c.count,
+            message: c.sample.message.clone(),
+            location: c.sample.location.clone(),
+        }
+    }
 }
 
 /// A run, as referred to from other objects.
@@ -245,6 +274,13 @@ impl<'a> StatsEntryJson<'a> {
                 branch: r.branch.as_deref(),
                 at: crate::meta::format_time(r.started_at),
             }),
+            clusters: Vec::new(),
         }
+    }
+
+    /// Adds the test's failure clusters.
+    pub fn with_clusters(mut self, clusters: &[crate::cluster::Cluster]) -> Self {
+        self.clusters = clusters.iter().map(Into::into).collect();
+        self
     }
 }

@@ -76,6 +76,18 @@ fn pytest_reruns_ingested_three_times_are_three_flaky_runs() {
     assert_eq!(flaky_once["runs"], 3);
     assert_eq!(flaky_once["flaky"], 3);
     assert_eq!(flaky_once["flake_rate"], 1.0);
+    // Its three failed attempts share one root cause: one cluster.
+    let clusters = flaky_once["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 1, "{clusters:#?}");
+    assert_eq!(clusters[0]["count"], 3);
+    assert!(!clusters[0]["message"].as_str().unwrap().is_empty());
+    let passes = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "tests/test_api.py::test_passes")
+        .unwrap();
+    assert_eq!(passes["clusters"].as_array().unwrap().len(), 0);
 }
 
 #[test]

@@ -49,11 +49,14 @@ pub fn run(args: StatsArgs, color: ColorChoice) -> Result<u8, Error> {
     stats.sort(key, opts.min_runs);
     let text = match args.format {
         StatsFormat::Json => {
-            let entries: Vec<_> = stats
+            let entries = stats
                 .tests
                 .iter()
-                .map(|t| StatsEntryJson::new(t, opts.min_runs))
-                .collect();
+                .map(|t| {
+                    let clusters = flake_core::cluster::of_window(&store, &stats, t)?;
+                    Ok(StatsEntryJson::new(t, opts.min_runs).with_clusters(&clusters))
+                })
+                .collect::<Result<Vec<_>, flake_core::store::StoreError>>()?;
             let mut s = serde_json::to_string_pretty(&entries)?;
             s.push('\n');
             s
