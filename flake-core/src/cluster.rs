@@ -501,6 +501,35 @@ impl Clusterer {
     }
 }
 
+/// The failure clusters of one test over its statistics window (the runs in
+/// `t.samples`), largest first. Empty for tests without failed attempts.
+pub fn of_window(
+    store: &crate::store::Store,
+    stats: &crate::stats::Stats,
+    t: &crate::stats::TestStats,
+) -> Result<Vec<Cluster>, crate::store::StoreError> {
+    if t.flaky == 0 && t.failed == 0 {
+        return Ok(Vec::new());
+    }
+    let seqs: std::collections::HashSet<i64> = t
+        .samples
+        .iter()
+        .filter_map(|s| stats.runs.get(s.run as usize).map(|r| r.seq))
+        .collect();
+    let (Some(oldest), Some(key)) = (seqs.iter().min().copied(), store.test_key(&t.id)?) else {
+        return Ok(Vec::new());
+    };
+    let mut clusterer = Clusterer::new();
+    for a in store.attempts_since(key, oldest)? {
+        if let (true, Some(f)) = (seqs.contains(&a.run_seq), &a.failure)
+            && a.status.is_failure()
+        {
+            clusterer.add(&t.id, a.run_seq, a.status, f);
+        }
+    }
+    Ok(clusterer.into_clusters())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -773,33 +802,4 @@ mod tests {
         assert_eq!(line_frame("finished in 0.00s"), None);
         assert_eq!(line_frame("127.0.0.1:8080 refused"), None);
     }
-}
-
-/// The failure clusters of one test over its statistics window (the runs in
-/// `t.samples`), largest first. Empty for tests without failed attempts.
-pub fn of_window(
-    store: &crate::store::Store,
-    stats: &crate::stats::Stats,
-    t: &crate::stats::TestStats,
-) -> Result<Vec<Cluster>, crate::store::StoreError> {
-    if t.flaky == 0 && t.failed == 0 {
-        return Ok(Vec::new());
-    }
-    let seqs: std::collections::HashSet<i64> = t
-        .samples
-        .iter()
-        .filter_map(|s| stats.runs.get(s.run as usize).map(|r| r.seq))
-        .collect();
-    let (Some(oldest), Some(key)) = (seqs.iter().min().copied(), store.test_key(&t.id)?) else {
-        return Ok(Vec::new());
-    };
-    let mut clusterer = Clusterer::new();
-    for a in store.attempts_since(key, oldest)? {
-        if let (true, Some(f)) = (seqs.contains(&a.run_seq), &a.failure) {
-            if a.status.is_failure() {
-                clusterer.add(&t.id, a.run_seq, a.status, f);
-            }
-        }
-    }
-    Ok(clusterer.into_clusters())
 }
