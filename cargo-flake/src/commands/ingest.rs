@@ -44,7 +44,7 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
             .map(|f| {
                 serde_json::json!({
                     "path": f.path.display().to_string(),
-                    "format": f.format.name(),
+                    "format": f.format.map(|f| f.name()),
                     "tests": f.tests,
                     "duplicate": f.duplicate,
                     "warnings": f.warnings,
@@ -68,19 +68,26 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
     let s = Styles::stderr(color);
     let mut out = String::new();
     for f in &outcome.files {
-        let note = if f.duplicate {
-            paint(s.dim, "  (already recorded: skipped)")
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "{:>10} {} ({}, {} tests){note}",
-            paint(s.pass, "read"),
-            show_path(&f.path),
-            f.format,
-            f.tests
-        );
+        match f.format {
+            Some(format) if !f.duplicate => {
+                let _ = writeln!(
+                    out,
+                    "{:>10} {} ({format}, {} tests)",
+                    paint(s.pass, "read"),
+                    show_path(&f.path),
+                    f.tests
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "{:>10} {} {}",
+                    paint(s.dim, "skipped"),
+                    show_path(&f.path),
+                    paint(s.dim, "(already recorded)")
+                );
+            }
+        }
         for w in &f.warnings {
             let _ = writeln!(out, "  {} {w}", paint(s.flaky, "warning:"));
         }

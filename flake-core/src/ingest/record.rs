@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{Format, IngestError, ReportMeta, ReportSummary, SinkError, read_report};
+use super::{Format, IngestError, ReportMeta, ReportSummary, SinkError, digest_file, read_report};
 use crate::ci;
 use crate::git;
 use crate::meta::{self, RunMeta};
 use crate::model::{Outcome, TestResult};
-use crate::store::{RunWriter, Store, StoreError, WriteSummary};
+use crate::store::{RunWriter, Store, StoreError, WriteSummary, name_key};
 
 /// Options of one ingest.
 #[derive(Clone, Debug, Default)]
@@ -32,11 +32,11 @@ pub struct IngestOptions {
 pub struct FileSummary {
     /// The file.
     pub path: PathBuf,
-    /// Its format.
-    pub format: Format,
+    /// Its format (`None` when it was skipped as already recorded).
+    pub format: Option<Format>,
     /// Test records read.
     pub tests: u64,
-    /// Whether its content had been recorded before (so it added nothing).
+    /// Whether its content had been recorded before (so it was not read again).
     pub duplicate: bool,
     /// Per-record warnings with positions.
     pub warnings: Vec<String>,
@@ -88,10 +88,20 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
     let mut report_meta = ReportMeta::default();
     let mut run_hasher = blake3::Hasher::new();
     for path in &opts.files {
-        writer.begin_source()?;
+        let digest = digest_file(path)?;
+        run_hasher.update(digest.as_bytes());
+        if writer.source_recorded(&digest)? {
+            files.push(FileSummary {
+                path: path.clone(),
+                format: None,
+                tests: 0,
+                duplicate: true,
+                warnings: Vec::new(),
+            });
+            continue;
+        }
         let summary = read_into(path, opts.format, &mut writer)?;
-        let duplicate = writer.end_source(&summary.digest)?;
-        run_hasher.update(summary.digest.as_bytes());
+        writer.add_source(&digest)?;
         let file_warnings = summary
             .meta
             .warnings
@@ -101,9 +111,9 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
         merge_meta(&mut report_meta, summary.meta);
         files.push(FileSummary {
             path: path.clone(),
-            format: summary.format,
+            format: Some(summary.format),
             tests: summary.tests,
-            duplicate,
+            duplicate: false,
             warnings: file_warnings,
         });
     }
@@ -117,7 +127,10 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
         warnings.push("no commit known (no --commit, none in the report, not a git repository): recorded without".into());
     }
     let formats: Vec<&str> = {
-        let mut f: Vec<&str> = files.iter().map(|f| f.format.name()).collect();
+        let mut f: Vec<&str> = files
+            .iter()
+            .filter_map(|f| f.format.map(Format::name))
+            .collect();
         f.dedup();
         f
     };
@@ -191,12 +204,13 @@ fn read_into(
     writer: &mut RunWriter<'_>,
 ) -> Result<ReportSummary, RecordError> {
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<TestResult>>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u128, TestResult)>>(8);
         let parser = scope.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
             let stopped = || SinkError("the database writer stopped".into());
             let mut sink = |r: TestResult| {
-                batch.push(r);
+                // Hash the id here, off the writing thread.
+                batch.push((name_key(&r.id), r));
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     tx.send(full).map_err(|_| stopped())?;
@@ -214,7 +228,10 @@ fn read_into(
         });
         let mut failed = None;
         for batch in rx.iter() {
-            if let Some(e) = batch.iter().find_map(|r| writer.add(r).err()) {
+            if let Some(e) = batch
+                .iter()
+                .find_map(|(key, r)| writer.add_keyed(*key, r).err())
+            {
                 failed = Some(e);
                 // Dropping the receiver makes the parser's next send fail, so it stops.
                 break;

@@ -26,7 +26,7 @@ pub use detail::{RunAttempt, StoredTest, WindowResult};
 pub use error::StoreError;
 pub use read::{AttemptRecord, ResultRecord, RunRecord};
 pub use schema::SCHEMA_VERSION;
-pub use write::{RunWriter, WriteSummary};
+pub use write::{RunWriter, WriteSummary, name_key};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

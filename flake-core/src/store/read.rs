@@ -390,10 +390,10 @@ mod tests {
         let mut store = Store::open_in_memory().unwrap();
         {
             let mut w = store.begin_run(&meta("gone")).unwrap();
-            w.begin_source().unwrap();
+            assert!(!w.source_recorded("dx").unwrap());
             w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
                 .unwrap();
-            assert!(!w.end_source("dx").unwrap());
+            w.add_source("dx").unwrap();
         }
         assert!(store.runs().unwrap().is_empty());
         assert!(store.history("t", 5).unwrap().is_empty());
@@ -409,41 +409,29 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_source_is_undone_without_disturbing_the_rest_of_the_run() {
+    fn a_known_source_is_recognised_and_a_run_of_only_known_sources_is_dropped() {
         let mut store = Store::open_in_memory().unwrap();
         let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
         let mut w = store.begin_run(&meta("r")).unwrap();
-        w.begin_source().unwrap();
+        assert!(!w.source_recorded("a").unwrap());
         w.add(&pass("t1")).unwrap();
-        assert!(!w.end_source("a").unwrap());
-        // Same content again, bringing a test name never seen before.
-        w.begin_source().unwrap();
+        w.add_source("a").unwrap();
+        // Listed twice in one invocation: the second is known.
+        assert!(w.source_recorded("a").unwrap());
+        assert!(!w.source_recorded("b").unwrap());
         w.add(&pass("t2")).unwrap();
-        w.add(&TestResult::new("t1", vec![fail("again")])).unwrap();
-        assert!(
-            w.end_source("a").unwrap(),
-            "content `a` was recorded already"
-        );
-        // A new source with that name: it must be interned afresh.
-        w.begin_source().unwrap();
-        w.add(&pass("t2")).unwrap();
-        assert!(!w.end_source("b").unwrap());
+        w.add_source("b").unwrap();
         let summary = w.commit().unwrap();
+        assert!(!summary.duplicate_source);
         assert_eq!(summary.results, 2);
-        let run = store.run("r").unwrap().unwrap();
-        assert_eq!((run.total, run.passed), (2, 2));
-        let ids: Vec<String> = store
-            .results_of_run(run.seq)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, vec!["t1", "t2"]);
-        let tests: i64 = store
-            .connection()
-            .query_row("SELECT count(*) FROM tests", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(tests, 2);
+        let w = store.begin_run(&meta("again")).unwrap();
+        assert!(w.source_recorded("b").unwrap());
+        assert!(w.commit().unwrap().duplicate_source);
+        assert!(
+            store.run("again").unwrap().is_none(),
+            "no empty run is left behind"
+        );
+        assert_eq!(store.runs().unwrap().len(), 1);
     }
 
     #[test]

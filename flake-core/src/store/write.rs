@@ -43,13 +43,9 @@ pub struct RunWriter<'a> {
     // writer can add a name meanwhile): no per-test lookup query, no index on names.
     ids: FxHashMap<u128, i64>,
     next_test: i64,
-    // Names interned since the open savepoint, forgotten if it is rolled back.
-    interned_in_source: Vec<u128>,
-    // Tests that have a result in this run so far (and those added since the
-    // savepoint). A test's first result in a new run cannot conflict, so it
-    // goes to a batch; a repeat takes the merge path.
+    // Tests that have a result in this run so far. A test's first result in a
+    // new run cannot conflict, so it goes to a batch; a repeat takes the merge path.
     seen: Bitset,
-    seen_in_source: Vec<i64>,
     fresh_run: bool,
     pending_tests: Vec<(i64, String)>,
     pending_results: Vec<(i64, i64, i64, Option<i64>)>,
@@ -57,11 +53,9 @@ pub struct RunWriter<'a> {
     batch_results: Statement<'a>,
     path: PathBuf,
     run: i64,
-    // Sources recorded and sources dropped as already recorded.
+    // Sources recorded and sources skipped as already recorded.
     sources: u64,
-    duplicates: u64,
-    // State at the open savepoint of the current source, restored if it is a duplicate.
-    saved: Option<([i64; 4], u64)>,
+    duplicates: std::cell::Cell<u64>,
     summary: WriteSummary,
     // Outcome counters to add to the run row at commit: passed, flaky, failed, skipped.
     delta: [i64; 4],
@@ -71,10 +65,9 @@ impl Store {
     /// Starts recording the run described by `meta`.
     ///
     /// If a run with the same id exists, the results are merged into it (shards
-    /// of one logical run). Reports read from files are wrapped in
-    /// [`RunWriter::begin_source`] / [`RunWriter::end_source`], which drop a
-    /// source whose content was recorded before, so re-ingesting a report never
-    /// double-counts.
+    /// of one logical run). Reports read from files are checked with
+    /// [`RunWriter::source_recorded`] and marked with [`RunWriter::add_source`],
+    /// so re-ingesting a report never double-counts.
     pub fn begin_run(&mut self, meta: &RunMeta) -> Result<RunWriter<'_>, StoreError> {
         let path = self.display_path();
         let sql = StoreError::sql(&path);
@@ -98,14 +91,16 @@ impl Store {
         source_digest: Option<&str>,
     ) -> Result<WriteSummary, StoreError> {
         let mut writer = self.begin_run(meta)?;
-        if source_digest.is_some() {
-            writer.begin_source()?;
+        if let Some(d) = source_digest
+            && writer.source_recorded(d)?
+        {
+            return writer.commit();
         }
         for r in results {
             writer.add(r)?;
         }
         if let Some(d) = source_digest {
-            writer.end_source(d)?;
+            writer.add_source(d)?;
         }
         writer.commit()
     }
@@ -180,9 +175,7 @@ impl<'a> RunWriter<'a> {
                 .map_err(&sql)?,
             ids,
             next_test,
-            interned_in_source: Vec::new(),
             seen: Bitset::default(),
-            seen_in_source: Vec::new(),
             fresh_run: existing.is_none(),
             pending_tests: Vec::new(),
             pending_results: Vec::new(),
@@ -197,8 +190,7 @@ impl<'a> RunWriter<'a> {
             path,
             run,
             sources: 0,
-            duplicates: 0,
-            saved: None,
+            duplicates: std::cell::Cell::new(0),
             summary: WriteSummary {
                 run_id: meta.run_id.clone(),
                 merged_into_existing: existing.is_some(),
@@ -214,8 +206,14 @@ impl RunWriter<'_> {
     /// Records one test result; a second result for the same test in this run
     /// is merged with the first (a rerun or another shard).
     pub fn add(&mut self, result: &TestResult) -> Result<(), StoreError> {
+        self.add_keyed(name_key(&result.id), result)
+    }
+
+    /// [`RunWriter::add`] with the id's [`name_key`] computed by the caller,
+    /// so a parsing thread can take that work off the writing thread.
+    pub fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
         let sql = StoreError::sql(&self.path);
-        let test = self.intern(&result.id)?;
+        let test = self.intern(key, &result.id)?;
         let attempts = result.attempts_run().max(1) as i64;
         let duration = result
             .attempts
@@ -224,9 +222,6 @@ impl RunWriter<'_> {
             .find_map(|a| a.duration_ms)
             .map(|d| d as i64);
         if self.fresh_run && self.seen.insert(test) {
-            if self.saved.is_some() {
-                self.seen_in_source.push(test);
-            }
             self.pending_results
                 .push((test, result.outcome.code(), attempts, duration));
             if self.pending_results.len() == BATCH {
@@ -360,8 +355,7 @@ impl RunWriter<'_> {
         Ok(old_attempts + 1)
     }
 
-    fn intern(&mut self, name: &str) -> Result<i64, StoreError> {
-        let key = name_key(name);
+    fn intern(&mut self, key: u128, name: &str) -> Result<i64, StoreError> {
         if let Some(&id) = self.ids.get(&key) {
             return Ok(id);
         }
@@ -372,9 +366,6 @@ impl RunWriter<'_> {
         }
         self.next_test += 1;
         self.ids.insert(key, id);
-        if self.saved.is_some() {
-            self.interned_in_source.push(key);
-        }
         Ok(id)
     }
 
@@ -486,29 +477,12 @@ impl RunWriter<'_> {
         Ok(())
     }
 
-    /// Marks the start of one source (a report file) within the run.
-    pub fn begin_source(&mut self) -> Result<(), StoreError> {
-        self.flush()?;
-        self.seen_in_source.clear();
-        self.tx
-            .execute_batch("SAVEPOINT source")
-            .map_err(StoreError::sql(&self.path))?;
-        self.saved = Some((self.delta, self.summary.results));
-        self.interned_in_source.clear();
-        Ok(())
-    }
-
-    /// Ends the current source. If a source with the same content `digest` was
-    /// recorded before (in any run), everything it added is undone and `true`
-    /// is returned.
-    pub fn end_source(&mut self, digest: &str) -> Result<bool, StoreError> {
-        self.flush()?;
-        let sql = StoreError::sql(&self.path);
-        let (delta, results) = self
-            .saved
-            .take()
-            .unwrap_or((self.delta, self.summary.results));
-        let seen = self
+    /// Whether a source (a report file) with this content digest was
+    /// recorded before, in any run. Such a source is skipped, so re-ingesting
+    /// a report never double-counts; checking before parsing means nothing
+    /// has to be undone.
+    pub fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
+        let found = self
             .tx
             .query_row(
                 "SELECT 1 FROM run_sources WHERE digest = ?1",
@@ -516,35 +490,24 @@ impl RunWriter<'_> {
                 |_| Ok(()),
             )
             .optional()
-            .map_err(&sql)?
-            .is_some();
-        if seen {
-            self.tx
-                .execute_batch("ROLLBACK TO source; RELEASE source")
-                .map_err(&sql)?;
-            self.delta = delta;
-            self.summary.results = results;
-            self.duplicates += 1;
-            // The rolled-back source's new test rows are gone; so must their ids be.
-            for key in self.interned_in_source.drain(..) {
-                self.ids.remove(&key);
-            }
-            for test in self.seen_in_source.drain(..) {
-                self.seen.remove(test);
-            }
-            self.next_test = self.ids.values().max().map_or(1, |m| m + 1);
-        } else {
-            self.tx
-                .execute(
-                    "INSERT INTO run_sources (digest, run) VALUES (?1, ?2)",
-                    params![digest, self.run],
-                )
-                .map_err(&sql)?;
-            self.tx.execute_batch("RELEASE source").map_err(&sql)?;
-            self.interned_in_source.clear();
-            self.sources += 1;
+            .map_err(StoreError::sql(&self.path))?;
+        if found.is_some() {
+            // Counted here so that a run of nothing but known sources is dropped at commit.
+            self.duplicates.set(self.duplicates.get() + 1);
         }
-        Ok(seen)
+        Ok(found.is_some())
+    }
+
+    /// Records that a source with this digest is part of this run (call after its results).
+    pub fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT OR IGNORE INTO run_sources (digest, run) VALUES (?1, ?2)",
+                params![digest, self.run],
+            )
+            .map_err(StoreError::sql(&self.path))?;
+        self.sources += 1;
+        Ok(())
     }
 
     /// Renames the run before commit (e.g. to an id derived from its sources'
@@ -583,7 +546,8 @@ impl RunWriter<'_> {
     pub fn commit(mut self) -> Result<WriteSummary, StoreError> {
         self.flush()?;
         let sql = StoreError::sql(&self.path);
-        self.summary.duplicate_source = self.duplicates > 0 && self.sources == 0;
+        self.summary.duplicate_source =
+            self.duplicates.get() > 0 && self.sources == 0 && self.summary.results == 0;
         if self.summary.duplicate_source {
             // Nothing new: roll back the run row too (dropping the writer does).
             return Ok(self.summary.clone());
@@ -613,7 +577,7 @@ impl RunWriter<'_> {
 /// hashes instead of names halves the writer's memory on a 200,000-test
 /// report; an accidental collision (odds ~1e-28 at a million names) is not a
 /// practical concern.
-fn name_key(name: &str) -> u128 {
+pub fn name_key(name: &str) -> u128 {
     let hash = blake3::hash(name.as_bytes());
     u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
 }
@@ -633,13 +597,6 @@ impl Bitset {
         let absent = self.0[word] & bit == 0;
         self.0[word] |= bit;
         absent
-    }
-
-    fn remove(&mut self, n: i64) {
-        let n = n.max(0) as usize;
-        if let Some(w) = self.0.get_mut(n / 64) {
-            *w &= !(1u64 << (n % 64));
-        }
     }
 }
 
