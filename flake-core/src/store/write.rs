@@ -373,51 +373,55 @@ impl RunWriter<'_> {
     fn flush(&mut self) -> Result<(), StoreError> {
         let sql = StoreError::sql(&self.path);
         if !self.pending_tests.is_empty() {
-            let rows = std::mem::take(&mut self.pending_tests);
-            let params: Vec<&dyn rusqlite::ToSql> = rows
-                .iter()
-                .flat_map(|(id, name)| [id as &dyn rusqlite::ToSql, name])
-                .collect();
+            let rows = &self.pending_tests;
+            let bind = |stmt: &mut Statement<'_>| -> rusqlite::Result<()> {
+                for (i, (id, name)) in rows.iter().enumerate() {
+                    stmt.raw_bind_parameter(2 * i + 1, id)?;
+                    stmt.raw_bind_parameter(2 * i + 2, name.as_str())?;
+                }
+                stmt.raw_execute().map(drop)
+            };
             if rows.len() == BATCH {
-                self.batch_tests.execute(params.as_slice()).map_err(&sql)?;
+                bind(&mut self.batch_tests).map_err(&sql)?;
             } else {
-                self.tx
+                let mut stmt = self
+                    .tx
                     .prepare_cached(&multi_row_insert("tests (id, name)", 2, rows.len()))
-                    .map_err(&sql)?
-                    .execute(params.as_slice())
                     .map_err(&sql)?;
+                bind(&mut stmt).map_err(&sql)?;
             }
+            self.pending_tests.clear();
         }
         if !self.pending_results.is_empty() {
-            let rows = std::mem::take(&mut self.pending_results);
+            let rows = &self.pending_results;
             let run = self.run;
-            let params: Vec<&dyn rusqlite::ToSql> = rows
-                .iter()
-                .flat_map(|(test, outcome, attempts, duration)| {
-                    [
-                        test as &dyn rusqlite::ToSql,
-                        &run as &dyn rusqlite::ToSql,
-                        outcome,
-                        attempts,
-                        duration,
-                    ]
-                })
-                .collect();
+            // Raw binding skips building a `&dyn ToSql` list per batch: this
+            // is the innermost loop of a large ingest.
+            let bind = |stmt: &mut Statement<'_>| -> rusqlite::Result<()> {
+                for (i, (test, outcome, attempts, duration)) in rows.iter().enumerate() {
+                    let base = 5 * i;
+                    stmt.raw_bind_parameter(base + 1, test)?;
+                    stmt.raw_bind_parameter(base + 2, run)?;
+                    stmt.raw_bind_parameter(base + 3, outcome)?;
+                    stmt.raw_bind_parameter(base + 4, attempts)?;
+                    stmt.raw_bind_parameter(base + 5, duration)?;
+                }
+                stmt.raw_execute().map(drop)
+            };
             if rows.len() == BATCH {
-                self.batch_results
-                    .execute(params.as_slice())
-                    .map_err(&sql)?;
+                bind(&mut self.batch_results).map_err(&sql)?;
             } else {
-                self.tx
+                let mut stmt = self
+                    .tx
                     .prepare_cached(&multi_row_insert(
                         "results (test, run, outcome, attempts, duration_ms)",
                         5,
                         rows.len(),
                     ))
-                    .map_err(&sql)?
-                    .execute(params.as_slice())
                     .map_err(&sql)?;
+                bind(&mut stmt).map_err(&sql)?;
             }
+            self.pending_results.clear();
         }
         Ok(())
     }
