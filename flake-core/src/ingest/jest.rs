@@ -483,13 +483,7 @@ mod tests {
     use crate::model::Outcome;
 
     fn parse_str(doc: &str) -> Result<(Vec<TestResult>, ReportMeta), ParseError> {
-        let mut seen = Vec::new();
-        let mut sink = |t: TestResult| {
-            seen.push(t);
-            Ok(())
-        };
-        let meta = parse(&mut doc.as_bytes(), &mut sink)?;
-        Ok((seen, meta))
+        crate::ingest::collect_parse(parse, doc.as_bytes())
     }
 
     fn assertion(ancestors: &str, title: &str, status: &str, extra: &str) -> String {

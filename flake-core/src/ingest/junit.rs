@@ -1196,13 +1196,7 @@ mod tests {
     }
 
     fn parse_bytes(bytes: &[u8]) -> Result<(ReportMeta, Vec<TestResult>), ParseError> {
-        let mut tests = Vec::new();
-        let mut sink = |t: TestResult| {
-            tests.push(t);
-            Ok(())
-        };
-        let meta = parse(&mut &bytes[..], &mut sink)?;
-        Ok((meta, tests))
+        crate::ingest::collect_parse(parse, bytes).map(|(tests, meta)| (meta, tests))
     }
 
     fn ok(xml: &str) -> (ReportMeta, Vec<TestResult>) {

@@ -79,3 +79,18 @@ pub struct ReportMeta {
     /// malformed line in a JSON-lines stream), each with its position.
     pub warnings: Vec<(Position, String)>,
 }
+
+/// Runs a parser over `bytes` and collects every test it hands over (tests only).
+#[cfg(test)]
+pub(crate) fn collect_parse(
+    parse: fn(&mut dyn std::io::BufRead, &mut dyn Sink) -> Result<ReportMeta, ParseError>,
+    bytes: &[u8],
+) -> Result<(Vec<TestResult>, ReportMeta), ParseError> {
+    let mut tests = Vec::new();
+    let mut sink = |t: TestResult| {
+        tests.push(t);
+        Ok(())
+    };
+    let meta = parse(&mut &bytes[..], &mut sink)?;
+    Ok((tests, meta))
+}

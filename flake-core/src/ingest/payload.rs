@@ -496,13 +496,7 @@ mod tests {
     use crate::model::Outcome;
 
     fn run(doc: &str) -> Result<(Vec<TestResult>, ReportMeta), ParseError> {
-        let mut got = Vec::new();
-        let mut sink = |r: TestResult| {
-            got.push(r);
-            Ok(())
-        };
-        let meta = parse(&mut doc.as_bytes(), &mut sink)?;
-        Ok((got, meta))
+        crate::ingest::collect_parse(parse, doc.as_bytes())
     }
 
     #[test]
