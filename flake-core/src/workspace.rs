@@ -15,7 +15,7 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Finds the project containing `dir`: the outermost `Cargo.toml` with a
+    /// Finds the project containing `dir`: the nearest `Cargo.toml` with a
     /// `[workspace]` table, else the nearest `Cargo.toml`, else the git work
     /// tree root (foreign-language repositories), else `dir`. Reads files
     /// instead of running `cargo metadata`, which keeps every command fast.
@@ -80,7 +80,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_outermost_workspace_and_falls_back_to_git() {
+    fn finds_the_enclosing_workspace_and_falls_back_to_git() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"a\"]\n").unwrap();
