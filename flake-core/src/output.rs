@@ -284,3 +284,102 @@ impl<'a> StatsEntryJson<'a> {
         self
     }
 }
+
+/// `cargo flake ingest --message-format json`.
+#[derive(Debug, Serialize)]
+pub struct IngestJson<'a> {
+    /// Schema version.
+    pub schema: u32,
+    /// The run the reports were recorded under.
+    pub run_id: &'a str,
+    /// Commit SHA, when known.
+    pub commit: Option<&'a str>,
+    /// Branch, when known.
+    pub branch: Option<&'a str>,
+    /// The history database.
+    pub database: String,
+    /// Whether anything new was recorded (false when every report was known).
+    pub recorded: bool,
+    /// Test results recorded.
+    pub results: u64,
+    /// Per report file.
+    pub files: Vec<IngestFileJson<'a>>,
+    /// Non-fatal notes.
+    pub warnings: &'a [String],
+}
+
+/// One report file of an ingest.
+#[derive(Debug, Serialize)]
+pub struct IngestFileJson<'a> {
+    /// The file as given.
+    pub path: String,
+    /// Its format; `null` when it was skipped as already recorded.
+    pub format: Option<&'static str>,
+    /// Test records read.
+    pub tests: u64,
+    /// Whether its content was recorded before.
+    pub duplicate: bool,
+    /// Per-record warnings with positions.
+    pub warnings: &'a [String],
+}
+
+impl<'a> IngestJson<'a> {
+    /// The JSON view of a finished ingest into `database`.
+    pub fn new(outcome: &'a crate::ingest::IngestOutcome, database: &std::path::Path) -> Self {
+        IngestJson {
+            schema: SCHEMA,
+            run_id: &outcome.write.run_id,
+            commit: outcome.meta.commit.as_deref(),
+            branch: outcome.meta.branch.as_deref(),
+            database: database.display().to_string(),
+            recorded: !outcome.write.duplicate_source,
+            results: outcome.write.results,
+            files: outcome
+                .files
+                .iter()
+                .map(|f| IngestFileJson {
+                    path: f.path.display().to_string(),
+                    format: f.format.map(|f| f.name()),
+                    tests: f.tests,
+                    duplicate: f.duplicate,
+                    warnings: &f.warnings,
+                })
+                .collect(),
+            warnings: &outcome.warnings,
+        }
+    }
+}
+
+/// `cargo flake gate --message-format json`.
+#[derive(Debug, Serialize)]
+pub struct GateJson<'a> {
+    /// Schema version.
+    pub schema: u32,
+    /// `"pass"` or `"fail"`.
+    pub gate: &'static str,
+    /// Why the gate failed when it was not a test.
+    pub problem: Option<&'a str>,
+    /// Distinct tests in the reports.
+    pub tests: usize,
+    /// Non-quarantined failed tests.
+    pub failed: &'a [String],
+    /// Quarantined failed tests (ignored).
+    pub ignored: &'a [String],
+    /// Flaky tests.
+    pub flaky: &'a [String],
+}
+
+impl<'a> GateJson<'a> {
+    /// The JSON view of a gate decision over `tests` distinct tests.
+    pub fn new(report: &'a crate::gate::GateReport, tests: usize) -> Self {
+        GateJson {
+            schema: SCHEMA,
+            gate: report.verdict.as_str(),
+            problem: report.problem.as_deref(),
+            tests,
+            failed: &report.failed,
+            ignored: &report.ignored,
+            flaky: &report.flaky,
+        }
+    }
+}

@@ -28,15 +28,7 @@ pub fn run(args: GateArgs, color: ColorChoice) -> Result<u8, Error> {
         Verdict::Fail => EXIT_GATE_FAILED,
     };
     if args.message_format == MessageFormat::Json {
-        let value = serde_json::json!({
-            "schema": flake_core::output::SCHEMA,
-            "gate": report.verdict.as_str(),
-            "problem": report.problem,
-            "tests": outcomes.len(),
-            "failed": report.failed,
-            "ignored": report.ignored,
-            "flaky": report.flaky,
-        });
+        let value = flake_core::output::GateJson::new(&report, outcomes.len());
         print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
         return Ok(code);
     }

@@ -38,30 +38,7 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
     };
     let outcome = ingest::ingest(&mut store, &opts)?;
     if args.message_format == MessageFormat::Json {
-        let files: Vec<_> = outcome
-            .files
-            .iter()
-            .map(|f| {
-                serde_json::json!({
-                    "path": f.path.display().to_string(),
-                    "format": f.format.map(|f| f.name()),
-                    "tests": f.tests,
-                    "duplicate": f.duplicate,
-                    "warnings": f.warnings,
-                })
-            })
-            .collect();
-        let value = serde_json::json!({
-            "schema": flake_core::output::SCHEMA,
-            "run_id": outcome.write.run_id,
-            "commit": outcome.meta.commit,
-            "branch": outcome.meta.branch,
-            "database": db.display().to_string(),
-            "recorded": !outcome.write.duplicate_source,
-            "results": outcome.write.results,
-            "files": files,
-            "warnings": outcome.warnings,
-        });
+        let value = flake_core::output::IngestJson::new(&outcome, &db);
         print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
         return Ok(EXIT_OK);
     }
