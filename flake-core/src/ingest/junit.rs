@@ -587,9 +587,16 @@ impl<'s> Parser<'s> {
             return Err(ParseError::invalid(pos, what));
         };
         let parent = self.stack.len().checked_sub(2).map(|i| self.stack[i].0);
-        // nextest writes this placeholder into `<system-err>` when a test's
-        // output was captured as one stream; it is not output of the test.
-        if matches!(top, Elem::Output(true)) && text.trim() == "(stdout and stderr are combined)" {
+        // nextest writes these placeholders when output was captured as one
+        // stream or not at all (`--no-capture`); they are not test output.
+        if matches!(top, Elem::Output(_))
+            && matches!(
+                text.trim(),
+                "(stdout and stderr are combined)"
+                    | "(stdout not captured)"
+                    | "(stderr not captured)"
+            )
+        {
             return Ok(());
         }
         match (top, parent) {
@@ -999,6 +1006,16 @@ fn failure_message(o: &OutcomeElem, body: &str) -> String {
     let line = first_failure_line(body);
     if !line.is_empty() {
         return line.to_owned();
+    }
+    // Without captured output, nextest's `panicked at <location>` message is
+    // still the best summary there is.
+    if let Some(m) = o
+        .message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        return m.lines().next().unwrap_or(m).trim().to_owned();
     }
     if let Some(ty) = o.ty.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         return ty.to_owned();
