@@ -54,6 +54,12 @@ pub(crate) trait ObjectVisitor {
     /// (`map.next_value::<IgnoredAny>()` skips it).
     fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
 
+    /// Called at the object's closing brace, to reject an object that lacks
+    /// a required key; serde gives the error the brace's line and column.
+    fn finish<E: de::Error>(&mut self) -> Result<(), E> {
+        Ok(())
+    }
+
     /// Where callbacks keep the error that aborted the visit.
     fn stash(&mut self) -> &mut Stash;
 }
@@ -91,16 +97,18 @@ impl<'de, V: ObjectVisitor> Visitor<'de> for Object<'_, V> {
         while let Some(key) = map.next_key::<String>()? {
             self.visitor.field(&key, &mut map)?;
         }
-        Ok(())
+        self.visitor.finish()
     }
 }
 
 /// Deserialises an array element by element into `T`, calling `f` on each.
-/// `null` counts as an empty array, as some tools write it for "none".
+/// `null` counts as an empty array, as some tools write it for "none",
+/// unless [`EachElement::rejecting_null`] says otherwise.
 pub(crate) struct EachElement<'s, T, F> {
     stash: &'s mut Stash,
     f: F,
     expected: &'static str,
+    null_is_empty: bool,
     _element: PhantomData<fn() -> T>,
 }
 
@@ -114,7 +122,16 @@ where
             stash,
             f,
             expected,
+            null_is_empty: true,
             _element: PhantomData,
+        }
+    }
+
+    /// Makes `null` a type error, for formats that promise an array.
+    pub(crate) fn rejecting_null(self) -> Self {
+        EachElement {
+            null_is_empty: false,
+            ..self
         }
     }
 }
@@ -127,7 +144,11 @@ where
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_option(self)
+        if self.null_is_empty {
+            deserializer.deserialize_option(self)
+        } else {
+            deserializer.deserialize_seq(self)
+        }
     }
 }
 
@@ -331,7 +352,9 @@ pub(crate) fn from_json_error(e: &serde_json::Error, expected: &str) -> ParseErr
         None => &text,
     };
     let detail = match e.classify() {
-        serde_json::error::Category::Eof => format!("the document ends early ({detail})"),
+        serde_json::error::Category::Eof => {
+            format!("the document ends early (truncated file?): {detail}")
+        }
         _ => detail.to_owned(),
     };
     ParseError::invalid(position, format!("expected {expected}: {detail}"))
@@ -352,6 +375,7 @@ mod tests {
         items: Vec<u32>,
         stop_at: Option<u32>,
         saw_items: bool,
+        require_items: bool,
     }
 
     impl ObjectVisitor for Collect {
@@ -377,6 +401,13 @@ mod tests {
                 items.push(n);
                 Ok(())
             }))
+        }
+
+        fn finish<E: de::Error>(&mut self) -> Result<(), E> {
+            if self.require_items && !self.saw_items {
+                return Err(E::custom("missing `items`"));
+            }
+            Ok(())
         }
 
         fn stash(&mut self) -> &mut Stash {
@@ -428,6 +459,19 @@ mod tests {
         assert!(err.to_string().contains("trailing characters"), "{err}");
         let err = run(r#"{"items": ["x"]}"#, &mut Collect::default()).unwrap_err();
         assert!(err.to_string().contains("line 1, column"), "{err}");
+    }
+
+    #[test]
+    fn finish_rejects_a_missing_key_at_the_closing_brace() {
+        let mut c = Collect {
+            require_items: true,
+            ..Collect::default()
+        };
+        let err = run("{\n  \"a\": 1\n}", &mut c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expected a test object: missing `items` at line 3, column 1"
+        );
     }
 
     #[test]

@@ -51,16 +51,19 @@
 //! so memory is bounded by one test element, not the document. Metadata may
 //! come before or after the tests.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io::BufRead;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
+use super::json_stream::{EachElement, Object, ObjectVisitor, Stash, parse_document, skip_value};
 use super::lines::seconds_to_ms;
-use super::{ParseError, Position, ReportMeta, Sink, SinkError};
+use super::{ParseError, Position, ReportMeta, Sink};
 use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
+
+const EXPECTED: &str = "a CI payload object with `test_results`";
+const RESULTS_EXPECTED: &str = "`test_results`: an object with a `tests` array";
 
 /// Parses a CI payload document, handing each test to `sink` as it is read.
 ///
@@ -77,116 +80,90 @@ use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
 /// assert_eq!(tests[0].outcome, Outcome::Flaky);
 /// ```
 pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta, ParseError> {
-    let state = State {
-        sink: RefCell::new(sink),
-        sink_error: RefCell::new(None),
-        meta: RefCell::new(ReportMeta::default()),
+    let mut doc = Document {
+        sink,
+        stash: Stash::default(),
+        meta: ReportMeta::default(),
+        saw_tests: false,
     };
-    let mut de = serde_json::Deserializer::from_reader(input);
-    let result = Document(&state)
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    if let Some(e) = state.sink_error.borrow_mut().take() {
-        return Err(ParseError::Sink(e));
-    }
-    match result {
-        Ok(()) => Ok(state.meta.into_inner()),
-        Err(e) if e.is_io() => Err(ParseError::Io(e.into())),
-        Err(e) => Err(json_error(&e)),
-    }
+    parse_document(input, EXPECTED, &mut doc)?;
+    Ok(doc.meta)
 }
 
-fn json_error(e: &serde_json::Error) -> ParseError {
-    // serde_json's message ends with " at line L column C"; the position is ours to print.
-    let text = e.to_string();
-    let message = match text.rfind(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    };
-    let message = if e.is_eof() {
-        format!("{message} (truncated file?)")
-    } else {
-        format!("not a CI payload: {message}")
-    };
-    let position = if e.line() == 0 {
-        Position::default()
-    } else {
-        Position {
-            line: Some(e.line() as u64),
-            column: Some(e.column() as u64),
-            byte: None,
-        }
-    };
-    ParseError::invalid(position, message)
+/// The top-level object: run metadata and `test_results`.
+struct Document<'s> {
+    sink: &'s mut dyn Sink,
+    stash: Stash,
+    meta: ReportMeta,
+    saw_tests: bool,
 }
 
-struct State<'s> {
-    sink: RefCell<&'s mut dyn Sink>,
-    sink_error: RefCell<Option<SinkError>>,
-    meta: RefCell<ReportMeta>,
-}
-
-struct Document<'a, 's>(&'a State<'s>);
-
-impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+impl Document<'_> {
+    /// The `tests` array, each element handed to the sink as soon as it is read.
+    fn tests(
+        &mut self,
+    ) -> EachElement<'_, TestRecord, impl FnMut(TestRecord) -> Result<(), ParseError>> {
+        let Document { sink, stash, .. } = self;
+        let each = move |record: TestRecord| {
+            // No position here: serde adds the line and column of the record.
+            let result = record
+                .into_result()
+                .map_err(|m| ParseError::invalid(Position::default(), m))?;
+            Ok(sink.test(result)?)
+        };
+        EachElement::new(stash, "`tests`: an array of test objects", each).rejecting_null()
     }
 }
 
-impl<'de> Visitor<'de> for Document<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a CI payload object with `test_results`")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut saw_tests = false;
-        while let Some(key) = map.next_key::<String>()? {
-            let text = |map: &mut A| map.next_value::<Lenient>().map(|l| l.0);
-            match key.as_str() {
-                "repository" | "repo" => self.0.meta.borrow_mut().repository = text(&mut map)?,
-                "branch" | "ref" => self.0.meta.borrow_mut().branch = text(&mut map)?,
-                "commit_sha" | "commit" | "sha" => {
-                    self.0.meta.borrow_mut().commit = text(&mut map)?
-                }
-                "workflow_run_id" | "run_id" => self.0.meta.borrow_mut().run_id = text(&mut map)?,
-                "workflow" | "job" | "workflow_name" => {
-                    self.0.meta.borrow_mut().ci_job = text(&mut map)?
-                }
-                "ci_provider" | "provider" => {
-                    self.0.meta.borrow_mut().ci_provider = text(&mut map)?
-                }
-                "started_at" => self.0.meta.borrow_mut().started_at = map.next_value::<Time>()?.0,
-                "finished_at" => self.0.meta.borrow_mut().finished_at = map.next_value::<Time>()?.0,
-                "runner" => {
-                    let runner: Option<Runner> = map.next_value()?;
-                    if let Some(r) = runner {
-                        let mut meta = self.0.meta.borrow_mut();
-                        meta.os = r.os.0;
-                        meta.host = r.name.0;
-                    }
-                }
-                "test_results" => {
-                    map.next_value_seed(TestResults(self.0))?;
-                    saw_tests = true;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+impl ObjectVisitor for Document<'_> {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        let meta = &mut self.meta;
+        match key {
+            "repository" | "repo" => meta.repository = text(map)?,
+            "branch" | "ref" => meta.branch = text(map)?,
+            "commit_sha" | "commit" | "sha" => meta.commit = text(map)?,
+            "workflow_run_id" | "run_id" => meta.run_id = text(map)?,
+            "workflow" | "job" | "workflow_name" => meta.ci_job = text(map)?,
+            "ci_provider" | "provider" => meta.ci_provider = text(map)?,
+            "started_at" => meta.started_at = map.next_value::<Time>()?.0,
+            "finished_at" => meta.finished_at = map.next_value::<Time>()?.0,
+            "runner" => {
+                if let Some(r) = map.next_value::<Option<Runner>>()? {
+                    meta.os = r.os.0;
+                    meta.host = r.name.0;
                 }
             }
-        }
-        if !saw_tests {
-            return Err(de::Error::custom("missing `test_results`"));
+            "test_results" => {
+                map.next_value_seed(TestResults {
+                    doc: self,
+                    saw_tests: false,
+                })?;
+                self.saw_tests = true;
+            }
+            _ => skip_value(map)?,
         }
         Ok(())
     }
+
+    fn finish<E: de::Error>(&mut self) -> Result<(), E> {
+        if self.saw_tests {
+            Ok(())
+        } else {
+            Err(E::custom("missing `test_results`"))
+        }
+    }
+
+    fn stash(&mut self) -> &mut Stash {
+        &mut self.stash
+    }
 }
 
-struct TestResults<'a, 's>(&'a State<'s>);
+/// `test_results`: an object with the `tests` array and the framework, or
+/// (lenient) the array of tests itself.
+struct TestResults<'d, 's> {
+    doc: &'d mut Document<'s>,
+    saw_tests: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for TestResults<'_, '_> {
     type Value = ();
@@ -200,67 +177,48 @@ impl<'de> Visitor<'de> for TestResults<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("`test_results`: an object with a `tests` array")
+        f.write_str(RESULTS_EXPECTED)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut saw_tests = false;
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "tests" => {
-                    map.next_value_seed(Tests(self.0))?;
-                    saw_tests = true;
-                }
-                "framework" | "tool" => {
-                    self.0.meta.borrow_mut().runner = map.next_value::<Lenient>()?.0
-                }
-                "framework_version" | "tool_version" => {
-                    self.0.meta.borrow_mut().runner_version = map.next_value::<Lenient>()?.0
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        if !saw_tests {
-            return Err(de::Error::custom("missing `test_results.tests`"));
-        }
-        Ok(())
+    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<(), A::Error> {
+        Object::new(&mut self, RESULTS_EXPECTED).visit_map(map)
     }
 
-    /// Lenient: `test_results` given directly as the array of tests.
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        Tests(self.0).visit_seq(seq)
+        self.doc.tests().visit_seq(seq)
     }
 }
 
-struct Tests<'a, 's>(&'a State<'s>);
-
-impl<'de> DeserializeSeed<'de> for Tests<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Tests<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("`tests`: an array of test objects")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(record) = seq.next_element::<TestRecord>()? {
-            let result = record.into_result().map_err(de::Error::custom)?;
-            if let Err(e) = self.0.sink.borrow_mut().test(result) {
-                *self.0.sink_error.borrow_mut() = Some(e);
-                return Err(de::Error::custom("the receiver of the tests failed"));
+impl ObjectVisitor for TestResults<'_, '_> {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "tests" => {
+                map.next_value_seed(self.doc.tests())?;
+                self.saw_tests = true;
             }
+            "framework" | "tool" => self.doc.meta.runner = text(map)?,
+            "framework_version" | "tool_version" => self.doc.meta.runner_version = text(map)?,
+            _ => skip_value(map)?,
         }
         Ok(())
     }
+
+    fn finish<E: de::Error>(&mut self) -> Result<(), E> {
+        if self.saw_tests {
+            Ok(())
+        } else {
+            Err(E::custom("missing `test_results.tests`"))
+        }
+    }
+
+    fn stash(&mut self) -> &mut Stash {
+        &mut self.doc.stash
+    }
+}
+
+/// A [`Lenient`] string field.
+fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<String>, A::Error> {
+    map.next_value::<Lenient>().map(|l| l.0)
 }
 
 /// A string, or a number or boolean written where a string was expected
@@ -493,6 +451,7 @@ impl TestRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::SinkError;
     use crate::model::Outcome;
 
     fn run(doc: &str) -> Result<(Vec<TestResult>, ReportMeta), ParseError> {
@@ -570,6 +529,26 @@ mod tests {
 
         let err = run(r#"{"test_results": []} trailing"#).unwrap_err();
         assert!(err.to_string().contains("trailing"), "{err}");
+
+        let err = run("{\"test_results\": {\"framework\": \"x\"\n}}").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("missing `test_results.tests` at line 2, column"),
+            "{err}"
+        );
+
+        // Strict structure: `null` is not an array of tests.
+        let err = run(r#"{"test_results": {"tests": null}}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid type: null"), "{err}");
+        let err = run(r#"{"test_results": null}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid type: null"), "{err}");
+    }
+
+    #[test]
+    fn test_results_may_be_the_array_of_tests() {
+        let (tests, _) = run(r#"{"test_results": [{"id": "a", "status": "ok"}]}"#).unwrap();
+        assert_eq!(tests[0].id, "a");
+        assert_eq!(tests[0].outcome, Outcome::Passed);
     }
 
     #[test]
@@ -578,6 +557,9 @@ mod tests {
             |_: TestResult| -> Result<(), SinkError> { Err(SinkError("db is gone".into())) };
         let doc = br#"{"test_results": {"tests": [{"id": "a", "status": "passed"}]}}"#;
         let err = parse(&mut &doc[..], &mut sink).unwrap_err();
-        assert!(matches!(err, ParseError::Sink(_)), "{err:?}");
+        assert!(
+            matches!(&err, ParseError::Sink(e) if e.to_string() == "db is gone"),
+            "{err:?}"
+        );
     }
 }
