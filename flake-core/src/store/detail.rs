@@ -81,36 +81,11 @@ impl Store {
 
     /// The most recent `limit` results of the test with key `test`, newest first.
     pub fn window(&self, test: i64, limit: usize) -> Result<Vec<WindowResult>, StoreError> {
-        let path = self.display_path();
-        let sql = StoreError::sql(&path);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT run, outcome, attempts, duration_ms FROM results
-                 WHERE test = ?1 ORDER BY run DESC LIMIT ?2",
-            )
-            .map_err(&sql)?;
-        let rows = stmt
-            .query_map(params![test, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .map_err(&sql)?;
-        let mut out = Vec::with_capacity(limit.min(1024));
-        for row in rows {
-            let (run_seq, code, attempts, duration_ms) = row.map_err(&sql)?;
-            let outcome = Outcome::from_code(code).ok_or(StoreError::Corrupt {
-                path: path.clone(),
-                what: "outcome",
-                code,
-            })?;
-            out.push(WindowResult {
-                run_seq,
-                outcome,
-                attempts,
-                duration_ms,
-            });
-        }
-        Ok(out)
+        self.window_query(
+            "SELECT run, outcome, attempts, duration_ms FROM results
+             WHERE test = ?1 ORDER BY run DESC LIMIT ?2",
+            params![test, limit as i64],
+        )
     }
 
     /// Results of the test with key `test` in runs `>= since_run`, newest first.
@@ -119,19 +94,24 @@ impl Store {
         test: i64,
         since_run: i64,
     ) -> Result<Vec<WindowResult>, StoreError> {
+        self.window_query(
+            "SELECT run, outcome, attempts, duration_ms FROM results
+             WHERE test = ?1 AND run >= ?2 ORDER BY run DESC",
+            params![test, since_run],
+        )
+    }
+
+    /// Runs a `SELECT run, outcome, attempts, duration_ms` over `results`.
+    fn window_query(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<WindowResult>, StoreError> {
         let path = self.display_path();
         let sql = StoreError::sql(&path);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT run, outcome, attempts, duration_ms FROM results
-                 WHERE test = ?1 AND run >= ?2 ORDER BY run DESC",
-            )
-            .map_err(&sql)?;
+        let mut stmt = self.conn.prepare_cached(query).map_err(&sql)?;
         let rows = stmt
-            .query_map(params![test, since_run], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
+            .query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .map_err(&sql)?;
         let mut out = Vec::new();
         for row in rows {
