@@ -35,6 +35,10 @@ pub struct Options {
     pub run_id: Option<String>,
     /// Gate settings.
     pub gate: GateOptions,
+    /// Set by the front end when the user interrupted the run (Ctrl-C): the
+    /// runner still finishes its own shutdown, but a cut-short run is neither
+    /// recorded (it would look like missing tests) nor green.
+    pub interrupted: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Everything a front end needs to report a finished `cargo flake test`.
@@ -97,6 +101,14 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Tes
     };
     let finished_at = meta::now_ms();
     warnings.extend(output.warnings.iter().cloned());
+    let mut output = output;
+    let interrupted = opts
+        .interrupted
+        .as_ref()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+    if interrupted {
+        output.problem = Some("interrupted (Ctrl-C); the run was not recorded".into());
+    }
 
     let meta = build_meta(
         opts,
@@ -106,7 +118,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Tes
         started_at,
         finished_at,
     );
-    let recorded = if output.results.is_empty() {
+    let recorded = if output.results.is_empty() || interrupted {
         None
     } else {
         let mut writer = store.begin_run(&meta)?;

@@ -558,3 +558,66 @@ fn a_users_nextest_profile_retries_and_junit_path_are_respected() {
         ("failed".to_owned(), 2, false)
     );
 }
+
+#[test]
+fn an_interrupted_run_is_reported_not_recorded_and_not_green() {
+    let p = Project::new("rust-e2e");
+    std::fs::write(
+        p.path().join("tests/slow.rs"),
+        "#[test]\nfn slow() {\n    let dir = std::env::var(\"FLAKE_FIXTURE_STATE\").unwrap();\n    \
+         std::fs::write(std::path::Path::new(&dir).join(\"slow-started\"), \"\").unwrap();\n    \
+         std::thread::sleep(std::time::Duration::from_secs(3));\n}\n",
+    )
+    .unwrap();
+    p.commit("slow test");
+    // Build first, so the interrupt lands while the test runs.
+    let warm = flake_test(&p, &["--", "-E", "test(=tests::passes)"], false);
+    assert_eq!(warm.code, 0, "{}", warm.stderr);
+    let state = tempfile::tempdir().unwrap();
+    let child = p
+        .flake(&[
+            "test",
+            "--message-format",
+            "json",
+            "--",
+            "-E",
+            "binary(slow)",
+        ])
+        .env("FLAKE_FIXTURE_STATE", state.path())
+        .spawn();
+    let started = state.path().join("slow-started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow test never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Ctrl-C as the terminal would deliver it to cargo-flake.
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["gate"], "fail");
+    assert!(
+        json["problem"].as_str().unwrap().contains("interrupted"),
+        "{json:#}"
+    );
+    assert!(json["database"].is_null(), "{json:#}");
+    assert_eq!(
+        db_runs(&p.path().join(".flake/history.db")).len(),
+        1,
+        "only the warm-up run"
+    );
+}

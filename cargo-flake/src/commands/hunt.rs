@@ -50,6 +50,7 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
             branch: args.revision.branch,
             run_id: args.revision.run_id,
             gate: GateOptions::default(),
+            interrupted: None,
         },
         iterations: args.runs,
     };

@@ -1,6 +1,8 @@
 //! `cargo flake test`.
 
 use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flake_core::gate::{GateOptions, Verdict};
 use flake_core::model::Outcome;
@@ -62,6 +64,7 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
         gate: GateOptions {
             fail_on_flaky: args.fail_on_flaky,
         },
+        interrupted: Some(interrupt_flag()),
     };
     let mut progress = |event: RunnerEvent| print_stderr(&progress_line(&event, &styles));
     let result = run::test(&opts, &mut progress)?;
@@ -134,6 +137,17 @@ fn ci_output(run: &TestRun, json: bool) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Ctrl-C reaches the runner too (same process group); nextest then cancels
+/// and reports on its own. Surviving it here means the user still gets our
+/// summary and a run that is not recorded half-done.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    // Failing to install the handler only loses this nicety.
+    let _ = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst));
+    flag
 }
 
 fn progress_line(event: &RunnerEvent, s: &Styles) -> String {
