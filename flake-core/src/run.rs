@@ -56,6 +56,8 @@ pub struct TestRun {
     pub recorded: Option<(PathBuf, WriteSummary)>,
     /// Non-fatal notes: git unavailable, stream oddities, ...
     pub warnings: Vec<String>,
+    /// The user interrupted the run; nothing was recorded.
+    pub interrupted: bool,
 }
 
 /// Why `cargo flake test` could not do its job (as opposed to tests failing).
@@ -147,6 +149,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Tes
         gate,
         recorded,
         warnings,
+        interrupted,
     })
 }
 

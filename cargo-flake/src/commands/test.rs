@@ -261,6 +261,9 @@ pub fn summary(run: &TestRun, s: &Styles, default_max_attempts: usize) -> String
             };
             let _ = writeln!(out, "  history: {} (run {run_id}{rev})", show_path(path));
         }
+        None if run.interrupted => {
+            let _ = writeln!(out, "  history: nothing recorded (interrupted)");
+        }
         None => {
             let _ = writeln!(out, "  history: nothing recorded (no test results)");
         }
