@@ -301,7 +301,7 @@ impl Model {
         suite.quarantined = quarantine.len();
         suite.oldest_quarantine_days = quarantine.iter().filter_map(|q| q.age_days).max();
         let span = match (runs.last(), runs.first()) {
-            (Some(a), Some(b)) => Some((a.started_at, b.started_at)),
+            (Some(a), Some(b)) => Some((a.meta.started_at, b.meta.started_at)),
             _ => None,
         };
         Ok(Model {
@@ -385,15 +385,15 @@ fn detail(
             continue;
         };
         if !j.excluded && r.outcome != Outcome::Skipped {
-            let platform = match (&run.os, &run.target) {
+            let platform = match (&run.meta.os, &run.meta.target) {
                 (Some(os), Some(t)) => format!("{os} · {t}"),
                 (Some(x), None) | (None, Some(x)) => x.clone(),
                 (None, None) => String::new(),
             };
             for (map, k) in [
-                (&mut by_branch, run.branch.clone().unwrap_or_default()),
+                (&mut by_branch, run.meta.branch.clone().unwrap_or_default()),
                 (&mut by_platform, platform),
-                (&mut by_host, run.host.clone().unwrap_or_default()),
+                (&mut by_host, run.meta.host.clone().unwrap_or_default()),
             ] {
                 let k = if k.is_empty() {
                     "(unknown)".to_owned()
@@ -516,10 +516,10 @@ pub(crate) fn timeline_row(
     cluster: Option<Fingerprint>,
 ) -> TimelineRow {
     TimelineRow {
-        run_id: run.run_id.clone(),
-        started_at: run.started_at,
-        commit: run.commit.clone(),
-        branch: run.branch.clone(),
+        run_id: run.meta.run_id.clone(),
+        started_at: run.meta.started_at,
+        commit: run.meta.commit.clone(),
+        branch: run.meta.branch.clone(),
         outcome: j.result.outcome,
         flaky_evidence: j.flaky_evidence,
         excluded: j.excluded,

@@ -4,45 +4,16 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
+use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome};
 
-/// A stored run.
+/// A stored run: its metadata as recorded, plus outcome counts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RunRecord {
     /// Database row id; increases with insertion order.
     pub seq: i64,
-    /// The run id.
-    pub run_id: String,
-    /// Commit SHA.
-    pub commit: Option<String>,
-    /// Branch.
-    pub branch: Option<String>,
-    /// Tree SHA.
-    pub tree: Option<String>,
-    /// Dirty work tree.
-    pub dirty: Option<bool>,
-    /// Start, Unix ms.
-    pub started_at: i64,
-    /// End, Unix ms.
-    pub finished_at: i64,
-    /// Host.
-    pub host: Option<String>,
-    /// OS.
-    pub os: Option<String>,
-    /// Target triple.
-    pub target: Option<String>,
-    /// CI provider.
-    pub ci_provider: Option<String>,
-    /// CI job.
-    pub ci_job: Option<String>,
-    /// CI run.
-    pub ci_run: Option<String>,
-    /// Runner.
-    pub runner: Option<String>,
-    /// Runner version.
-    pub runner_version: Option<String>,
-    /// Source format.
-    pub source_format: String,
+    /// Metadata as recorded (`meta.run_id` is the run id).
+    pub meta: RunMeta,
     /// Tests recorded.
     pub total: i64,
     /// Passed.
@@ -93,22 +64,24 @@ const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, sta
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         seq: r.get(0)?,
-        run_id: r.get(1)?,
-        commit: r.get(2)?,
-        branch: r.get(3)?,
-        tree: r.get(4)?,
-        dirty: r.get(5)?,
-        started_at: r.get(6)?,
-        finished_at: r.get(7)?,
-        host: r.get(8)?,
-        os: r.get(9)?,
-        target: r.get(10)?,
-        ci_provider: r.get(11)?,
-        ci_job: r.get(12)?,
-        ci_run: r.get(13)?,
-        runner: r.get(14)?,
-        runner_version: r.get(15)?,
-        source_format: r.get(16)?,
+        meta: RunMeta {
+            run_id: r.get(1)?,
+            commit: r.get(2)?,
+            branch: r.get(3)?,
+            tree: r.get(4)?,
+            dirty: r.get(5)?,
+            started_at: r.get(6)?,
+            finished_at: r.get(7)?,
+            host: r.get(8)?,
+            os: r.get(9)?,
+            target: r.get(10)?,
+            ci_provider: r.get(11)?,
+            ci_job: r.get(12)?,
+            ci_run: r.get(13)?,
+            runner: r.get(14)?,
+            runner_version: r.get(15)?,
+            source_format: r.get(16)?,
+        },
         total: r.get(17)?,
         passed: r.get(18)?,
         flaky: r.get(19)?,
@@ -249,7 +222,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::RunMeta;
     use crate::model::{Attempt, Failure, TestResult};
 
     fn meta(id: &str) -> RunMeta {
@@ -291,7 +263,7 @@ mod tests {
             (run.total, run.passed, run.flaky, run.failed, run.skipped),
             (4, 1, 1, 1, 1)
         );
-        assert_eq!(run.commit.as_deref(), Some("abc"));
+        assert_eq!(run.meta.commit.as_deref(), Some("abc"));
         let rs = store.results_of_run(run.seq).unwrap();
         let by: Vec<_> = rs
             .iter()
