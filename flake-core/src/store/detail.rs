@@ -135,6 +135,16 @@ impl Store {
     /// oldest first, with their failures. Plain single-attempt passes have no
     /// attempt rows (their result row describes them).
     pub fn attempts_since(&self, test: i64, since_run: i64) -> Result<Vec<RunAttempt>, StoreError> {
+        self.attempts_between(test, since_run, i64::MAX)
+    }
+
+    /// Stored attempts of the test with key `test` in runs `from..=to`.
+    pub(crate) fn attempts_between(
+        &self,
+        test: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<RunAttempt>, StoreError> {
         let path = self.display_path();
         let sql = StoreError::sql(&path);
         let mut stmt = self
@@ -142,11 +152,11 @@ impl Store {
             .prepare_cached(
                 "SELECT a.run, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output
                  FROM attempts a LEFT JOIN failures f ON f.id = a.failure
-                 WHERE a.test = ?1 AND a.run >= ?2 ORDER BY a.run, a.attempt",
+                 WHERE a.test = ?1 AND a.run BETWEEN ?2 AND ?3 ORDER BY a.run, a.attempt",
             )
             .map_err(&sql)?;
         let rows = stmt
-            .query_map(params![test, since_run], |r| {
+            .query_map(params![test, from, to], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,

@@ -24,7 +24,7 @@ mod write;
 
 pub use detail::{RunAttempt, StoredTest, WindowResult};
 pub use error::StoreError;
-pub use read::{AttemptRecord, ResultRecord, RunRecord};
+pub use read::{ResultRecord, RunRecord};
 pub use schema::SCHEMA_VERSION;
 pub use write::{RunWriter, WriteSummary, name_key};
 

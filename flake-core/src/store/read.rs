@@ -3,9 +3,9 @@
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{RunAttempt, Store, StoreError, WindowResult};
 use crate::meta::RunMeta;
-use crate::model::{AttemptStatus, Outcome};
+use crate::model::Outcome;
 
 /// A stored run: its metadata as recorded, plus outcome counts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,23 +39,6 @@ pub struct ResultRecord {
     pub attempts: i64,
     /// Duration of the final attempt, ms.
     pub duration_ms: Option<i64>,
-}
-
-/// One stored attempt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct AttemptRecord {
-    /// 1-based attempt number.
-    pub attempt: i64,
-    /// How it ended.
-    pub status: AttemptStatus,
-    /// Duration, ms.
-    pub duration_ms: Option<i64>,
-    /// Failure message.
-    pub message: Option<String>,
-    /// Failure location.
-    pub location: Option<String>,
-    /// Captured output (capped).
-    pub output: Option<String>,
 }
 
 const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os, target,
@@ -126,13 +109,13 @@ impl Store {
         )
     }
 
-    /// The most recent `limit` results of one test, newest first.
-    pub fn history(&self, test_id: &str, limit: usize) -> Result<Vec<ResultRecord>, StoreError> {
-        self.query_results(
-            "SELECT t.name, r.run, r.outcome, r.attempts, r.duration_ms FROM tests t
-             JOIN results r ON r.test = t.id WHERE t.name = ?1 ORDER BY r.run DESC LIMIT ?2",
-            params![test_id, limit as i64],
-        )
+    /// The most recent `limit` results of one test, newest first (empty
+    /// for a test never recorded).
+    pub fn history(&self, test_id: &str, limit: usize) -> Result<Vec<WindowResult>, StoreError> {
+        match self.test_key(test_id)? {
+            Some(key) => self.window(key, limit),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn query_results(
@@ -174,55 +157,18 @@ impl Store {
     }
 
     /// The stored attempts of one test in one run (empty for plain passes).
-    pub fn attempts(&self, test_id: &str, run_seq: i64) -> Result<Vec<AttemptRecord>, StoreError> {
-        let path = self.display_path();
-        let sql = StoreError::sql(&path);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT a.attempt, a.status, a.duration_ms, f.message, f.location, f.output
-                 FROM tests t JOIN attempts a ON a.test = t.id
-                 LEFT JOIN failures f ON f.id = a.failure
-                 WHERE t.name = ?1 AND a.run = ?2 ORDER BY a.attempt",
-            )
-            .map_err(&sql)?;
-        let rows = stmt
-            .query_map(params![test_id, run_seq], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .map_err(&sql)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (attempt, code, duration_ms, message, location, output) = row.map_err(&sql)?;
-            let status = AttemptStatus::from_code(code).ok_or(StoreError::Corrupt {
-                path: path.clone(),
-                what: "attempt status",
-                code,
-            })?;
-            out.push(AttemptRecord {
-                attempt,
-                status,
-                duration_ms,
-                message,
-                location,
-                output,
-            });
+    pub fn attempts(&self, test_id: &str, run_seq: i64) -> Result<Vec<RunAttempt>, StoreError> {
+        match self.test_key(test_id)? {
+            Some(key) => self.attempts_between(key, run_seq, run_seq),
+            None => Ok(Vec::new()),
         }
-        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Attempt, Failure, TestResult};
+    use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
 
     fn meta(id: &str) -> RunMeta {
         RunMeta {
@@ -281,8 +227,17 @@ mod tests {
         let attempts = store.attempts("b flaky", run.seq).unwrap();
         assert_eq!(attempts.len(), 2);
         assert_eq!(attempts[0].status, AttemptStatus::Fail);
-        assert_eq!(attempts[0].message.as_deref(), Some("boom 1"));
-        assert_eq!(attempts[0].location.as_deref(), Some("src/lib.rs:1:2"));
+        assert_eq!(
+            attempts[0].failure.as_ref().map(|f| f.message.as_str()),
+            Some("boom 1")
+        );
+        assert_eq!(
+            attempts[0]
+                .failure
+                .as_ref()
+                .and_then(|f| f.location.as_deref()),
+            Some("src/lib.rs:1:2")
+        );
         assert_eq!(attempts[1].status, AttemptStatus::Pass);
         assert!(store.attempts("b ok", run.seq).unwrap().is_empty());
         // Identical failure texts are stored once.
