@@ -24,3 +24,16 @@ pub mod runner;
 pub mod stats;
 pub mod store;
 pub mod workspace;
+
+/// An error and its causes on one line (`outer: cause: root cause`), for
+/// messages that embed another error.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -81,7 +81,7 @@ fn every_fixture_matches_its_known_truth() {
                     report.display()
                 )),
                 Err(e) => {
-                    let msg = error_chain(&e);
+                    let msg = flake_core::error_chain(&e);
                     if !msg.contains(err) {
                         failures.push(format!("{}: error `{msg}` lacks `{err}`", report.display()));
                     }
@@ -92,7 +92,11 @@ fn every_fixture_matches_its_known_truth() {
         let summary = match result {
             Ok(s) => s,
             Err(e) => {
-                failures.push(format!("{}: {}", report.display(), error_chain(&e)));
+                failures.push(format!(
+                    "{}: {}",
+                    report.display(),
+                    flake_core::error_chain(&e)
+                ));
                 continue;
             }
         };
@@ -142,15 +146,4 @@ fn every_fixture_matches_its_known_truth() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -175,7 +175,7 @@ pub fn run(opts: &RunOptions) -> Result<RunnerOutput, RunnerError> {
                     problem.get_or_insert_with(|| {
                         format!(
                             "cargo-flake could not read nextest's JUnit report: {}",
-                            error_chain(&e)
+                            crate::error_chain(&e)
                         )
                     });
                 }
@@ -389,17 +389,6 @@ fn stderr_stdio() -> Stdio {
         }
     }
     Stdio::inherit()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
