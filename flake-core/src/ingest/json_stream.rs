@@ -360,10 +360,9 @@ pub(crate) fn from_json_error(e: &serde_json::Error, expected: &str) -> ParseErr
     ParseError::invalid(position, format!("expected {expected}: {detail}"))
 }
 
-/// Converts seconds (as JSON reports write durations) to whole milliseconds.
-pub(crate) fn seconds_to_ms(seconds: f64) -> Option<u64> {
-    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
-}
+/// Seconds (as JSON reports write durations) to whole milliseconds: the one
+/// conversion all parsers share, so absurd values are rejected alike.
+pub(crate) use super::lines::seconds_to_ms;
 
 #[cfg(test)]
 mod tests {
@@ -479,6 +478,11 @@ mod tests {
         assert_eq!(seconds_to_ms(0.0123), Some(12));
         assert_eq!(seconds_to_ms(-1.0), None);
         assert_eq!(seconds_to_ms(f64::NAN), None);
+        assert_eq!(
+            seconds_to_ms(1e13),
+            None,
+            "absurd durations are not believed"
+        );
     }
 }
 
