@@ -68,6 +68,32 @@ fn time(program: &Path, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Resu
     Ok(Sample { wall, rss_kib })
 }
 
+/// Runs `baseline` and `ours` `rounds` times each, alternating which goes
+/// first so drift in machine load hits both alike. Returns their samples.
+fn alternate(
+    rounds: usize,
+    mut baseline: impl FnMut() -> Result<Sample, String>,
+    mut ours: impl FnMut() -> Result<Sample, String>,
+) -> Result<(Vec<Sample>, Vec<Sample>), String> {
+    let (mut base, mut mine) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            base.push(baseline()?);
+            mine.push(ours()?);
+        } else {
+            mine.push(ours()?);
+            base.push(baseline()?);
+        }
+        eprintln!(
+            "  round {}: baseline {:.2} s, cargo flake {:.2} s",
+            round + 1,
+            base[round].wall,
+            mine[round].wall
+        );
+    }
+    Ok((base, mine))
+}
+
 fn build_release(root: &Path) -> Result<PathBuf, String> {
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "cargo-flake"])
@@ -106,34 +132,13 @@ pub fn overhead(root: &Path, rounds: usize) -> Result<String, String> {
     eprintln!("overhead: building and warming up the 2,000-test fixture");
     time(&cargo, &nextest_args, &work, &env)?;
     time(&flake, &flake_args, &work, &env)?;
-    let (mut base, mut ours) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        // Alternate which goes first so drift in machine load is shared.
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for is_flake in order {
-            let s = if is_flake {
-                time(&flake, &flake_args, &work, &env)?
-            } else {
-                time(&cargo, &nextest_args, &work, &env)?
-            };
-            if is_flake {
-                ours.push(s.wall)
-            } else {
-                base.push(s.wall)
-            }
-        }
-        eprintln!(
-            "  round {}: nextest {:.2} s, cargo flake {:.2} s",
-            round + 1,
-            base[round],
-            ours[round]
-        );
-    }
-    let (b, o) = (median(base), median(ours));
+    let (base, ours) = alternate(
+        rounds,
+        || time(&cargo, &nextest_args, &work, &env),
+        || time(&flake, &flake_args, &work, &env),
+    )?;
+    let wall = |v: &[Sample]| median(v.iter().map(|s| s.wall).collect());
+    let (b, o) = (wall(&base), wall(&ours));
     let _ = std::fs::remove_dir_all(&work);
     Ok(format!(
         "| `cargo flake test --retries 2` vs `cargo nextest run --retries 2` (2,000 tests, {rounds} alternating rounds, median) | {o:.2} s vs {b:.2} s | **{:.3}x** | <= 1.03x |\n",
@@ -180,55 +185,29 @@ pub fn ingest(root: &Path, rounds: usize) -> Result<String, String> {
     let db = work.join("flake.db");
     let base_db = work.join("base.db");
     let script = shared.join("py_ingest_baseline.py");
-    let (mut base, mut ours) = (Vec::new(), Vec::new());
-    let mut rss = (0u64, 0u64);
-    for round in 0..rounds + 1 {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for is_flake in order {
-            let s = if is_flake {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-                }
-                time(
-                    &flake,
-                    &[
-                        "flake",
-                        "ingest",
-                        big_s,
-                        "--db",
-                        db.to_str().unwrap(),
-                        "--commit",
-                        "bench",
-                    ],
-                    &work,
-                    &[],
-                )?
-            } else {
-                time(
-                    &python,
-                    &[script.to_str().unwrap(), big_s, base_db.to_str().unwrap()],
-                    &work,
-                    &[],
-                )?
-            };
-            // Round 0 warms the page cache and is not counted.
-            if round == 0 {
-                continue;
-            }
-            if is_flake {
-                ours.push(s.wall);
-                rss.0 = rss.0.max(s.rss_kib.unwrap_or(0));
-            } else {
-                base.push(s.wall);
-                rss.1 = rss.1.max(s.rss_kib.unwrap_or(0));
-            }
+    let run_ours = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
         }
-    }
-    let (b, o) = (median(base), median(ours));
+        let db_s = db.to_str().unwrap();
+        time(
+            &flake,
+            &["flake", "ingest", big_s, "--db", db_s, "--commit", "bench"],
+            &work,
+            &[],
+        )
+    };
+    let run_base = || {
+        let args = [script.to_str().unwrap(), big_s, base_db.to_str().unwrap()];
+        time(&python, &args, &work, &[])
+    };
+    // One uncounted round warms the page cache.
+    alternate(1, run_base, run_ours)?;
+    let (base, ours) = alternate(rounds, run_base, run_ours)?;
+    let wall = |v: &[Sample]| median(v.iter().map(|s| s.wall).collect());
+    let peak = |v: &[Sample]| v.iter().filter_map(|s| s.rss_kib).max().unwrap_or(0);
+    let rss = (peak(&ours), peak(&base));
+    let (b, o) = (wall(&base), wall(&ours));
     let mib = |k: u64| {
         if k == 0 {
             "n/a".to_owned()
