@@ -17,6 +17,9 @@ pub struct CiInfo {
     pub run: Option<String>,
     /// Job name within the run.
     pub job: Option<String>,
+    /// The provider's id of this one execution of the job, where it has one
+    /// (a retried job gets a new one); tells apart runs that share `run` and `job`.
+    pub job_id: Option<String>,
 }
 
 /// Detects the CI provider from the environment, `None` outside CI.
@@ -45,6 +48,8 @@ pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Option<CiInfo> {
             commit: get("GITHUB_SHA"),
             run,
             job,
+            // GitHub exports no id of the job execution; matrix legs differ by host.
+            job_id: None,
         });
     }
     if get("GITLAB_CI").is_some() {
@@ -63,6 +68,7 @@ pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Option<CiInfo> {
             commit: get("CI_COMMIT_SHA"),
             run: get("CI_PIPELINE_ID"),
             job: get("CI_JOB_NAME"),
+            job_id: get("CI_JOB_ID"),
         });
     }
     if get("BUILDKITE").as_deref() == Some("true") {
@@ -72,6 +78,7 @@ pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Option<CiInfo> {
             commit: get("BUILDKITE_COMMIT").filter(|c| c != "HEAD"),
             run: get("BUILDKITE_BUILD_ID"),
             job: get("BUILDKITE_STEP_KEY").or_else(|| get("BUILDKITE_LABEL")),
+            job_id: get("BUILDKITE_JOB_ID"),
         });
     }
     if get("CIRCLECI").as_deref() == Some("true") {
@@ -81,6 +88,7 @@ pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Option<CiInfo> {
             commit: get("CIRCLE_SHA1"),
             run: get("CIRCLE_WORKFLOW_ID").or_else(|| get("CIRCLE_BUILD_NUM")),
             job: get("CIRCLE_JOB"),
+            job_id: get("CIRCLE_WORKFLOW_JOB_ID").or_else(|| get("CIRCLE_BUILD_NUM")),
         });
     }
     if get("JENKINS_URL").is_some() || get("JENKINS_HOME").is_some() {
@@ -102,6 +110,7 @@ pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Option<CiInfo> {
             commit: get("GIT_COMMIT"),
             run: get("BUILD_TAG").or_else(|| get("BUILD_NUMBER")),
             job: get("JOB_NAME"),
+            job_id: get("BUILD_NUMBER"),
         });
     }
     if matches!(get("CI").as_deref(), Some("true" | "1")) {

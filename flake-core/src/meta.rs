@@ -49,24 +49,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A fresh run id: sortable by time, unique across hosts and processes
-/// (`20261121T232400Z-3f9a1c2b`).
+/// A fresh run id: a ULID (`01KB3Y5TQ8X6V2M1H9R4JZC7PE`), sortable by time,
+/// with 80 random bits per millisecond so ids from many hosts never meet.
 pub fn generate_run_id() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut h = blake3::Hasher::new();
-    h.update(&now.as_nanos().to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(host_name().unwrap_or_default().as_bytes());
-    // The address of a stack value adds entropy between threads of one process.
-    let local = 0u8;
-    h.update(format!("{:p}", &local).as_bytes());
-    let digest = *h.finalize().as_bytes();
-    let stamp = jiff::Timestamp::from_millisecond(now.as_millis() as i64)
-        .map(|t| t.strftime("%Y%m%dT%H%M%SZ").to_string())
-        .unwrap_or_default();
-    format!("{stamp}-{}", hex(&digest[..4]))
+    ulid::Ulid::new().to_string()
 }
 
 /// Lowercase hex of bytes.
@@ -109,8 +95,11 @@ mod tests {
         let a = generate_run_id();
         let b = generate_run_id();
         assert_ne!(a, b);
-        assert_eq!(a.len(), "20261121T232400Z-3f9a1c2b".len(), "{a}");
-        assert!(a.starts_with("20"), "{a}");
+        assert_eq!(a.len(), 26, "{a}");
+        let later = generate_run_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let latest = generate_run_id();
+        assert!(later < latest, "{later} {latest}");
     }
 
     #[test]

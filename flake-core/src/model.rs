@@ -195,6 +195,19 @@ impl Outcome {
         }
     }
 
+    /// Combines two independent executions of one test in one run (the
+    /// same test in two suites of one report): a failure wins, a skip yields,
+    /// and a fail and a pass are *not* a flake, since neither was a retry.
+    pub fn merge_independent(self, other: Outcome) -> Outcome {
+        use Outcome::*;
+        match (self, other) {
+            (Skipped, o) | (o, Skipped) => o,
+            (Failed, _) | (_, Failed) => Failed,
+            (Flaky, _) | (_, Flaky) => Flaky,
+            (Passed, Passed) => Passed,
+        }
+    }
+
     /// Stable small integer used by the history store. Never renumber.
     pub fn code(self) -> i64 {
         match self {
@@ -242,6 +255,11 @@ pub struct TestResult {
     pub outcome: Outcome,
     /// Every attempt, in order. Skipped tests have one `Skip` attempt.
     pub attempts: Vec<Attempt>,
+    /// An independent execution of a test that already has a result from
+    /// this report, not a retry of it: the same JUnit `classname`+`name` in
+    /// another `<testsuite>` (matrix jobs merged into one file, two Gradle
+    /// modules). Merged with [`Outcome::merge_independent`], never as flaky.
+    pub independent: bool,
 }
 
 impl TestResult {
@@ -252,6 +270,19 @@ impl TestResult {
             id: id.into(),
             outcome,
             attempts,
+            independent: false,
+        }
+    }
+
+    /// Combines this result's outcome into `earlier`, the outcome already
+    /// known for the same test in the same run: as a retry or another shard
+    /// ([`Outcome::merge`]) or, when [`TestResult::independent`], with
+    /// failure winning.
+    pub fn merge_into(&self, earlier: Outcome) -> Outcome {
+        if self.independent {
+            earlier.merge_independent(self.outcome)
+        } else {
+            earlier.merge(self.outcome)
         }
     }
 
@@ -430,6 +461,17 @@ mod tests {
         assert_eq!(Passed.merge(Passed), Passed);
         assert_eq!(Failed.merge(Failed), Failed);
         assert_eq!(Flaky.merge(Passed), Flaky);
+    }
+
+    #[test]
+    fn independent_executions_never_make_a_flake() {
+        use Outcome::*;
+        assert_eq!(Failed.merge_independent(Passed), Failed);
+        assert_eq!(Passed.merge_independent(Failed), Failed);
+        assert_eq!(Flaky.merge_independent(Failed), Failed);
+        assert_eq!(Flaky.merge_independent(Passed), Flaky);
+        assert_eq!(Skipped.merge_independent(Passed), Passed);
+        assert_eq!(Passed.merge_independent(Passed), Passed);
     }
 
     #[test]

@@ -114,29 +114,154 @@ fn reingesting_the_same_report_never_double_counts() {
     );
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(again.json()["recorded"], false);
-    let with_id = flake(
-        dir.path(),
-        &[
-            "ingest",
-            file.to_str().unwrap(),
-            "--db",
-            db_s,
-            "--run-id",
-            "ci-7",
-        ],
-    );
-    assert_eq!(with_id.code, 0);
-    assert!(
-        with_id.stderr.contains("already recorded"),
-        "{}",
-        with_id.stderr
-    );
     let recorded = runs(&db);
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert!(
         recorded[0].0.starts_with("ingest-"),
         "content-derived run id: {recorded:?}"
     );
+}
+
+/// Issue 8, item 1: a stable suite whose reporter writes no timestamps gives
+/// byte-identical reports on every run; each run must still be recorded.
+#[test]
+fn byte_identical_reports_of_different_runs_are_different_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let db_s = db.to_str().unwrap();
+    let file = report("junit/nextest.xml");
+    let file_s = file.to_str().unwrap();
+    let ingest = |extra: &[&str]| {
+        let mut args = vec!["ingest", file_s, "--db", db_s];
+        args.extend_from_slice(extra);
+        let out = flake(dir.path(), &args);
+        assert_eq!(out.code, 0, "{extra:?}: {}", out.stderr);
+        out
+    };
+    ingest(&["--run-id", "ci-1", "--commit", "aaaa"]);
+    let second = ingest(&["--run-id", "ci-2", "--commit", "bbbb"]);
+    assert!(
+        !second.stderr.contains("already recorded"),
+        "{}",
+        second.stderr
+    );
+    // A retry of the same upload (same run id, same bytes) adds nothing.
+    let retry = ingest(&["--run-id", "ci-2", "--commit", "bbbb"]);
+    assert!(
+        retry.stderr.contains("already recorded"),
+        "{}",
+        retry.stderr
+    );
+    // Without a run id: the same bytes for another commit are another run,
+    // and for the same commit (a local re-ingest) are not counted twice.
+    ingest(&["--commit", "cccc"]);
+    ingest(&["--commit", "dddd"]);
+    let local_again = ingest(&["--commit", "dddd"]);
+    assert!(
+        local_again.stderr.contains("already recorded"),
+        "{}",
+        local_again.stderr
+    );
+    let recorded = runs(&db);
+    let keys: Vec<&str> = recorded.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(&keys[..2], ["ci-1", "ci-2"]);
+    assert!(
+        recorded.iter().all(|r| r.1 == recorded[0].1 && r.1 > 0),
+        "{recorded:?}"
+    );
+    // In CI without --run-id, the job's identity is the run: a retried step
+    // adds nothing, but the same bytes from another job are another run.
+    let in_ci = |job_id: &str| {
+        let out = Flake::new(
+            dir.path(),
+            &["ingest", file_s, "--db", db_s, "--commit", "eeee"],
+        )
+        .env("GITLAB_CI", "true")
+        .env("CI_PIPELINE_ID", "77")
+        .env("CI_JOB_NAME", "test")
+        .env("CI_JOB_ID", job_id)
+        .run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out
+    };
+    in_ci("1001");
+    assert!(in_ci("1001").stderr.contains("already recorded"));
+    assert!(!in_ci("1002").stderr.contains("already recorded"));
+    assert_eq!(runs(&db).len(), 6);
+}
+
+/// Issue 8, item 2: a run id reused for another commit or branch must not
+/// blend two runs.
+#[test]
+fn a_run_id_of_another_commit_or_branch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let db_s = db.to_str().unwrap();
+    let a = report("junit/nextest.xml");
+    let b = report("junit/pytest-xunit2.xml");
+    let first = flake(
+        dir.path(),
+        &[
+            "ingest",
+            a.to_str().unwrap(),
+            "--db",
+            db_s,
+            "--run-id",
+            "r",
+            "--commit",
+            "aaaa",
+            "--branch",
+            "main",
+        ],
+    );
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    for (file, extra) in [
+        (&a, ["--commit", "bbbb"]),
+        (&b, ["--commit", "bbbb"]),
+        (&b, ["--branch", "dev"]),
+    ] {
+        let out = flake(
+            dir.path(),
+            &[
+                &[
+                    "ingest",
+                    file.to_str().unwrap(),
+                    "--db",
+                    db_s,
+                    "--run-id",
+                    "r",
+                ][..],
+                &extra[..],
+            ]
+            .concat(),
+        );
+        assert_eq!(out.code, 2, "{extra:?}: {}", out.stderr);
+        assert!(out.stderr.contains("run `r`"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("`aaaa`") && out.stderr.contains("`main`"),
+            "{}",
+            out.stderr
+        );
+    }
+    // A further shard of the same commit and branch joins the run.
+    let shard = flake(
+        dir.path(),
+        &[
+            "ingest",
+            b.to_str().unwrap(),
+            "--db",
+            db_s,
+            "--run-id",
+            "r",
+            "--commit",
+            "aaaa",
+            "--branch",
+            "main",
+        ],
+    );
+    assert_eq!(shard.code, 0, "{}", shard.stderr);
+    assert_eq!(runs(&db).len(), 1);
 }
 
 #[test]

@@ -390,6 +390,8 @@ struct Held {
 struct SuiteFrame {
     name: String,
     dialect: Dialect,
+    /// Which `<testsuite>` of the file this is, counting from 0.
+    ordinal: u32,
 }
 
 struct Parser<'s> {
@@ -406,6 +408,12 @@ struct Parser<'s> {
     case: Case,
     outcome: OutcomeElem,
     held: Option<Held>,
+    /// Suites opened so far.
+    suites_opened: u32,
+    /// The suite in which each test id (by 128-bit hash, to bound memory)
+    /// first appeared: a repeat in the same suite is a retry, in another an
+    /// independent execution.
+    first_suite: rustc_hash::FxHashMap<u128, u32>,
     // Reused scratch buffers, so attributes cost no allocation per testcase.
     classname: String,
     name: String,
@@ -427,6 +435,8 @@ impl<'s> Parser<'s> {
             case: Case::default(),
             outcome: OutcomeElem::new(),
             held: None,
+            suites_opened: 0,
+            first_suite: rustc_hash::FxHashMap::default(),
             classname: String::new(),
             name: String::new(),
             file: String::new(),
@@ -699,7 +709,13 @@ impl<'s> Parser<'s> {
         } else {
             inherited
         };
-        self.suites.push(SuiteFrame { name, dialect });
+        let ordinal = self.suites_opened;
+        self.suites_opened = self.suites_opened.saturating_add(1);
+        self.suites.push(SuiteFrame {
+            name,
+            dialect,
+            ordinal,
+        });
         Ok(())
     }
 
@@ -896,13 +912,27 @@ impl<'s> Parser<'s> {
             None => attempts.push(Attempt::pass(case.duration_ms)),
         }
         attempts.append(&mut case.reruns);
-        let result = TestResult::new(std::mem::take(&mut case.id), attempts);
+        let mut result = TestResult::new(std::mem::take(&mut case.id), attempts);
+        result.independent = self.seen_in_other_suite(&result.id);
         if self.dialect() == Dialect::Pytest {
             self.hold(result, plain)
         } else {
             self.sink.test(result)?;
             Ok(())
         }
+    }
+
+    /// Whether `id` already had a testcase in another `<testsuite>` of this
+    /// file. Only repeats inside one suite are retries (pytest-rerunfailures
+    /// and gotestsum write them so); across suites they are separate
+    /// executions: matrix jobs merged into one file, two Gradle modules.
+    fn seen_in_other_suite(&mut self, id: &str) -> bool {
+        let suite = self.suites.last().map_or(u32::MAX, |s| s.ordinal);
+        *self
+            .first_suite
+            .entry(crate::store::name_key(id))
+            .or_insert(suite)
+            != suite
     }
 
     /// Merges adjacent pytest testcases with one id, which real pytest writes

@@ -54,6 +54,17 @@ pub enum IngestError {
         /// The format it was read as.
         format: Format,
     },
+    /// The parser hit a bug of ours on this input (caught, never a crash).
+    #[error(
+        "failed to read `{}`: the parser failed on it ({message}); nothing from it was stored, please report this with the file",
+        path.display()
+    )]
+    Panicked {
+        /// The report.
+        path: PathBuf,
+        /// The panic's message.
+        message: String,
+    },
     /// The receiver of the tests failed (e.g. the database).
     #[error("failed to record tests from `{}`", path.display())]
     Sink {
@@ -110,7 +121,17 @@ pub fn read_report(
         count += 1;
         sink.test(result)
     };
-    let parsed = parse(format, &mut reader, &mut counting);
+    // A parser bug must not take the process down with a panic (exit 101):
+    // it becomes an error naming the file, and the caller stores nothing
+    // (the run's transaction is dropped). Unwind safety: every value the
+    // closure touches is discarded on this path.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        parse(format, &mut reader, &mut counting)
+    }))
+    .map_err(|payload| IngestError::Panicked {
+        path: path.to_owned(),
+        message: panic_message(payload.as_ref()),
+    })?;
     let meta = parsed.map_err(|e| match e {
         ParseError::Invalid { position, message } => IngestError::Invalid {
             path: path.to_owned(),
@@ -138,6 +159,15 @@ pub fn read_report(
         tests: count,
         meta,
     })
+}
+
+/// The text of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Runs the parser of `format` over `input`.

@@ -67,17 +67,119 @@ pub enum RecordError {
 }
 
 /// Reads every report into one run of `store`, in one transaction: any error
-/// stores nothing. Files whose content was recorded before add nothing.
+/// stores nothing.
+///
+/// Which run the reports belong to (and so what counts as "already recorded"):
+/// - `--run-id`: that run; a report already recorded in it is skipped (a
+///   retried upload), any other report is added to it (shards of one run).
+/// - else, in CI: the CI job's identity (provider, run and attempt, job, job
+///   execution id, host), with the same rule: a retried step adds nothing,
+///   another report of the same job joins its run.
+/// - else: the reports' content together with the commit and branch, so
+///   ingesting the same files again for the same commit adds nothing, while
+///   identical bytes for another commit are another run.
+///
+/// Byte-identical reports of two different runs are always two runs.
+/// Merging into a recorded run of another commit or branch is an error.
 pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, RecordError> {
-    let mut warnings = Vec::new();
     let ci = ci::detect_from_env();
     let git = git::read(&opts.cwd).ok();
+    let digests = opts
+        .files
+        .iter()
+        .map(|p| digest_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let host = meta::host_name();
+    let known = opts
+        .run_id
+        .clone()
+        .or_else(|| ci.as_ref().and_then(|c| ci_run_key(c, host.as_deref())));
+    let ctx = Context {
+        opts,
+        ci: ci.as_ref(),
+        git: git.as_ref(),
+        digests: &digests,
+        host,
+    };
+    match record(store, &ctx, known)? {
+        Recorded::Done(outcome) => Ok(*outcome),
+        // The content-derived run exists: record into it, which skips the
+        // reports it already holds. Rare enough (a local re-ingest) that
+        // parsing again beats undoing a transaction's worth of rows.
+        Recorded::Exists(key) => match record(store, &ctx, Some(key))? {
+            Recorded::Done(outcome) => Ok(*outcome),
+            Recorded::Exists(key) => unreachable!("a known key `{key}` is never derived again"),
+        },
+    }
+}
+
+/// What one ingest works from.
+struct Context<'a> {
+    opts: &'a IngestOptions,
+    ci: Option<&'a ci::CiInfo>,
+    git: Option<&'a git::GitInfo>,
+    digests: &'a [String],
+    host: Option<String>,
+}
+
+enum Recorded {
+    Done(Box<IngestOutcome>),
+    /// The run key derived from the content is taken: record into that run.
+    Exists(String),
+}
+
+/// The run key of a CI job execution, when the provider names its run.
+fn ci_run_key(ci: &ci::CiInfo, host: Option<&str>) -> Option<String> {
+    let run = ci.run.as_deref()?;
+    let mut h = blake3::Hasher::new();
+    for part in [
+        Some(ci.provider.as_str()),
+        Some(run),
+        ci.job.as_deref(),
+        ci.job_id.as_deref(),
+        host,
+    ] {
+        h.update(part.unwrap_or("").as_bytes());
+        h.update(&[0]);
+    }
+    Some(format!("ci-{}", &meta::hex(h.finalize().as_bytes())[..32]))
+}
+
+/// The run key of reports ingested without a run identity: their content,
+/// commit and branch (128 bits of BLAKE3).
+fn content_run_key(digests: &[String], commit: Option<&str>, branch: Option<&str>) -> String {
+    let mut sorted: Vec<&str> = digests.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut h = blake3::Hasher::new();
+    for part in [commit.unwrap_or(""), branch.unwrap_or("")]
+        .into_iter()
+        .chain(sorted)
+    {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    format!("ingest-{}", &meta::hex(h.finalize().as_bytes())[..32])
+}
+
+/// One attempt at recording: into run `key`, or, without one, into a new run
+/// whose key is derived once the reports are read.
+fn record(
+    store: &mut Store,
+    ctx: &Context<'_>,
+    key: Option<String>,
+) -> Result<Recorded, RecordError> {
+    let opts = ctx.opts;
+    let mut warnings = Vec::new();
     let started = meta::now_ms();
     let provisional = RunMeta {
-        run_id: opts
-            .run_id
+        run_id: key
             .clone()
             .unwrap_or_else(|| format!("pending-{}", meta::generate_run_id())),
+        // Explicit flags are final, so a run id reused for another commit or
+        // branch is refused before any report is read.
+        commit: opts.commit.clone(),
+        branch: opts.branch.clone(),
         started_at: started,
         finished_at: started,
         source_format: "ingest".into(),
@@ -86,11 +188,8 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
     let mut writer = store.begin_run(&provisional)?;
     let mut files = Vec::new();
     let mut report_meta = ReportMeta::default();
-    let mut run_hasher = blake3::Hasher::new();
-    for path in &opts.files {
-        let digest = digest_file(path)?;
-        run_hasher.update(digest.as_bytes());
-        if writer.source_recorded(&digest)? {
+    for (path, digest) in opts.files.iter().zip(ctx.digests) {
+        if writer.source_recorded(digest)? {
             files.push(FileSummary {
                 path: path.clone(),
                 format: None,
@@ -101,7 +200,7 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
             continue;
         }
         let summary = read_into(path, opts.format, &mut writer)?;
-        writer.add_source(&digest)?;
+        writer.add_source(digest)?;
         let file_warnings = summary
             .meta
             .warnings
@@ -120,8 +219,8 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
     let rev = git::resolve(
         opts.commit.as_deref().or(report_meta.commit.as_deref()),
         opts.branch.as_deref().or(report_meta.branch.as_deref()),
-        git.as_ref(),
-        ci.as_ref(),
+        ctx.git,
+        ctx.ci,
     );
     if rev.commit.is_none() {
         warnings.push("no commit known (no --commit, none in the report, not a git repository): recorded without".into());
@@ -134,17 +233,13 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
         f.dedup();
         f
     };
+    let derived = key.is_none().then(|| {
+        report_meta.run_id.clone().unwrap_or_else(|| {
+            content_run_key(ctx.digests, rev.commit.as_deref(), rev.branch.as_deref())
+        })
+    });
     let run_meta = RunMeta {
-        run_id: opts
-            .run_id
-            .clone()
-            .or_else(|| report_meta.run_id.clone())
-            .unwrap_or_else(|| {
-                format!(
-                    "ingest-{}",
-                    &meta::hex(run_hasher.finalize().as_bytes())[..16]
-                )
-            }),
+        run_id: key.clone().or(derived.clone()).unwrap_or_default(),
         commit: rev.commit,
         branch: rev.branch,
         tree: rev.tree,
@@ -155,7 +250,7 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
         },
         started_at: report_meta.started_at.unwrap_or(started),
         finished_at: report_meta.finished_at.unwrap_or_else(meta::now_ms),
-        host: report_meta.host.clone().or_else(meta::host_name),
+        host: report_meta.host.clone().or_else(|| ctx.host.clone()),
         os: report_meta
             .os
             .clone()
@@ -164,32 +259,32 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
         ci_provider: report_meta
             .ci_provider
             .clone()
-            .or_else(|| ci.as_ref().map(|c| c.provider.clone())),
+            .or_else(|| ctx.ci.map(|c| c.provider.clone())),
         ci_job: report_meta
             .ci_job
             .clone()
-            .or_else(|| ci.as_ref().and_then(|c| c.job.clone())),
-        ci_run: ci.as_ref().and_then(|c| c.run.clone()),
+            .or_else(|| ctx.ci.and_then(|c| c.job.clone())),
+        ci_run: ctx.ci.and_then(|c| c.run.clone()),
         runner: report_meta.runner.clone(),
         runner_version: report_meta.runner_version.clone(),
         source_format: formats.join("+"),
     };
-    if opts.run_id.is_none() && !writer.set_run_id(&run_meta.run_id)? {
-        warnings.push(format!(
-            "run id `{}` is taken by another run; kept a generated one",
-            run_meta.run_id
-        ));
+    if let Some(derived) = derived
+        && !writer.set_run_id(&derived)?
+    {
+        // Dropping the writer rolls this attempt back.
+        return Ok(Recorded::Exists(derived));
     }
     writer.update_meta(&run_meta)?;
     let write = writer.commit()?;
     let mut meta = run_meta;
     meta.run_id = write.run_id.clone();
-    Ok(IngestOutcome {
+    Ok(Recorded::Done(Box::new(IngestOutcome {
         meta,
         files,
         write,
         warnings,
-    })
+    })))
 }
 
 /// Tests handed from the parsing thread to the writing thread at a time.
@@ -238,7 +333,13 @@ fn read_into(
             }
         }
         drop(rx);
-        let parsed = parser.join().expect("the report parser panicked");
+        // `read_report` catches parser panics; this covers the batching code around it.
+        let parsed = parser.join().unwrap_or_else(|_| {
+            Err(IngestError::Panicked {
+                path: path.to_owned(),
+                message: "the parsing thread panicked".into(),
+            })
+        });
         match failed {
             Some(e) => Err(RecordError::Store(e)),
             None => parsed.map_err(RecordError::Ingest),
@@ -281,10 +382,8 @@ pub fn collect(
     let mut outcomes: HashMap<String, Outcome> = HashMap::new();
     for path in files {
         let mut sink = |r: TestResult| {
-            outcomes
-                .entry(r.id)
-                .and_modify(|o| *o = o.merge(r.outcome))
-                .or_insert(r.outcome);
+            let merged = outcomes.get(&r.id).map(|&o| r.merge_into(o));
+            outcomes.insert(r.id, merged.unwrap_or(r.outcome));
             Ok(())
         };
         read_report(Path::new(path), format, &mut sink)?;

@@ -24,7 +24,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The file is not an SQLite database.
-    #[error("`{}` is not a cargo-flake history database (pass `--db` to choose another file)", path.display())]
+    #[error("`{}` is not a cargo-flake history database; it was not modified (pass `--db` to choose another file)", path.display())]
     NotADatabase {
         /// The file.
         path: PathBuf,
@@ -44,6 +44,40 @@ pub enum StoreError {
         found: i64,
         /// The newest this build knows.
         supported: i64,
+    },
+    /// An SQLite database of another program: nothing of ours is written to it.
+    #[error("`{}` is not a cargo-flake history database: {why}; it was not modified (pass `--db` to choose another file)", path.display())]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        why: String,
+    },
+    /// A history whose schema is damaged beyond what this build can read.
+    #[error("the history database `{}` is damaged: {what}; it was not modified", path.display())]
+    Damaged {
+        /// The database.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A reading command found no history to read.
+    #[error("no history database at `{}`: record runs with `cargo flake test` or `cargo flake ingest` first, or pass `--db`", path.display())]
+    NoHistory {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// Results of one run id would mix two commits or branches.
+    #[error(
+        "run `{run_id}` is recorded for {existing}, and this one is for {new}: refusing to merge them (use another `--run-id`)"
+    )]
+    RunConflict {
+        /// The run id.
+        run_id: String,
+        /// Commit and branch of the recorded run.
+        existing: String,
+        /// Commit and branch of the results being added.
+        new: String,
     },
     /// Any other SQLite error.
     #[error("history database `{}` failed", path.display())]
@@ -84,6 +118,14 @@ impl StoreError {
             StoreError::NotADatabase { source, .. } => StoreError::NotADatabase {
                 path: path.to_owned(),
                 source,
+            },
+            StoreError::Foreign { why, .. } => StoreError::Foreign {
+                path: path.to_owned(),
+                why,
+            },
+            StoreError::Damaged { what, .. } => StoreError::Damaged {
+                path: path.to_owned(),
+                what,
             },
             other => other,
         }

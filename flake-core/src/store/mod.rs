@@ -25,13 +25,13 @@ mod write;
 pub use detail::{RunAttempt, StoredTest, WindowResult};
 pub use error::StoreError;
 pub use read::{ResultRecord, RunRecord};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use write::{RunWriter, WriteSummary, name_key};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 /// How long a writer waits for another writer's transaction before giving up.
 /// CI jobs sharing a database write one short transaction each.
@@ -48,7 +48,8 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, migrating older schemas.
     ///
     /// A new database's folder gets a `.gitignore` of `*`, so the history is
-    /// never committed by accident.
+    /// never committed by accident. A file that is neither empty nor a
+    /// cargo-flake history is refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
@@ -70,6 +71,29 @@ impl Store {
         Self::init(conn, Some(path.to_owned()))
     }
 
+    /// Opens the history at `path` for a command that only reads it: a
+    /// missing or empty file is [`StoreError::NoHistory`], and nothing is
+    /// created (an older schema of ours is still migrated).
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        let no_history = || StoreError::NoHistory {
+            path: path.to_owned(),
+        };
+        if !path.is_file() {
+            return Err(no_history());
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        if schema::inspect(&conn).map_err(|e| e.with_path(path))? == schema::Contents::Empty {
+            return Err(no_history());
+        }
+        Self::init(conn, Some(path.to_owned()))
+    }
+
     /// Opens a private in-memory database (tests, dry runs).
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
@@ -86,6 +110,9 @@ impl Store {
             source,
         };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // Before the first write (even the journal mode is a write to the
+        // header): a file of another program is left exactly as it was.
+        schema::inspect(&conn).map_err(|e| e.with_path(&display))?;
         if path.is_some() {
             // WAL lets readers run beside a writer and makes commits cheap;
             // NORMAL sync is durable across process crashes, which is what a

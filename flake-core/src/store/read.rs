@@ -268,18 +268,18 @@ mod tests {
             .record_run(&meta("ci-1"), &shard2, Some("d2"))
             .unwrap();
         assert!(again.duplicate_source);
-        // Same content under a new run id is still a duplicate, and leaves no empty run.
+        // The same bytes under another run id are that run's results: a
+        // stable suite writes identical reports on every run.
         let other = store
             .record_run(&meta("ci-2"), &shard2, Some("d2"))
             .unwrap();
-        assert!(other.duplicate_source);
-        assert!(store.run("ci-2").unwrap().is_none());
+        assert!(!other.duplicate_source);
+        assert_eq!(store.run("ci-2").unwrap().unwrap().total, 1);
         let run = store.run("ci-1").unwrap().unwrap();
         assert_eq!((run.total, run.passed, run.flaky, run.failed), (2, 1, 1, 0));
         let hist = store.history("t", 10).unwrap();
-        assert_eq!(hist.len(), 1);
-        assert_eq!(hist[0].outcome, Outcome::Flaky);
-        assert_eq!(hist[0].attempts, 2);
+        let outcomes: Vec<_> = hist.iter().map(|h| (h.outcome, h.attempts)).collect();
+        assert_eq!(outcomes, vec![(Outcome::Passed, 1), (Outcome::Flaky, 2)]);
         let attempts = store.attempts("t", run.seq).unwrap();
         let statuses: Vec<_> = attempts.iter().map(|a| (a.attempt, a.status)).collect();
         assert_eq!(
@@ -351,14 +351,20 @@ mod tests {
         let summary = w.commit().unwrap();
         assert!(!summary.duplicate_source);
         assert_eq!(summary.results, 2);
-        let w = store.begin_run(&meta("again")).unwrap();
+        // Another run does not know this run's sources.
+        let w = store.begin_run(&meta("other")).unwrap();
+        assert!(!w.source_recorded("b").unwrap());
+        drop(w);
+        // The same run again (a retried upload) does, and adds nothing.
+        let w = store.begin_run(&meta("r")).unwrap();
         assert!(w.source_recorded("b").unwrap());
         assert!(w.commit().unwrap().duplicate_source);
         assert!(
-            store.run("again").unwrap().is_none(),
+            store.run("other").unwrap().is_none(),
             "no empty run is left behind"
         );
         assert_eq!(store.runs().unwrap().len(), 1);
+        assert_eq!(store.run("r").unwrap().unwrap().total, 2);
     }
 
     #[test]

@@ -72,18 +72,101 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (test, run, attempt)
     ) WITHOUT ROWID;
     "#,
+    // 1 -> 2: a report's digest identifies a source *within one run*: the same
+    // bytes uploaded for another run are another run's results (a stable
+    // suite without timestamps writes identical reports every time).
+    r#"
+    CREATE TABLE run_sources_v2 (
+        run    INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (run, digest)
+    ) WITHOUT ROWID;
+    INSERT INTO run_sources_v2 (run, digest) SELECT run, digest FROM run_sources;
+    DROP TABLE run_sources;
+    ALTER TABLE run_sources_v2 RENAME TO run_sources;
+    "#,
 ];
+
+/// `pragma application_id` of a cargo-flake history ("cflk"), so another
+/// program's SQLite file is never mistaken for ours.
+pub const APPLICATION_ID: i64 = 0x63_66_6c_6b;
+
+/// Tables every cargo-flake history has had since schema 1.
+const CORE_TABLES: [&str; 3] = ["tests", "runs", "results"];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Brings the database to [`SCHEMA_VERSION`] in one exclusive transaction.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// What a database file holds, read before anything is written to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Contents {
+    /// No tables and no schema version: a new or empty file, ours to set up.
+    Empty,
+    /// A cargo-flake history at this schema version (not newer than ours).
+    Ours(i64),
+}
+
+/// Decides, with reads only, whether the database is new, ours, or not ours.
+///
+/// Another program's SQLite file (`--db app.db` by mistake) must never get
+/// our tables, so anything that is neither empty nor recognisably a history
+/// is an error before the first write. Paths are filled in by the caller.
+pub(crate) fn inspect(conn: &Connection) -> Result<Contents, StoreError> {
     let placeholder = Path::new("");
     let sql = StoreError::sql(placeholder);
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(&sql)?;
+    let app: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(&sql)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(&sql)?;
+    let foreign = |why: String| StoreError::Foreign {
+        path: placeholder.to_owned(),
+        why,
+    };
+    if app != 0 && app != APPLICATION_ID {
+        return Err(foreign(format!(
+            "it belongs to another program (application id {app:#x})"
+        )));
+    }
+    if tables.is_empty() && version == 0 {
+        return Ok(Contents::Empty);
+    }
+    let missing: Vec<&str> = CORE_TABLES
+        .iter()
+        .copied()
+        .filter(|t| !tables.iter().any(|have| have == t))
+        .collect();
+    if !missing.is_empty() {
+        if app == APPLICATION_ID || (version > 0 && missing.len() < CORE_TABLES.len()) {
+            return Err(StoreError::Damaged {
+                path: placeholder.to_owned(),
+                what: format!("the table(s) `{}` are missing", missing.join("`, `")),
+            });
+        }
+        return Err(foreign(format!(
+            "it holds other tables ({})",
+            preview(&tables)
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Damaged {
+            path: placeholder.to_owned(),
+            what: format!("its schema version is {version}"),
+        });
+    }
+    if version == 0 {
+        // Our tables without a version: a half-created file from no
+        // release of ours, or a coincidence of names.
+        return Err(foreign("it has no cargo-flake schema version".into()));
+    }
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             path: placeholder.to_owned(),
@@ -91,27 +174,41 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version == SCHEMA_VERSION {
+    Ok(Contents::Ours(version))
+}
+
+/// At most five table names, quoted, for an error message.
+fn preview(tables: &[String]) -> String {
+    let shown: Vec<String> = tables.iter().take(5).map(|t| format!("`{t}`")).collect();
+    match tables.len().saturating_sub(5) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// Brings the database to [`SCHEMA_VERSION`] in one exclusive transaction.
+/// The caller has checked with [`inspect`] that the file is empty or ours.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let placeholder = Path::new("");
+    let sql = StoreError::sql(placeholder);
+    if inspect(conn)? == Contents::Ours(SCHEMA_VERSION) {
         return Ok(());
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Exclusive)
         .map_err(&sql)?;
-    // Another process may have migrated while we waited for the lock.
-    let version: i64 = tx
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(&sql)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: placeholder.to_owned(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    for migration in &MIGRATIONS[version as usize..] {
+    // Another process may have created or migrated the file while we waited for the lock.
+    let version = match inspect(&tx)? {
+        Contents::Empty => 0,
+        Contents::Ours(v) => v,
+    };
+    // `inspect` bounds the version to 0..=SCHEMA_VERSION, so this cannot go out of range.
+    for migration in MIGRATIONS.iter().skip(version as usize) {
         tx.execute_batch(migration).map_err(&sql)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(&sql)?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(&sql)?;
     tx.commit().map_err(&sql)?;
     Ok(())
@@ -144,6 +241,7 @@ mod tests {
     #[test]
     fn newer_schema_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         let err = migrate(&mut conn).unwrap_err();
@@ -151,5 +249,72 @@ mod tests {
             matches!(err, StoreError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn damaged_schema_versions_are_errors_not_panics() {
+        for version in [-1_i64, i32::MIN as i64] {
+            let mut conn = Connection::open_in_memory().unwrap();
+            migrate(&mut conn).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+            let err = migrate(&mut conn).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Damaged { what, .. } if what.contains(&version.to_string())),
+                "{version}: {err:?}"
+            );
+        }
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", i32::MAX).unwrap();
+        assert!(matches!(
+            migrate(&mut conn).unwrap_err(),
+            StoreError::TooNew { found, .. } if found == i32::MAX as i64
+        ));
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_untouched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); PRAGMA user_version = 7;",
+        )
+        .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Foreign { why, .. } if why.contains("`users`")),
+            "{err:?}"
+        );
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 1, "no table of ours was created");
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "application_id", 0x1234).unwrap();
+        assert!(matches!(
+            migrate(&mut conn).unwrap_err(),
+            StoreError::Foreign { .. }
+        ));
+    }
+
+    #[test]
+    fn schema_one_migrates_and_keeps_its_sources() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1; INSERT INTO run_sources (digest, run) VALUES ('d', 1);",
+        )
+        .unwrap();
+        assert_eq!(inspect(&conn).unwrap(), Contents::Ours(1));
+        migrate(&mut conn).unwrap();
+        let (run, digest): (i64, String) = conn
+            .query_row("SELECT run, digest FROM run_sources", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((run, digest.as_str()), (1, "d"));
+        let app: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, Statement, params};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Rows per multi-row INSERT: one statement step per batch instead of per
 /// row roughly halves the database time of a large ingest.
@@ -45,7 +45,9 @@ pub struct RunWriter<'a> {
     next_test: i64,
     // Tests that have a result in this run so far. A test's first result in a
     // new run cannot conflict, so it goes to a batch; a repeat takes the merge path.
-    seen: Bitset,
+    seen: FxHashSet<i64>,
+    // Commit and branch of the run this one merges into, if it existed.
+    recorded_rev: Option<(Option<String>, Option<String>)>,
     fresh_run: bool,
     pending_tests: Vec<(i64, String)>,
     pending_results: Vec<(i64, i64, i64, Option<i64>)>,
@@ -113,14 +115,21 @@ impl<'a> RunWriter<'a> {
         meta: &RunMeta,
     ) -> Result<RunWriter<'a>, StoreError> {
         let sql = StoreError::sql(&path);
-        let existing: Option<i64> = tx
+        let existing: Option<(i64, Option<String>, Option<String>)> = tx
             .query_row(
-                "SELECT id FROM runs WHERE run_key = ?1",
+                "SELECT id, commit_sha, branch FROM runs WHERE run_key = ?1",
                 [&meta.run_id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(&sql)?;
+        let recorded_rev = existing
+            .as_ref()
+            .map(|(_, commit, branch)| (commit.clone(), branch.clone()));
+        if let Some((commit, branch)) = &recorded_rev {
+            check_same_revision(&meta.run_id, commit, branch, meta)?;
+        }
+        let existing = existing.map(|(id, _, _)| id);
         let run = match existing {
             Some(id) => {
                 tx.execute(
@@ -175,7 +184,8 @@ impl<'a> RunWriter<'a> {
                 .map_err(&sql)?,
             ids,
             next_test,
-            seen: Bitset::default(),
+            seen: FxHashSet::default(),
+            recorded_rev,
             fresh_run: existing.is_none(),
             pending_tests: Vec::new(),
             pending_results: Vec::new(),
@@ -315,7 +325,7 @@ impl RunWriter<'_> {
             what: "outcome",
             code: old_code,
         })?;
-        let merged = old.merge(result.outcome);
+        let merged = result.merge_into(old);
         if old == Outcome::Skipped {
             // The skip was a placeholder; the new report has the real attempts.
             self.tx
@@ -462,9 +472,18 @@ impl RunWriter<'_> {
     }
 
     /// Replaces the run's metadata (known fully only after its reports were
-    /// read). Ignored when merging into an existing run, whose metadata stands.
+    /// read). When merging into an existing run, whose metadata stands, the
+    /// commit and branch must agree with it ([`StoreError::RunConflict`]),
+    /// and only fill in what it lacked.
     pub fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
-        if self.summary.merged_into_existing {
+        if let Some((commit, branch)) = &self.recorded_rev {
+            check_same_revision(&self.summary.run_id, commit, branch, meta)?;
+            self.tx
+                .execute(
+                    "UPDATE runs SET commit_sha = coalesce(commit_sha, ?2), branch = coalesce(branch, ?3) WHERE id = ?1",
+                    params![self.run, meta.commit, meta.branch],
+                )
+                .map_err(StoreError::sql(&self.path))?;
             return Ok(());
         }
         self.tx
@@ -482,15 +501,16 @@ impl RunWriter<'_> {
     }
 
     /// Whether a source (a report file) with this content digest was
-    /// recorded before, in any run. Such a source is skipped, so re-ingesting
-    /// a report never double-counts; checking before parsing means nothing
-    /// has to be undone.
+    /// recorded before *in this run*. Such a source is skipped, so a retried
+    /// upload of the same run never double-counts; checking before parsing
+    /// means nothing has to be undone. The same bytes in another run are
+    /// that run's results: a stable suite writes identical reports every time.
     pub fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
         let found = self
             .tx
             .query_row(
-                "SELECT 1 FROM run_sources WHERE digest = ?1",
-                [digest],
+                "SELECT 1 FROM run_sources WHERE run = ?1 AND digest = ?2",
+                params![self.run, digest],
                 |_| Ok(()),
             )
             .optional()
@@ -586,22 +606,37 @@ pub fn name_key(name: &str) -> u128 {
     u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
 }
 
-/// A growable set of small non-negative integers (test ids are dense).
-#[derive(Debug, Default)]
-struct Bitset(Vec<u64>);
-
-impl Bitset {
-    /// Inserts `n`; returns whether it was absent.
-    fn insert(&mut self, n: i64) -> bool {
-        let n = n.max(0) as usize;
-        let (word, bit) = (n / 64, 1u64 << (n % 64));
-        if word >= self.0.len() {
-            self.0.resize(word + 1, 0);
-        }
-        let absent = self.0[word] & bit == 0;
-        self.0[word] |= bit;
-        absent
+/// Refuses to merge results of `meta` into a recorded run of another
+/// commit or branch: a reused or colliding run id must never blend two runs.
+/// A side that is unknown, or a commit given as a prefix of the other, agrees.
+fn check_same_revision(
+    run_id: &str,
+    commit: &Option<String>,
+    branch: &Option<String>,
+    meta: &RunMeta,
+) -> Result<(), StoreError> {
+    let commits_differ = match (commit, &meta.commit) {
+        (Some(a), Some(b)) => !(a.starts_with(b.as_str()) || b.starts_with(a.as_str())),
+        _ => false,
+    };
+    let branches_differ = matches!((branch, &meta.branch), (Some(a), Some(b)) if a != b);
+    if !commits_differ && !branches_differ {
+        return Ok(());
     }
+    Err(StoreError::RunConflict {
+        run_id: run_id.to_owned(),
+        existing: describe_revision(commit.as_deref(), branch.as_deref()),
+        new: describe_revision(meta.commit.as_deref(), meta.branch.as_deref()),
+    })
+}
+
+/// `commit `abc` on `main``, for messages.
+fn describe_revision(commit: Option<&str>, branch: Option<&str>) -> String {
+    format!(
+        "commit `{}` on branch `{}`",
+        commit.unwrap_or("(unknown)"),
+        branch.unwrap_or("(unknown)")
+    )
 }
 
 /// The metadata columns of `runs`, in schema order after `run_key`.
