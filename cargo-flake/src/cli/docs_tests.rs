@@ -1,7 +1,8 @@
 //! Keeps README.md and docs/ honest: every `cargo flake …` command they show
 //! parses with the real [`Cargo`] definition, every `cargo install` installs
-//! this project (never the unrelated `cargo-flake` on the crate registry), and
-//! every YAML block of docs/ci.md is YAML.
+//! this project (never the unrelated `cargo-flake` on the crate registry),
+//! every YAML block of docs/ci.md is YAML, and every `CARGO_FLAKE_*` variable
+//! they name is one cargo-flake reads.
 //!
 //! Commands are taken from fenced code blocks (one logical line at a time,
 //! with `\` continuations joined and shell comments dropped) and from inline
@@ -18,6 +19,10 @@
 //! - in prose, a span naming a command (`` `cargo flake gate` ``) rather than
 //!   running it: it must name a real subcommand, but its required arguments may
 //!   be left out.
+//!
+//! A span that shows no single command at all is listed in [`NOT_COMMANDS`].
+//! Entries of both lists that the docs no longer show are errors, so the lists
+//! cannot go stale.
 //!
 //! Known limit: a command inside a YAML scalar that is quoted or folded over
 //! several lines is not seen; the workflows write commands as plain `run:`
@@ -759,6 +764,34 @@ fn every_yaml_block_of_the_ci_guide_is_yaml() {
         "docs/ci.md has no YAML block: did the fence language change?"
     );
     let problems: Vec<String> = docs.iter().flat_map(check_yaml).collect();
+    report(&problems);
+}
+
+#[test]
+fn every_cargo_flake_variable_in_the_docs_exists() {
+    let declared: Vec<&str> = flake_core::env_vars::ALL
+        .iter()
+        .flat_map(|(names, _)| names.split(", "))
+        .collect();
+    let mut problems = Vec::new();
+    for doc in docs() {
+        for (i, line) in doc.text.lines().enumerate() {
+            for (at, _) in line.match_indices("CARGO_FLAKE_") {
+                let name: String = line[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                // A variable cargo-flake does not read (or reads but does not list) misleads.
+                if !declared.contains(&name.as_str()) {
+                    problems.push(format!(
+                        "{}:{}: `{name}` is not in flake_core::env_vars::ALL",
+                        doc.name,
+                        i + 1
+                    ));
+                }
+            }
+        }
+    }
     report(&problems);
 }
 
