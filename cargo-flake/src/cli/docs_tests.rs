@@ -1,7 +1,8 @@
 //! Keeps README.md and docs/ honest: every `cargo flake …` command they show
 //! parses with the real [`Cargo`] definition, every `cargo install` installs
 //! this project (never the unrelated `cargo-flake` on the crate registry),
-//! every YAML block of docs/ci.md is YAML, and every `CARGO_FLAKE_*` variable
+//! every YAML block of docs/ci.md is YAML (cargo-flake/tests/docs_yaml.rs,
+//! which can use dev-dependencies), and every `CARGO_FLAKE_*` variable
 //! they name is one cargo-flake reads.
 //!
 //! Commands are taken from fenced code blocks (one logical line at a time,
@@ -28,11 +29,19 @@
 //! several lines is not seen; the workflows write commands as plain `run:`
 //! values and list items.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{CommandFactory, Parser};
 
 use super::Cargo;
+
+#[expect(
+    dead_code,
+    reason = "the fence language serves the YAML check in tests/docs_yaml.rs"
+)]
+mod markdown;
+
+use markdown::{Doc, code_spans, docs, repo_root, report, split_markdown};
 
 /// A usage synopsis shown in the docs: not pasteable as is, so it is expanded.
 struct Synopsis {
@@ -79,52 +88,6 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("N", "3"),
 ];
 
-/// The repository root: the docs live there, one level above this crate.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cargo-flake lives inside the workspace")
-        .to_path_buf()
-}
-
-/// One Markdown file, named relative to the repository root.
-struct Doc {
-    name: String,
-    text: String,
-}
-
-/// README.md and every Markdown file under docs/, in a fixed order.
-fn docs() -> Vec<Doc> {
-    let root = repo_root();
-    let mut paths = vec![root.join("README.md")];
-    let mut guides: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/ exists")
-        .map(|e| e.expect("docs/ is readable").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    guides.sort();
-    paths.extend(guides);
-    paths
-        .into_iter()
-        .map(|p| Doc {
-            name: p
-                .strip_prefix(&root)
-                .expect("under the root")
-                .to_string_lossy()
-                .replace('\\', "/"),
-            text: std::fs::read_to_string(&p)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display())),
-        })
-        .collect()
-}
-
-/// A fenced code block: its info string, the line of its first body line, its body lines.
-struct Block<'a> {
-    info: &'a str,
-    first_line: usize,
-    lines: Vec<&'a str>,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
     /// A logical line of a fenced code block.
@@ -139,51 +102,6 @@ struct Snippet {
     line: usize,
     text: String,
     origin: Origin,
-}
-
-/// Splits a Markdown file into fenced blocks and the prose around them (as
-/// `(first line, lines)` runs separated by blank lines).
-fn split_markdown(text: &str) -> (Vec<Block<'_>>, Vec<(usize, Vec<&str>)>) {
-    let mut blocks = Vec::new();
-    let mut prose = Vec::new();
-    let mut paragraph: Option<(usize, Vec<&str>)> = None;
-    let mut open: Option<(&str, Block<'_>)> = None;
-    for (i, line) in text.lines().enumerate() {
-        let number = i + 1;
-        let trimmed = line.trim_start();
-        if let Some((fence, block)) = &mut open {
-            if trimmed.starts_with(*fence)
-                && trimmed.trim_start_matches(['`', '~']).trim().is_empty()
-            {
-                blocks.push(open.take().expect("open").1);
-            } else {
-                block.lines.push(line);
-            }
-            continue;
-        }
-        let fence = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f));
-        if let Some(fence) = fence {
-            prose.extend(paragraph.take());
-            open = Some((
-                fence,
-                Block {
-                    info: trimmed.trim_start_matches(['`', '~']).trim(),
-                    first_line: number + 1,
-                    lines: Vec::new(),
-                },
-            ));
-        } else if line.trim().is_empty() {
-            prose.extend(paragraph.take());
-        } else {
-            paragraph.get_or_insert((number, Vec::new())).1.push(line);
-        }
-    }
-    prose.extend(paragraph);
-    if let Some((_, block)) = open {
-        // An unclosed fence runs to the end of the file in CommonMark.
-        blocks.push(block);
-    }
-    (blocks, prose)
 }
 
 /// Every logical line of every code block and every inline code span.
@@ -230,52 +148,6 @@ fn snippets(text: &str) -> Vec<Snippet> {
     }
     out.sort_by_key(|s| s.line);
     out
-}
-
-/// CommonMark code spans of one paragraph: `(byte offset, content)`; a span
-/// closes at the next backtick run of the same length, and its line breaks
-/// are spaces.
-fn code_spans(paragraph: &str) -> Vec<(usize, String)> {
-    let bytes = paragraph.as_bytes();
-    let run_at = |i: usize| bytes[i..].iter().take_while(|b| **b == b'`').count();
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'`' {
-            i += 1;
-            continue;
-        }
-        let n = run_at(i);
-        let body = i + n;
-        let mut j = body;
-        let mut close = None;
-        while j < bytes.len() {
-            if bytes[j] == b'`' {
-                let m = run_at(j);
-                if m == n {
-                    close = Some(j);
-                    break;
-                }
-                j += m;
-            } else {
-                j += 1;
-            }
-        }
-        match close {
-            Some(j) => {
-                let content = paragraph[body..j].replace('\n', " ");
-                let content = match content.strip_prefix(' ').and_then(|c| c.strip_suffix(' ')) {
-                    Some(inner) if !inner.trim().is_empty() => inner.to_string(),
-                    _ => content,
-                };
-                spans.push((i, content));
-                i = j + n;
-            }
-            // An unmatched run is literal text.
-            None => i = body,
-        }
-    }
-    spans
 }
 
 /// Splits shell text into simple commands: quotes and escapes resolved,
@@ -678,40 +550,6 @@ fn check_installs(doc: &Doc, repository: &str, root: &Path) -> Vec<String> {
     problems
 }
 
-/// Problems with the YAML blocks of one document.
-fn check_yaml(doc: &Doc) -> Vec<String> {
-    let (blocks, _) = split_markdown(&doc.text);
-    let mut problems = Vec::new();
-    for block in blocks.iter().filter(|b| matches!(b.info, "yaml" | "yml")) {
-        let body = block.lines.join("\n");
-        match yaml_rust2::YamlLoader::load_from_str(&body) {
-            Ok(documents) if documents.is_empty() => {
-                problems.push(format!(
-                    "{}:{}: empty YAML block",
-                    doc.name, block.first_line
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => problems.push(format!(
-                "{}:{}: not YAML: {}",
-                doc.name,
-                block.first_line + e.marker().line() - 1,
-                e.info()
-            )),
-        }
-    }
-    problems
-}
-
-fn report(problems: &[String]) {
-    assert!(
-        problems.is_empty(),
-        "{} problem(s) in the docs:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
-}
-
 #[test]
 fn every_cargo_flake_command_in_the_docs_parses() {
     let mut seen = Seen::new();
@@ -746,24 +584,6 @@ fn every_cargo_install_in_the_docs_installs_this_project() {
         .iter()
         .flat_map(|doc| check_installs(doc, env!("CARGO_PKG_REPOSITORY"), &root))
         .collect();
-    report(&problems);
-}
-
-#[test]
-fn every_yaml_block_of_the_ci_guide_is_yaml() {
-    let docs = docs();
-    let guide = docs
-        .iter()
-        .find(|d| d.name == "docs/ci.md")
-        .expect("docs/ci.md exists");
-    assert!(
-        split_markdown(&guide.text)
-            .0
-            .iter()
-            .any(|b| b.info == "yaml"),
-        "docs/ci.md has no YAML block: did the fence language change?"
-    );
-    let problems: Vec<String> = docs.iter().flat_map(check_yaml).collect();
     report(&problems);
 }
 
@@ -904,12 +724,4 @@ fn synopses_expand_to_their_shortest_and_longest_forms() {
             "cargo flake x <id> --a --f j more files"
         ]
     );
-}
-
-#[test]
-fn yaml_errors_name_the_line_in_the_markdown_file() {
-    let bad = doc("text\n\n```yaml\njobs:\n  a: [\n```\n");
-    let problems = check_yaml(&bad);
-    assert_eq!(problems.len(), 1);
-    assert!(problems[0].starts_with("t.md:"), "{problems:?}");
 }
