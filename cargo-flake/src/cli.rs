@@ -677,3 +677,6 @@ mod tests {
         Cargo::command().debug_assert();
     }
 }
+
+#[cfg(test)]
+mod docs_tests;
