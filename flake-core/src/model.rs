@@ -255,10 +255,12 @@ pub struct TestResult {
     pub outcome: Outcome,
     /// Every attempt, in order. Skipped tests have one `Skip` attempt.
     pub attempts: Vec<Attempt>,
-    /// An independent execution of a test that already has a result from
-    /// this report, not a retry of it: the same JUnit `classname`+`name` in
-    /// another `<testsuite>` (matrix jobs merged into one file, two Gradle
-    /// modules). Merged with [`Outcome::merge_independent`], never as flaky.
+    /// The first result of an independent execution of a test that already
+    /// has a result from this report, not a retry of it: the same JUnit
+    /// `classname`+`name` in another `<testsuite>` (matrix jobs merged into
+    /// one file, two Gradle modules). Later results of that execution (its
+    /// retries) are not marked. [`RunMerge`] combines executions with
+    /// failure winning, never into a flake.
     pub independent: bool,
 }
 
@@ -271,18 +273,6 @@ impl TestResult {
             outcome,
             attempts,
             independent: false,
-        }
-    }
-
-    /// Combines this result's outcome into `earlier`, the outcome already
-    /// known for the same test in the same run: as a retry or another shard
-    /// ([`Outcome::merge`]) or, when [`TestResult::independent`], with
-    /// failure winning.
-    pub fn merge_into(&self, earlier: Outcome) -> Outcome {
-        if self.independent {
-            earlier.merge_independent(self.outcome)
-        } else {
-            earlier.merge(self.outcome)
         }
     }
 
@@ -423,6 +413,45 @@ fn parse_location(s: &str) -> Option<String> {
     }
 }
 
+/// Combines the results of tests within one run, as they arrive: repeats are
+/// retries or shards ([`Outcome::merge`]: a failure and a pass are a flake),
+/// except across independent executions ([`TestResult::independent`]),
+/// which combine with [`Outcome::merge_independent`].
+///
+/// Only tests with more than one execution are remembered, so memory grows
+/// with those, not with the run.
+#[derive(Debug)]
+pub struct RunMerge<K> {
+    /// Per such test: every earlier execution combined, and the current one.
+    executions: std::collections::HashMap<K, (Outcome, Outcome)>,
+}
+
+impl<K> Default for RunMerge<K> {
+    fn default() -> Self {
+        RunMerge {
+            executions: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> RunMerge<K> {
+    /// The outcome of test `key` after `result`, given `earlier`, its outcome
+    /// before it in this run.
+    pub fn merge(&mut self, key: K, earlier: Outcome, result: &TestResult) -> Outcome {
+        if result.independent {
+            self.executions.insert(key, (earlier, result.outcome));
+            return earlier.merge_independent(result.outcome);
+        }
+        match self.executions.get_mut(&key) {
+            Some((before, current)) => {
+                *current = current.merge(result.outcome);
+                before.merge_independent(*current)
+            }
+            None => earlier.merge(result.outcome),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +501,28 @@ mod tests {
         assert_eq!(Flaky.merge_independent(Passed), Flaky);
         assert_eq!(Skipped.merge_independent(Passed), Passed);
         assert_eq!(Passed.merge_independent(Passed), Passed);
+    }
+
+    #[test]
+    fn retries_inside_each_execution_still_make_a_flake() {
+        let result = |outcome, independent| TestResult {
+            id: "t".into(),
+            outcome,
+            attempts: Vec::new(),
+            independent,
+        };
+        use Outcome::*;
+        // Leg 1 failed hard; leg 2 failed, then passed its retry: failed wins.
+        let mut m = RunMerge::default();
+        let o = m.merge(1, Failed, &result(Failed, true));
+        assert_eq!(m.merge(1, o, &result(Passed, false)), Failed);
+        // Leg 1 passed; leg 2 failed, then passed its retry: leg 2 was flaky.
+        let mut m = RunMerge::default();
+        let o = m.merge(1, Passed, &result(Failed, true));
+        assert_eq!(o, Failed);
+        assert_eq!(m.merge(1, o, &result(Passed, false)), Flaky);
+        // A test of one execution merges as before.
+        assert_eq!(m.merge(2, Failed, &result(Passed, false)), Flaky);
     }
 
     #[test]

@@ -62,8 +62,7 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
             }
             // A typo would quarantine nothing: warn when the history never saw the id.
             let db_path = ws.db_path(db.db.as_deref());
-            if db_path.exists()
-                && let Ok(store) = Store::open(&db_path)
+            if let Ok(store) = Store::open_existing(&db_path)
                 && store.history(&id, 1).map(|h| h.is_empty()).unwrap_or(false)
             {
                 print_stderr(&format!(
@@ -131,14 +130,7 @@ fn sync(args: SyncArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Error>
     // its line whatever else is wrong.
     let file = QuarantineFile::load(&path)?;
     let db = ws.db_path(args.db.db.as_deref());
-    if !db.exists() {
-        return Err(Usage(format!(
-            "no history at {}: record runs with `cargo flake test` or `cargo flake ingest` first, or pass --db",
-            show_path(&db)
-        ))
-        .into());
-    }
-    let store = Store::open(&db)?;
+    let store = Store::open_existing(&db)?;
     // UTC, like the run times the policy compares entry dates with.
     let today = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)

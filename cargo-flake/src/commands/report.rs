@@ -48,14 +48,7 @@ pub fn options(ws: &Workspace, w: &WindowArgs) -> Result<Options, Error> {
 
 /// Opens a history that must exist: reading commands never create one.
 pub fn open_existing(db: &Path) -> Result<Store, Error> {
-    if !db.exists() {
-        return Err(Usage(format!(
-            "no history database at `{}`; record runs with `cargo flake test` or `cargo flake ingest`, or pass `--db`",
-            show_path(db)
-        ))
-        .into());
-    }
-    Ok(Store::open(db)?)
+    Ok(Store::open_existing(db)?)
 }
 
 /// Renders and writes the report atomically (a reader never sees half a file).

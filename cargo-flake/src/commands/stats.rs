@@ -9,7 +9,7 @@ use flake_core::quarantine::policy::{date_of, interval, percent, start_of_day};
 use flake_core::stats::{self, SortKey, Stats, StatsOptions, TestStats};
 use flake_core::store::Store;
 
-use super::{Error, Usage, clip, print_stdout, show_path, workspace};
+use super::{Error, Usage, clip, print_stdout, workspace};
 use crate::EXIT_OK;
 use crate::cli::{ColorChoice, SortChoice, StatsArgs, StatsFormat};
 use crate::style::{Styles, paint};
@@ -30,14 +30,7 @@ pub fn run(args: StatsArgs, color: ColorChoice) -> Result<u8, Error> {
     opts.since_ms = args.since.as_deref().map(parse_since).transpose()?;
     opts.variant = args.variant.clone();
     let db = ws.db_path(args.db.db.as_deref());
-    if !db.exists() {
-        return Err(Usage(format!(
-            "no history at {}: record runs with `cargo flake test` or `cargo flake ingest` first, or pass --db",
-            show_path(&db)
-        ))
-        .into());
-    }
-    let store = Store::open(&db)?;
+    let store = Store::open_existing(&db)?;
     let mut stats = stats::compute(&store, &opts)?;
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
     stats.mark_quarantined(&quarantine);

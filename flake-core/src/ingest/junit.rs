@@ -411,9 +411,9 @@ struct Parser<'s> {
     /// Suites opened so far.
     suites_opened: u32,
     /// The suite in which each test id (by 128-bit hash, to bound memory)
-    /// first appeared: a repeat in the same suite is a retry, in another an
+    /// last appeared: a repeat in the same suite is a retry, in another an
     /// independent execution.
-    first_suite: rustc_hash::FxHashMap<u128, u32>,
+    last_suite: rustc_hash::FxHashMap<u128, u32>,
     // Reused scratch buffers, so attributes cost no allocation per testcase.
     classname: String,
     name: String,
@@ -436,7 +436,7 @@ impl<'s> Parser<'s> {
             outcome: OutcomeElem::new(),
             held: None,
             suites_opened: 0,
-            first_suite: rustc_hash::FxHashMap::default(),
+            last_suite: rustc_hash::FxHashMap::default(),
             classname: String::new(),
             name: String::new(),
             file: String::new(),
@@ -922,17 +922,16 @@ impl<'s> Parser<'s> {
         }
     }
 
-    /// Whether `id` already had a testcase in another `<testsuite>` of this
-    /// file. Only repeats inside one suite are retries (pytest-rerunfailures
-    /// and gotestsum write them so); across suites they are separate
-    /// executions: matrix jobs merged into one file, two Gradle modules.
+    /// Whether this testcase starts an independent execution of `id`: its
+    /// previous testcase was in another `<testsuite>` of this file. Only
+    /// repeats inside one suite are retries (pytest-rerunfailures and
+    /// gotestsum write them so); across suites they are separate executions:
+    /// matrix jobs merged into one file, two Gradle modules.
     fn seen_in_other_suite(&mut self, id: &str) -> bool {
         let suite = self.suites.last().map_or(u32::MAX, |s| s.ordinal);
-        *self
-            .first_suite
-            .entry(crate::store::name_key(id))
-            .or_insert(suite)
-            != suite
+        self.last_suite
+            .insert(crate::store::name_key(id), suite)
+            .is_some_and(|previous| previous != suite)
     }
 
     /// Merges adjacent pytest testcases with one id, which real pytest writes

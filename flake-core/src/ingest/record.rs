@@ -7,7 +7,7 @@ use super::{Format, IngestError, ReportMeta, ReportSummary, SinkError, digest_fi
 use crate::ci;
 use crate::git;
 use crate::meta::{self, RunMeta};
-use crate::model::{Outcome, TestResult};
+use crate::model::{Outcome, RunMerge, TestResult};
 use crate::store::{RunWriter, Store, StoreError, WriteSummary, name_key};
 
 /// Options of one ingest.
@@ -380,10 +380,14 @@ pub fn collect(
     format: Option<Format>,
 ) -> Result<Vec<(String, Outcome)>, IngestError> {
     let mut outcomes: HashMap<String, Outcome> = HashMap::new();
+    let mut merger = RunMerge::default();
     for path in files {
         let mut sink = |r: TestResult| {
-            let merged = outcomes.get(&r.id).map(|&o| r.merge_into(o));
-            outcomes.insert(r.id, merged.unwrap_or(r.outcome));
+            let merged = match outcomes.get(&r.id) {
+                Some(&earlier) => merger.merge(r.id.clone(), earlier, &r),
+                None => r.outcome,
+            };
+            outcomes.insert(r.id, merged);
             Ok(())
         };
         read_report(Path::new(path), format, &mut sink)?;

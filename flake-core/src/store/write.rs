@@ -12,7 +12,7 @@ const BATCH: usize = 200;
 use super::{Store, StoreError};
 use crate::ingest::{Sink, SinkError};
 use crate::meta::RunMeta;
-use crate::model::{AttemptStatus, Outcome, TestResult};
+use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
 
 /// What recording a run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,6 +46,7 @@ pub struct RunWriter<'a> {
     // Tests that have a result in this run so far. A test's first result in a
     // new run cannot conflict, so it goes to a batch; a repeat takes the merge path.
     seen: FxHashSet<i64>,
+    merger: RunMerge<i64>,
     // Commit and branch of the run this one merges into, if it existed.
     recorded_rev: Option<(Option<String>, Option<String>)>,
     fresh_run: bool,
@@ -185,6 +186,7 @@ impl<'a> RunWriter<'a> {
             ids,
             next_test,
             seen: FxHashSet::default(),
+            merger: RunMerge::default(),
             recorded_rev,
             fresh_run: existing.is_none(),
             pending_tests: Vec::new(),
@@ -325,7 +327,7 @@ impl RunWriter<'_> {
             what: "outcome",
             code: old_code,
         })?;
-        let merged = result.merge_into(old);
+        let merged = self.merger.merge(test, old, result);
         if old == Outcome::Skipped {
             // The skip was a placeholder; the new report has the real attempts.
             self.tx
