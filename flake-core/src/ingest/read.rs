@@ -94,6 +94,18 @@ pub fn read_report(
     format: Option<Format>,
     sink: &mut dyn Sink,
 ) -> Result<ReportSummary, IngestError> {
+    read_report_with(path, format, sink, parse)
+}
+
+/// The parser entry point [`read_report`] calls, replaceable in tests.
+type ParseFn = fn(Format, &mut dyn BufRead, &mut dyn Sink) -> Result<ReportMeta, ParseError>;
+
+fn read_report_with(
+    path: &Path,
+    format: Option<Format>,
+    sink: &mut dyn Sink,
+    parse: ParseFn,
+) -> Result<ReportSummary, IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Read {
         path: path.to_owned(),
         source,
@@ -198,4 +210,41 @@ pub fn digest_file(path: &Path) -> Result<String, IngestError> {
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(file).map_err(read_err)?;
     Ok(crate::meta::hex(hasher.finalize().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 8, item 8: a parser bug on some input is an error naming the
+    /// file, and the tests it had already handed over are the caller's to drop.
+    #[test]
+    fn a_parser_panic_is_an_error_naming_the_file() {
+        fn buggy(
+            _: Format,
+            _: &mut dyn BufRead,
+            sink: &mut dyn Sink,
+        ) -> Result<ReportMeta, ParseError> {
+            sink.test(TestResult::skipped("before the bug"))?;
+            let empty: &[u8] = &[];
+            // An out-of-bounds index, as a real parser bug would make.
+            let _ = empty[usize::from(empty.is_empty())];
+            Ok(ReportMeta::default())
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.xml");
+        std::fs::write(&path, "<testsuite/>").unwrap();
+        let mut seen = 0;
+        let mut sink = |_: TestResult| {
+            seen += 1;
+            Ok(())
+        };
+        let err = read_report_with(&path, None, &mut sink, buggy).unwrap_err();
+        assert!(
+            matches!(&err, IngestError::Panicked { path: p, message } if p == &path && message.contains("index out of bounds")),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("r.xml"), "{err}");
+        assert_eq!(seen, 1);
+    }
 }
