@@ -61,7 +61,10 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
                     "{:>10} {} {}",
                     paint(s.dim, "skipped"),
                     show_path(&f.path),
-                    paint(s.dim, "(already recorded)")
+                    paint(
+                        s.dim,
+                        &format!("(already recorded in run {})", outcome.write.run_id)
+                    )
                 );
             }
         }
@@ -80,7 +83,8 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
     if outcome.write.duplicate_source {
         let _ = writeln!(
             out,
-            "nothing new: every report was recorded before ({})",
+            "nothing new: every report was already recorded in run {} ({})",
+            outcome.write.run_id,
             show_path(&db)
         );
     } else {

@@ -632,13 +632,14 @@ fn check_same_revision(
     })
 }
 
-/// `commit `abc` on `main``, for messages.
+/// "commit `abc` on branch `main`", for messages; unknown parts are left out.
 fn describe_revision(commit: Option<&str>, branch: Option<&str>) -> String {
-    format!(
-        "commit `{}` on branch `{}`",
-        commit.unwrap_or("(unknown)"),
-        branch.unwrap_or("(unknown)")
-    )
+    match (commit, branch) {
+        (Some(c), Some(b)) => format!("commit `{c}` on branch `{b}`"),
+        (Some(c), None) => format!("commit `{c}`"),
+        (None, Some(b)) => format!("branch `{b}`"),
+        (None, None) => "no known commit or branch".into(),
+    }
 }
 
 /// The metadata columns of `runs`, in schema order after `run_key`.
