@@ -17,6 +17,7 @@ pub mod junit_writer;
 pub mod meta;
 pub mod model;
 pub mod output;
+pub mod project;
 pub mod quarantine;
 pub mod report;
 pub mod run;
