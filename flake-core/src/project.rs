@@ -56,7 +56,10 @@ pub fn normalise_remote(url: &str) -> Option<String> {
         (host, path)
     };
     let path = path.trim_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path).trim_end_matches('/');
+    let path = path
+        .strip_suffix(".git")
+        .unwrap_or(path)
+        .trim_end_matches('/');
     if host.is_empty() || path.is_empty() {
         return None;
     }
@@ -101,13 +104,28 @@ mod tests {
     #[test]
     fn remotes_of_every_shape_name_one_project() {
         let cases = [
-            ("https://github.com/org/repo.git", Some("github.com/org/repo")),
-            ("http://gitlab.example.com/group/sub/repo", Some("gitlab.example.com/group/sub/repo")),
+            (
+                "https://github.com/org/repo.git",
+                Some("github.com/org/repo"),
+            ),
+            (
+                "http://gitlab.example.com/group/sub/repo",
+                Some("gitlab.example.com/group/sub/repo"),
+            ),
             ("git@github.com:org/repo.git", Some("github.com/org/repo")),
             ("github.com:org/repo", Some("github.com/org/repo")),
-            ("ssh://git@github.com/org/repo.git", Some("github.com/org/repo")),
-            ("ssh://git@github.com:2222/org/repo.git/", Some("github.com/org/repo")),
-            ("https://token:x-oauth@GITHUB.com/Org/Repo.git", Some("github.com/Org/Repo")),
+            (
+                "ssh://git@github.com/org/repo.git",
+                Some("github.com/org/repo"),
+            ),
+            (
+                "ssh://git@github.com:2222/org/repo.git/",
+                Some("github.com/org/repo"),
+            ),
+            (
+                "https://token:x-oauth@GITHUB.com/Org/Repo.git",
+                Some("github.com/Org/Repo"),
+            ),
             ("git://[::1]:9418/org/repo", Some("[::1]/org/repo")),
             ("/srv/git/repo.git", None),
             ("./relative/repo", None),
@@ -129,9 +147,11 @@ mod tests {
         assert_eq!(default_project(&root), "my-app");
         let repo = git2::Repository::init(&root).unwrap();
         assert_eq!(default_project(&root), "my-app", "no remote yet");
-        repo.remote("upstream", "git@github.com:up/app.git").unwrap();
+        repo.remote("upstream", "git@github.com:up/app.git")
+            .unwrap();
         assert_eq!(default_project(&root), "github.com/up/app");
-        repo.remote("origin", "https://github.com/me/app.git").unwrap();
+        repo.remote("origin", "https://github.com/me/app.git")
+            .unwrap();
         assert_eq!(default_project(&root), "github.com/me/app");
     }
 }

@@ -18,12 +18,14 @@
 
 mod detail;
 mod error;
+mod location;
 mod read;
 mod schema;
 mod write;
 
 pub use detail::{RunAttempt, StoredTest, WindowResult};
 pub use error::StoreError;
+pub use location::{Location, LocationError, mask_password};
 pub use read::{ResultRecord, RunRecord};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use write::{RunWriter, WriteSummary, name_key};
