@@ -14,6 +14,25 @@
 //! issue = "https://example.com/issues/123" # optional
 //! expires = "2026-12-31"                   # optional: sync releases it after this date
 //! ```
+//!
+//! The contract:
+//!
+//! - **Every shape the schema accepts is edited in place**: entries as
+//!   `[[test]]` tables (with sub-tables and dotted keys) or as an inline
+//!   `test = [{ id = "..." }, ...]` array on one line or several; a file
+//!   without `version`, an empty or comment-only file, CRLF line endings and
+//!   a byte order mark. Comments move with their entry: for tables the lines
+//!   above the header, for inline elements the lines above and the rest of
+//!   the element's own line.
+//! - **An edit is proved before it is written**: the new text is read back
+//!   and must give the intended entries with every other value unchanged;
+//!   if not, the edit is refused ([`QuarantineError::Unsupported`]) and the
+//!   file left alone. This costs two more parses of a small file per save.
+//! - **A write replaces only what was read**: temp file and rename in the
+//!   target's folder (through symlinks), with the file's permissions, and
+//!   only if the file on disk still holds the text loaded
+//!   ([`QuarantineError::Changed`]).
+//! - Dates are UTC calendar dates ([`super::policy::today`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -22,11 +41,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml_edit::visit_mut::{self, VisitMut};
-
-use super::policy::parse_date;
 use toml_edit::{
     Array, ArrayOfTables, DocumentMut, InlineTable, Item, Key, RawString, Table, Value, value,
 };
+
+use super::policy::parse_date;
 
 /// The file format version this build writes.
 const FORMAT_VERSION: i64 = 1;
@@ -63,7 +82,7 @@ impl EntrySource {
 pub struct Entry {
     /// The test id.
     pub id: String,
-    /// Date it was added (`YYYY-MM-DD`).
+    /// UTC date it was added (`YYYY-MM-DD`).
     #[serde(default)]
     pub added: Option<String>,
     /// Why.
@@ -81,7 +100,7 @@ pub struct Entry {
     /// Issue link.
     #[serde(default)]
     pub issue: Option<String>,
-    /// Date after which `sync` releases it (`YYYY-MM-DD`).
+    /// UTC date after which `sync` releases it (`YYYY-MM-DD`).
     #[serde(default)]
     pub expires: Option<String>,
 }
