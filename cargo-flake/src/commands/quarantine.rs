@@ -5,7 +5,7 @@ use std::fmt::Write;
 use flake_core::config::Config;
 use flake_core::config::suggest;
 use flake_core::output::QuarantineEntryJson;
-use flake_core::quarantine::policy::{interval, percent};
+use flake_core::quarantine::policy::{self, interval, percent};
 use flake_core::quarantine::{
     self, Entry, EntrySource, Finding, KeepReason, QuarantineFile, ReleaseReason,
 };
@@ -49,7 +49,7 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
             let path = ws.quarantine_path(quarantine.path.as_deref());
             let mut file = QuarantineFile::load(&path)?;
             if let Some(e) = &expires
-                && e.parse::<jiff::civil::Date>().is_err()
+                && policy::parse_date(e).is_none()
             {
                 return Err(Usage(format!(
                     "`--expires {e}` is not a date; expected YYYY-MM-DD"
@@ -71,7 +71,7 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
                     show_path(&db_path)
                 ));
             }
-            let today = jiff::Zoned::now().date().to_string();
+            let today = policy::today().to_string();
             let added = file.add(Entry {
                 id: id.clone(),
                 added: Some(today),
@@ -131,10 +131,7 @@ fn sync(args: SyncArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Error>
     let file = QuarantineFile::load(&path)?;
     let db = ws.db_path(args.db.db.as_deref());
     let store = Store::open_existing(&db)?;
-    // UTC, like the run times the policy compares entry dates with.
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date();
+    let today = policy::today();
     let plan = quarantine::plan(&store, file, &config, today)?;
     let out_styles = Styles::stdout(color);
     let mut lines = String::new();

@@ -224,7 +224,7 @@ pub fn evaluate(
             id: e.id.clone(),
             reason,
         };
-        let expires = e.expires.as_deref().and_then(|d| d.parse::<Date>().ok());
+        let expires = e.expires.as_deref().and_then(parse_date);
         if let Some(date) = expires.filter(|d| *d < today) {
             out.push(finding(ReleaseReason::Expired { date }));
             continue;
@@ -233,7 +233,7 @@ pub fn evaluate(
             out.push(keep(KeepReason::Pinned));
             continue;
         }
-        let added = e.added.as_deref().and_then(|d| d.parse::<Date>().ok());
+        let added = e.added.as_deref().and_then(parse_date);
         if let Some(reason) = newest.and_then(|n| stale(stats, e, added, last_seen, config, n)) {
             out.push(finding(reason));
             continue;
@@ -356,6 +356,31 @@ pub fn percent(f: f64) -> String {
 /// `5.6–23.8%`.
 pub fn interval(low: f64, high: f64) -> String {
     format!("{:.1}–{:.1}%", low * 100.0, high * 100.0)
+}
+
+/// Today's calendar date in UTC.
+///
+/// The one clock of the quarantine: `added` dates (by `quarantine add` and
+/// by `sync`), `expires` and the age of entries are all UTC calendar dates,
+/// like the run times they are compared with ([`date_of`], [`start_of_day`]),
+/// so a file written in Tokyo and checked in CI in California agrees.
+pub fn today() -> Date {
+    date_of(crate::meta::now_ms())
+}
+
+/// A date of the quarantine file: exactly `YYYY-MM-DD`. Longer text that
+/// jiff would accept (`2026-11-21T23:00-05:00`) is refused: its date is a
+/// local one, not a UTC calendar date.
+pub fn parse_date(s: &str) -> Option<Date> {
+    let shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if shape { s.parse().ok() } else { None }
 }
 
 /// The UTC date of Unix milliseconds.

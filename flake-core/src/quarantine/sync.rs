@@ -90,6 +90,9 @@ pub fn plan(
     let last_seen: HashMap<String, i64> = stats::last_seen(store, &ids)?;
     let findings = policy::evaluate(&stats, file.entries(), &last_seen, config, today);
     policy::apply(&findings, &mut file, today);
+    // Refuse here, not at write time, so `--check` and `--dry-run` never
+    // show an edit that could not be written.
+    file.check()?;
     Ok(SyncPlan {
         findings,
         stats,
