@@ -29,6 +29,21 @@ const SKIPPED: i64 = 3;
 /// Computes the statistics of every test with a result in a run the filters
 /// admit (see [`Stats::tests`]).
 pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> {
+    compute_keys(store, opts, None)
+}
+
+/// [`compute`] for the one test with interned key `key` (`cargo flake show`):
+/// `tests` holds at most that test and `suite` counts its flaky runs only, so
+/// one test costs one window read, not a pass over every test.
+pub fn compute_one(store: &Store, opts: &StatsOptions, key: i64) -> Result<Stats, StoreError> {
+    compute_keys(store, opts, Some(key))
+}
+
+fn compute_keys(
+    store: &Store,
+    opts: &StatsOptions,
+    only: Option<i64>,
+) -> Result<Stats, StoreError> {
     let path = display_path(store);
     let sql = StoreError::sql(&path);
     let table = RunTable::load(store, opts)?;
@@ -40,11 +55,15 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
     let mut tests = Vec::new();
     let mut flip_runs = vec![false; table.runs.len()];
     if let Some(min_seq) = min_seq {
-        let mut names = conn
-            .prepare("SELECT id, name FROM tests ORDER BY id")
-            .map_err(&sql)?;
+        // Two statements rather than `?1 IS NULL OR id = ?1`, which SQLite
+        // answers with a scan of every name.
+        let mut names = match only {
+            Some(_) => conn.prepare("SELECT id, name FROM tests WHERE id = ?1"),
+            None => conn.prepare("SELECT id, name FROM tests WHERE ?1 IS NULL ORDER BY id"),
+        }
+        .map_err(&sql)?;
         let ids: Vec<(i64, String)> = names
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([only], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(&sql)?
             .collect::<Result<_, _>>()
             .map_err(&sql)?;
