@@ -248,8 +248,12 @@ impl Stats {
 
     /// Sets [`TestStats::quarantined`] from a quarantine file.
     pub fn mark_quarantined(&mut self, file: &QuarantineFile) {
+        // One set, not a search of the entries per test: tests x entries
+        // grows fast in a large suite with a long quarantine list.
+        let ids: std::collections::HashSet<&str> =
+            file.entries().iter().map(|e| e.id.as_str()).collect();
         for t in &mut self.tests {
-            t.quarantined = file.contains(&t.id);
+            t.quarantined = ids.contains(t.id.as_str());
         }
     }
 
