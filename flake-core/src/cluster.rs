@@ -23,7 +23,7 @@
 //! No regex: the scanners below are a few byte loops, and the `regex` crate's
 //! compile time and size would buy nothing here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -438,6 +438,10 @@ pub struct Cluster {
 #[derive(Debug, Default)]
 pub struct Clusterer {
     clusters: HashMap<Fingerprint, Cluster>,
+    // Distinct tests per cluster, sorted as they arrive: a sorted `Vec` with
+    // inserts in the middle was quadratic when one cause failed thousands of
+    // tests (a shared helper panicking for a whole suite).
+    members: HashMap<Fingerprint, BTreeSet<String>>,
 }
 
 impl Clusterer {
@@ -472,8 +476,9 @@ impl Clusterer {
                 c.sample = failure.clone();
             }
         }
-        if let Err(i) = c.tests.binary_search_by(|t| t.as_str().cmp(test)) {
-            c.tests.insert(i, test.to_owned());
+        let members = self.members.entry(fp).or_default();
+        if !members.contains(test) {
+            members.insert(test.to_owned());
         }
         fp
     }
@@ -489,8 +494,16 @@ impl Clusterer {
     }
 
     /// The clusters, largest first (ties: most recent first, then fingerprint).
-    pub fn into_clusters(self) -> Vec<Cluster> {
-        let mut v: Vec<Cluster> = self.clusters.into_values().collect();
+    pub fn into_clusters(mut self) -> Vec<Cluster> {
+        let mut v: Vec<Cluster> = self
+            .clusters
+            .into_values()
+            .map(|mut c| {
+                let members = self.members.remove(&c.fingerprint).unwrap_or_default();
+                c.tests = members.into_iter().collect();
+                c
+            })
+            .collect();
         v.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)
@@ -516,11 +529,12 @@ pub fn of_window(
         .iter()
         .filter_map(|s| stats.runs.get(s.run as usize).map(|r| r.seq))
         .collect();
-    let (Some(oldest), Some(key)) = (seqs.iter().min().copied(), store.test_key(&t.id)?) else {
+    let Some(oldest) = seqs.iter().min().copied() else {
         return Ok(Vec::new());
     };
     let mut clusterer = Clusterer::new();
-    for a in store.attempts_since(key, oldest)? {
+    // By key: a lookup by id would scan the unindexed names once per test.
+    for a in store.attempts_since(t.key, oldest)? {
         if let (true, Some(f)) = (seqs.contains(&a.run_seq), &a.failure)
             && a.status.is_failure()
         {
@@ -770,6 +784,23 @@ mod tests {
         assert_eq!(top.count, 6);
         assert_eq!(top.tests.len(), 1);
         assert!(top.last_run >= 100);
+    }
+
+    #[test]
+    fn one_cause_across_many_tests_lists_each_test_once_sorted() {
+        let all = fixture("junit/nextest.xml");
+        let (s, f) = find(&all, "nextest-junit tests::fails_always");
+        let mut c = Clusterer::new();
+        for i in (0..3000).rev() {
+            for run in 0..2 {
+                c.add(&format!("t{i:04}"), run, s, &f);
+            }
+        }
+        let clusters = c.into_clusters();
+        assert_eq!(clusters.len(), 1);
+        assert_eq!(clusters[0].count, 6000);
+        let expected: Vec<String> = (0..3000).map(|i| format!("t{i:04}")).collect();
+        assert_eq!(clusters[0].tests, expected);
     }
 
     #[test]

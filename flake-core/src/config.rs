@@ -15,7 +15,7 @@
 //! branches = ["main"]         # branches whose runs feed decisions (default: all)
 //! storm-guard = true          # keep runs where most tests failed out of decisions
 //! storm-threshold = 0.8       # ... "most" = this share of the run's tests
-//! storm-min-tests = 5         # ... in runs of at least this many tests
+//! storm-min-tests = 20        # ... in runs of at least this many tests
 //! flip-match = "commit"       # same-code flips: "commit", or "tree" (also same git tree)
 //! stale-after-days = 30       # entries of tests unseen this long are released
 //! suite-target = 0.005        # target share of runs with any flaky test
@@ -64,7 +64,8 @@ pub struct Config {
     pub storm_guard: bool,
     /// A run is a storm when at least this fraction of its tests failed.
     pub storm_threshold: f64,
-    /// Runs with fewer tests are never storms (too small to tell).
+    /// Runs with fewer tests are never storms (too small to tell); see
+    /// [`Config::default`] for why 20.
     pub storm_min_tests: usize,
     /// What "the same code" means for flip detection.
     pub flip_match: FlipMatch,
@@ -86,7 +87,13 @@ impl Default for Config {
             branches: Vec::new(),
             storm_guard: true,
             storm_threshold: 0.8,
-            storm_min_tests: 5,
+            // The guard is for the machine, not the code: in a run of a few
+            // tests, one broken commit or shared fixture fails 80% of them
+            // (4 of 5 is a single bad module), and dropping such a run hides
+            // real failures. From 20 tests on, 80% means 16 or more failing
+            // at once, which in practice is a dead runner, network or
+            // service. Small suites lose the guard, not their history.
+            storm_min_tests: 20,
             flip_match: FlipMatch::Commit,
             stale_after_days: 30,
             suite_target: 0.005,
@@ -372,6 +379,7 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(from, None);
         assert_eq!((c.window, c.min_runs, c.release_clean_runs), (50, 10, 20));
+        assert_eq!((c.storm_threshold, c.storm_min_tests), (0.8, 20));
     }
 
     #[test]
@@ -388,9 +396,15 @@ mod tests {
         assert_eq!(c.add_threshold, 0.1);
         assert!(from.unwrap().ends_with("Cargo.toml"));
 
-        let (_d, w) = ws(&[("flake.toml", "min-runs = 5\nstorm-guard = false\n")]);
+        let (_d, w) = ws(&[(
+            "flake.toml",
+            "min-runs = 5\nstorm-guard = false\nstorm-min-tests = 5\n",
+        )]);
         let (c, from) = Config::load(&w).unwrap();
-        assert_eq!((c.min_runs, c.storm_guard), (5, false));
+        assert_eq!(
+            (c.min_runs, c.storm_guard, c.storm_min_tests),
+            (5, false, 5)
+        );
         assert!(from.unwrap().ends_with("flake.toml"));
 
         let (_d, w) = ws(&[(

@@ -182,8 +182,14 @@ pub struct StatsEntryJson<'a> {
     pub schema: u32,
     /// Test id.
     pub id: &'a str,
-    /// Runs in the window (skipped results excluded).
+    /// Runs in the window (skipped results excluded). 0 for a test that was
+    /// only skipped, or only ran in storms: such tests are listed too.
     pub runs: u64,
+    /// Skipped results in the window's runs (they do not count as runs).
+    pub skipped: u64,
+    /// Results left out of the window because their run was an
+    /// infrastructure storm.
+    pub storm_runs: u64,
     /// Flaky evidence: retry recoveries plus same-code flips.
     pub flaky: u64,
     /// Hard failures (failed every attempt, not contradicted on the same code).
@@ -258,6 +264,8 @@ impl<'a> StatsEntryJson<'a> {
             schema: SCHEMA,
             id: &t.id,
             runs: t.runs,
+            skipped: t.skipped,
+            storm_runs: t.storm_runs,
             flaky: t.flaky,
             failed: t.failed,
             passed: t.passed,

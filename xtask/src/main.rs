@@ -2,7 +2,8 @@
 //!
 //! - `gen-fixtures [--check] [PROJECT...]`: regenerate report fixtures with the real tools.
 //! - `bench [--quick]`: every benchmark below, figures for BENCHMARKS.md.
-//! - `bench-overhead [--rounds N]`, `bench-ingest [--rounds N]`, `bench-history [...]`.
+//! - `bench-overhead [--rounds N]`, `bench-ingest [--rounds N]`, `bench-history [...]`,
+//!   `bench-scale [...]` (the history benchmark at 100,000 tests x 50 runs).
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
 mod bench;
@@ -16,10 +17,11 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: cargo xtask <task>
   gen-fixtures [--check] [PROJECT...]   regenerate report fixtures with the real tools
-  bench [--quick]                       all benchmarks (overhead, ingest, history)
+  bench [--quick]                       all benchmarks (overhead, ingest, history, scale)
   bench-overhead [--rounds N]           cargo flake test vs cargo nextest run
   bench-ingest [--rounds N]             cargo flake ingest vs the Python baseline
   bench-history [--tests N] [--runs N] [--iterations N] [--dir PATH] [--reuse]
+  bench-scale [same flags as bench-history]   stats and report at 100,000 tests x 50 runs
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
   bench-report [--tests N] [--runs N]   report generation time and size";
 
@@ -52,6 +54,8 @@ fn main() -> ExitCode {
         }),
         Some("bench-history") => bench_history::Options::parse(rest, root)
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
+        Some("bench-scale") => bench_history::Options::parse_scale(rest, root)
+            .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
         Some("bench") => {
             let quick = rest.iter().any(|a| a == "--quick");
             let n = if quick { 2 } else { 5 };
@@ -67,10 +71,19 @@ fn main() -> ExitCode {
                 let ingest = bench::ingest(root, n)?;
                 let history_ok = bench_history::Options::parse(&history_args, root)
                     .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string()))?;
+                let scale_args: Vec<String> = if quick {
+                    ["--tests", "10000", "--iterations", "3"]
+                        .map(String::from)
+                        .to_vec()
+                } else {
+                    Vec::new()
+                };
+                let scale_ok = bench_history::Options::parse_scale(&scale_args, root)
+                    .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string()))?;
                 println!(
                     "\n| What | Measured | Ratio | Target |\n|---|---|---|---|\n{overhead}{ingest}"
                 );
-                Ok(history_ok)
+                Ok(history_ok && scale_ok)
             })()
         }
         _ => {

@@ -130,6 +130,20 @@ fn suite_line(stats: &Stats, config: &Config) -> String {
     )
 }
 
+/// How many runs the storm guard left out, and what it calls a storm.
+fn storm_line(stats: &Stats, opts: &StatsOptions) -> Option<String> {
+    let n = stats.suite.storm_runs;
+    let guard = opts.storm?;
+    (n > 0).then(|| {
+        let share = format!("{:.1}", guard.threshold * 100.0);
+        format!(
+            "{n} run(s) left out as infrastructure storms (at least {}% of at least {} tests failed).",
+            share.trim_end_matches(".0"),
+            guard.min_tests
+        )
+    })
+}
+
 fn human(stats: &Stats, opts: &StatsOptions, config: &Config, all: bool, s: &Styles) -> String {
     let mut out = String::new();
     let storms = match stats.suite.storm_runs {
@@ -186,7 +200,12 @@ fn human(stats: &Stats, opts: &StatsOptions, config: &Config, all: bool, s: &Sty
             paint(s.id, &t.id)
         );
     }
-    let hidden = stats.tests.len() - rows.len();
+    let never_ran = stats.tests.iter().filter(|t| t.never_ran()).count();
+    let hidden = stats
+        .tests
+        .iter()
+        .filter(|t| t.runs > 0 && !(all || t.flaky > 0 || t.failed > 0 || t.quarantined))
+        .count();
     let insufficient = stats
         .tests
         .iter()
@@ -199,12 +218,22 @@ fn human(stats: &Stats, opts: &StatsOptions, config: &Config, all: bool, s: &Sty
             "{hidden} test(s) with only clean passes not shown (--all lists them)"
         );
     }
+    if never_ran > 0 {
+        let _ = writeln!(
+            out,
+            "{never_ran} test(s) never ran: skipped in every counted run{}",
+            if all { "" } else { " (--all lists them)" }
+        );
+    }
     if insufficient > 0 {
         let _ = writeln!(
             out,
             "{insufficient} test(s) with fewer than {} runs: insufficient history, no rate",
             opts.min_runs
         );
+    }
+    if let Some(line) = storm_line(stats, opts) {
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "{}", suite_line(stats, config));
     out
@@ -249,6 +278,16 @@ fn markdown(stats: &Stats, opts: &StatsOptions, config: &Config, all: bool) -> S
             );
         }
         out.push('\n');
+    }
+    let never_ran = stats.tests.iter().filter(|t| t.never_ran()).count();
+    if never_ran > 0 {
+        let _ = writeln!(
+            out,
+            "{never_ran} test(s) never ran: skipped in every counted run.\n"
+        );
+    }
+    if let Some(line) = storm_line(stats, opts) {
+        let _ = writeln!(out, "{line}\n");
     }
     let _ = writeln!(
         out,

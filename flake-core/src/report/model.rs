@@ -253,12 +253,12 @@ impl Model {
         let mut suite = Suite::default();
         for t in &st.tests {
             let rate = Rate::of(t, min_runs);
-            let detail = match store.test_key(&t.id)? {
-                Some(key) if rate.flaky > 0 || rate.failed > 0 => {
-                    let judged = judged(store, key, t, &st.runs)?;
-                    Some(detail(store, key, &t.id, &judged, &index, &mut suite_clusters)?.0)
-                }
-                _ => None,
+            // By key: a lookup by id scans the unindexed names once per test.
+            let detail = if rate.flaky > 0 || rate.failed > 0 {
+                let judged = judged(store, t.key, t, &st.runs)?;
+                Some(detail(store, t.key, &t.id, &judged, &index, &mut suite_clusters)?.0)
+            } else {
+                None
             };
             if rate.flaky > 0 {
                 suite.flaky_tests += 1;
@@ -472,9 +472,11 @@ impl Story {
             return Ok(None);
         };
         let index = RunIndex::load(store)?;
-        let st = stats::compute(store, &opts.stats)?;
+        // One test's window, not every test's: `show` must not cost a report.
+        let st = stats::compute_one(store, &opts.stats, key)?;
         let t = st.get(id).cloned().unwrap_or_else(|| TestStats {
             id: id.to_owned(),
+            key,
             ..TestStats::default()
         });
         let rate = Rate::of(&t, opts.stats.min_runs);

@@ -5,7 +5,7 @@
 //! known per run (branch, time, storm flag, same-code group) is loaded once
 //! and the per-result work is an index into this table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::config::FlipMatch;
@@ -39,6 +39,9 @@ pub struct RunInfo {
     /// Whether the filters (branch, since, variant) and the storm guard let
     /// this run feed rates.
     pub eligible: bool,
+    /// Whether the filters let this run in, storm or not: its results are
+    /// accounted for (as runs, skips or storms) even when they feed no rate.
+    pub(crate) admitted: bool,
     /// Same-code group (same commit or tree, same OS and target, clean work
     /// tree); `None` when the run cannot be matched with others.
     pub(crate) group: Option<u32>,
@@ -88,6 +91,7 @@ impl RunTable {
                 flaky: r.get(11).map_err(&sql)?,
                 storm,
                 eligible: false,
+                admitted: false,
                 group: None,
             };
             let tree: Option<String> = r.get(4).map_err(&sql)?;
@@ -96,7 +100,8 @@ impl RunTable {
             runs.push(info);
         }
         for run in &mut runs {
-            run.eligible = !run.storm && opts.admits(run);
+            run.admitted = opts.admits(run);
+            run.eligible = run.admitted && !run.storm;
         }
         let groups = assign_groups(&mut runs, &code, opts.flip_match);
         let max_seq = runs.last().map_or(0, |r| r.seq.max(0) as usize);
@@ -188,27 +193,37 @@ pub(crate) fn display_path(store: &Store) -> PathBuf {
 
 /// The sequence number of the newest run in which each of `ids` has any
 /// result (skipped included: a skipped test still exists). Ids never seen are
-/// absent. One index probe per id: the results key starts with the test.
+/// absent.
+///
+/// `tests.name` has no index (it would cost every ingest), so the names are
+/// read in one pass and matched in memory, then each match costs one index
+/// probe: a scan per id made this quadratic in large suites.
 pub fn last_seen(
     store: &Store,
     ids: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<HashMap<String, i64>, StoreError> {
+    let wanted: HashSet<String> = ids.into_iter().map(|i| i.as_ref().to_owned()).collect();
+    let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
     let path = display_path(store);
     let sql = StoreError::sql(&path);
-    let mut stmt = store
-        .connection()
-        .prepare_cached(
-            "SELECT (SELECT max(r.run) FROM results r WHERE r.test = t.id) FROM tests t WHERE t.name = ?1",
-        )
+    let conn = store.connection();
+    let mut names = conn.prepare("SELECT id, name FROM tests").map_err(&sql)?;
+    let mut probe = conn
+        .prepare_cached("SELECT max(run) FROM results WHERE test = ?1")
         .map_err(&sql)?;
-    let mut out = HashMap::new();
-    for id in ids {
-        let id = id.as_ref();
-        let mut rows = stmt.query([id]).map_err(&sql)?;
-        if let Some(row) = rows.next().map_err(&sql)?
-            && let Some(seq) = row.get::<_, Option<i64>>(0).map_err(&sql)?
-        {
-            out.insert(id.to_owned(), seq);
+    let mut rows = names.query([]).map_err(&sql)?;
+    while let Some(row) = rows.next().map_err(&sql)? {
+        let name: String = row.get(1).map_err(&sql)?;
+        if !wanted.contains(&name) {
+            continue;
+        }
+        let key: i64 = row.get(0).map_err(&sql)?;
+        let seq: Option<i64> = probe.query_row([key], |r| r.get(0)).map_err(&sql)?;
+        if let Some(seq) = seq {
+            out.insert(name, seq);
         }
     }
     Ok(out)

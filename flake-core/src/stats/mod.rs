@@ -9,9 +9,13 @@
 //! contradicts is a hard failure and never counts as flaky.
 //!
 //! Eligible runs: on the chosen branches, since the chosen date, of the
-//! chosen variant, and not an infrastructure storm (a run in which at least
-//! 80% of at least 5 tests failed). A storm run may still contradict a
-//! failure: its passes are real passes.
+//! chosen variant, and not an infrastructure storm (by default a run in which
+//! at least 80% of at least 20 tests failed; see [`crate::config::Config`]).
+//! A storm run may still contradict a failure: its passes are real passes.
+//!
+//! Every test with a result in a run the filters admit is listed, even with no
+//! counted run: skipped results and storm results are counted beside the
+//! window ([`TestStats::skipped`], [`TestStats::storm_runs`]).
 //!
 //! ```
 //! use flake_core::stats::{self, StatsOptions};
@@ -26,7 +30,7 @@ mod window;
 
 pub use history::{RunInfo, last_seen};
 pub use wilson::{Z_95, wilson, wilson_z};
-pub use window::compute;
+pub use window::{compute, compute_one};
 
 use crate::config::{Config, FlipMatch};
 use crate::quarantine::QuarantineFile;
@@ -131,8 +135,18 @@ pub struct Sample {
 pub struct TestStats {
     /// Test id.
     pub id: String,
+    /// The store's interned key of the id ([`crate::store::StoredTest::key`]):
+    /// readers that need more of this test's rows use it, since looking an id
+    /// up by name scans the unindexed names table.
+    pub key: i64,
     /// Runs in the window (skipped results excluded).
     pub runs: u64,
+    /// Skipped results in eligible runs met while filling the window (newest
+    /// first). A test with `runs == 0` and skips never ran in the window.
+    pub skipped: u64,
+    /// Results (not skipped) left out because their run was an
+    /// infrastructure storm, met while filling the window.
+    pub storm_runs: u64,
     /// Clean passes.
     pub passed: u64,
     /// Flaky evidence: `retry_flaky + flip_flaky`.
@@ -170,6 +184,12 @@ impl TestStats {
     pub fn insufficient(&self, min_runs: usize) -> bool {
         self.runs < min_runs as u64
     }
+
+    /// Whether the test had results in the window's runs but was skipped in
+    /// every one of them.
+    pub fn never_ran(&self) -> bool {
+        self.runs == 0 && self.skipped > 0
+    }
 }
 
 /// Suite-wide reliability: the share of recent runs with any flaky test.
@@ -179,7 +199,8 @@ pub struct SuiteStats {
     pub runs: u64,
     /// Those with at least one flaky test (retry or flip).
     pub runs_with_flaky: u64,
-    /// Runs kept out of all numbers as infrastructure storms.
+    /// Runs the filters admit that were kept out of all numbers as
+    /// infrastructure storms.
     pub storm_runs: u64,
 }
 
@@ -209,7 +230,9 @@ pub enum SortKey {
 /// The statistics of a history.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    /// Every test with at least one eligible run, in database order until sorted.
+    /// Every test with a result in a run the filters admit, in database order
+    /// until sorted: tests that were only skipped, or only ran in storms, are
+    /// listed with `runs == 0`, so a test that never runs is visible.
     pub tests: Vec<TestStats>,
     /// Every run, oldest first.
     pub runs: Vec<RunInfo>,
@@ -225,8 +248,12 @@ impl Stats {
 
     /// Sets [`TestStats::quarantined`] from a quarantine file.
     pub fn mark_quarantined(&mut self, file: &QuarantineFile) {
+        // One set, not a search of the entries per test: tests x entries
+        // grows fast in a large suite with a long quarantine list.
+        let ids: std::collections::HashSet<&str> =
+            file.entries().iter().map(|e| e.id.as_str()).collect();
         for t in &mut self.tests {
-            t.quarantined = file.contains(&t.id);
+            t.quarantined = ids.contains(t.id.as_str());
         }
     }
 

@@ -26,24 +26,44 @@ const FLAKY: i64 = 1;
 const FAILED: i64 = 2;
 const SKIPPED: i64 = 3;
 
-/// Computes the statistics of every test with at least one eligible run.
+/// Computes the statistics of every test with a result in a run the filters
+/// admit (see [`Stats::tests`]).
 pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> {
+    compute_keys(store, opts, None)
+}
+
+/// [`compute`] for the one test with interned key `key` (`cargo flake show`):
+/// `tests` holds at most that test and `suite` counts its flaky runs only, so
+/// one test costs one window read, not a pass over every test.
+pub fn compute_one(store: &Store, opts: &StatsOptions, key: i64) -> Result<Stats, StoreError> {
+    compute_keys(store, opts, Some(key))
+}
+
+fn compute_keys(
+    store: &Store,
+    opts: &StatsOptions,
+    only: Option<i64>,
+) -> Result<Stats, StoreError> {
     let path = display_path(store);
     let sql = StoreError::sql(&path);
     let table = RunTable::load(store, opts)?;
     let conn = store.connection();
 
-    // Eligible runs only exist from this sequence number on; the range read
+    // Admitted runs only exist from this sequence number on; the range read
     // of each test stops there instead of walking its whole history.
-    let min_seq = table.runs.iter().find(|r| r.eligible).map(|r| r.seq);
+    let min_seq = table.runs.iter().find(|r| r.admitted).map(|r| r.seq);
     let mut tests = Vec::new();
     let mut flip_runs = vec![false; table.runs.len()];
     if let Some(min_seq) = min_seq {
-        let mut names = conn
-            .prepare("SELECT id, name FROM tests ORDER BY id")
-            .map_err(&sql)?;
+        // Two statements rather than `?1 IS NULL OR id = ?1`, which SQLite
+        // answers with a scan of every name.
+        let mut names = match only {
+            Some(_) => conn.prepare("SELECT id, name FROM tests WHERE id = ?1"),
+            None => conn.prepare("SELECT id, name FROM tests WHERE ?1 IS NULL ORDER BY id"),
+        }
+        .map_err(&sql)?;
         let ids: Vec<(i64, String)> = names
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([only], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(&sql)?
             .collect::<Result<_, _>>()
             .map_err(&sql)?;
@@ -63,6 +83,10 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
             samples.clear();
             seen.clear();
             group_pass.clear();
+            // Skips and storms met while filling the window: they are not
+            // runs, so they do not fill it, but a test made only of them must
+            // still be listed (a test that never runs is a finding).
+            let (mut skipped, mut storm_runs) = (0u64, 0u64);
             let mut rows = window_stmt.query(params![test, min_seq]).map_err(&sql)?;
             while let Some(row) = rows.next().map_err(&sql)? {
                 let seq: i64 = row.get(0).map_err(&sql)?;
@@ -71,13 +95,22 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
                     continue;
                 };
                 seen.push((pos, code));
-                if code == SKIPPED || !table.runs[pos as usize].eligible {
+                let run = &table.runs[pos as usize];
+                if !run.admitted {
+                    continue;
+                }
+                if run.storm {
+                    storm_runs += u64::from(code != SKIPPED);
                     continue;
                 }
                 let class = match code {
                     PASSED => Class::Clean,
                     FLAKY => Class::RetryFlaky,
                     FAILED => Class::HardFail,
+                    SKIPPED => {
+                        skipped += 1;
+                        continue;
+                    }
                     _ => {
                         return Err(StoreError::Corrupt {
                             path: path.clone(),
@@ -92,7 +125,7 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
                 }
             }
             drop(rows);
-            if samples.is_empty() {
+            if samples.is_empty() && skipped == 0 && storm_runs == 0 {
                 continue;
             }
             // A failure is flaky evidence when the same code passed elsewhere.
@@ -137,7 +170,11 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
                     flip_runs[run as usize] = true;
                 }
             }
-            tests.push(TestStats::from_samples(name, &samples, &table.runs));
+            let mut t = TestStats::from_samples(name, &samples, &table.runs);
+            t.key = test;
+            t.skipped = skipped;
+            t.storm_runs = storm_runs;
+            tests.push(t);
         }
     }
 
@@ -152,7 +189,7 @@ pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> 
 /// Share of the most recent `window` eligible runs with any flaky test.
 fn suite_stats(table: &RunTable, flip_runs: &[bool], opts: &StatsOptions) -> SuiteStats {
     let mut suite = SuiteStats {
-        storm_runs: table.runs.iter().filter(|r| r.storm).count() as u64,
+        storm_runs: table.runs.iter().filter(|r| r.storm && r.admitted).count() as u64,
         ..SuiteStats::default()
     };
     for (i, r) in table.runs.iter().enumerate().rev() {
@@ -263,7 +300,7 @@ mod tests {
         assert_eq!(a.last_flaky.as_ref().unwrap().run_id, "r12");
         // b was skipped in runs 7..12: its window reaches back to runs 2..6.
         let b = s.get("b").unwrap();
-        assert_eq!(b.runs, 5);
+        assert_eq!((b.runs, b.skipped), (5, 6));
         assert_eq!(s.runs[b.samples[0].run as usize].run_id, "r6");
         // Suite: of the newest 5 runs, 12 and 8 had a flaky test.
         assert_eq!((s.suite.runs, s.suite.runs_with_flaky), (5, 2));
@@ -287,6 +324,46 @@ mod tests {
         };
         let s = compute(&store, &since).unwrap();
         assert_eq!(s.get("a").unwrap().runs, 3);
-        assert!(s.get("b").is_none(), "b has no eligible run since day 10");
+        let b = s.get("b").unwrap();
+        assert_eq!(
+            (b.runs, b.skipped),
+            (0, 3),
+            "b was only skipped since day 10: listed, never ran"
+        );
+        assert!(b.never_ran());
+    }
+
+    #[test]
+    fn the_storm_guard_applies_from_twenty_tests_by_default() {
+        let mut store = Store::open_in_memory().unwrap();
+        let fail = || Attempt::failed(AttemptStatus::Fail, None, Failure::from_output(None, "x"));
+        // (tests in the run, of which failed): 16 of 20 is a storm, 19 of 19 is
+        // too small a run to tell.
+        for (n, (size, failed)) in [(20usize, 16usize), (19, 19)].into_iter().enumerate() {
+            let meta = RunMeta {
+                run_id: format!("r{n}"),
+                started_at: n as i64,
+                source_format: "test".into(),
+                ..RunMeta::default()
+            };
+            let results: Vec<_> = (0..size)
+                .map(|i| {
+                    let attempts = if i < failed {
+                        vec![fail()]
+                    } else {
+                        vec![Attempt::pass(None)]
+                    };
+                    TestResult::new(format!("t{i:02}"), attempts)
+                })
+                .collect();
+            store.record_run(&meta, &results, None).unwrap();
+        }
+        let s = compute(&store, &StatsOptions::default()).unwrap();
+        assert_eq!(s.suite.storm_runs, 1);
+        assert_eq!(s.tests.len(), 20);
+        let t = s.get("t00").unwrap();
+        assert_eq!((t.runs, t.failed, t.storm_runs), (1, 1, 1));
+        let last = s.get("t19").unwrap();
+        assert_eq!((last.runs, last.passed, last.storm_runs), (0, 0, 1));
     }
 }
