@@ -63,7 +63,7 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
                     show_path(&f.path),
                     paint(
                         s.dim,
-                        &format!("(already recorded in run {})", outcome.write.run_id)
+                        format!("(already recorded in run {})", outcome.write.run_id)
                     )
                 );
             }

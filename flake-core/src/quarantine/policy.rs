@@ -713,7 +713,11 @@ mod tests {
             &[("a", X), ("b", X), ("c", X), ("d", X), ("e", P)],
         );
         h.run_on("storm", "main", &tests.map(|t| (t, P)));
-        let cfg = Config::default();
+        // Five tests are below the default storm-min-tests (20).
+        let cfg = Config {
+            storm_min_tests: 5,
+            ..Config::default()
+        };
         let s = h.stats(&cfg);
         assert_eq!(s.suite.storm_runs, 1);
         let a = s.get("a").unwrap();

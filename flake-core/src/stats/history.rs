@@ -52,7 +52,9 @@ pub struct RunInfo {
 pub(crate) struct RunTable {
     pub runs: Vec<RunInfo>,
     /// `index[seq]` is the position in `runs`, `u32::MAX` when absent. Run
-    /// sequence numbers are SQLite rowids, dense in practice.
+    /// sequence numbers are rowids, dense in practice; when they are not (a
+    /// damaged or hand-edited database), `index` is empty and lookups search
+    /// `runs`, which is sorted by seq, so memory follows the runs, not the ids.
     index: Vec<u32>,
     /// Positions of the runs of each same-code group, newest first.
     pub groups: Vec<Vec<u32>>,
@@ -105,10 +107,13 @@ impl RunTable {
         }
         let groups = assign_groups(&mut runs, &code, opts.flip_match);
         let max_seq = runs.last().map_or(0, |r| r.seq.max(0) as usize);
-        let mut index = vec![u32::MAX; max_seq + 1];
-        for (i, r) in runs.iter().enumerate() {
-            if r.seq >= 0 {
-                index[r.seq as usize] = i as u32;
+        let mut index = Vec::new();
+        if max_seq <= runs.len().saturating_mul(4).saturating_add(1024) {
+            index = vec![u32::MAX; max_seq + 1];
+            for (i, r) in runs.iter().enumerate() {
+                if r.seq >= 0 {
+                    index[r.seq as usize] = i as u32;
+                }
             }
         }
         Ok(RunTable {
@@ -120,6 +125,13 @@ impl RunTable {
 
     /// Position of the run with sequence number `seq`.
     pub fn position(&self, seq: i64) -> Option<u32> {
+        if self.index.is_empty() {
+            return self
+                .runs
+                .binary_search_by_key(&seq, |r| r.seq)
+                .ok()
+                .map(|i| i as u32);
+        }
         usize::try_from(seq)
             .ok()
             .and_then(|s| self.index.get(s))
