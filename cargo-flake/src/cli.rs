@@ -183,8 +183,10 @@ For each test: its last N runs (skipped results are not runs), how many passed,
 were flaky and failed, the flake rate with its 95% Wilson interval, the last
 flaky run, and whether it is quarantined. Flaky means it recovered on a retry,
 or failed on a commit on which it also passed in another run (same OS and
-target). Hard failures are not flakiness. Runs in which at least 80% of the
-tests failed (infrastructure storms) are left out. Below --min-runs a rate is
+target). Hard failures are not flakiness. Runs of at least 20 tests
+(`storm-min-tests`) in which at least 80% failed (infrastructure storms) are
+left out, and counted. Tests that never ran (skipped in every run) are listed
+with 0 runs. Below --min-runs a rate is
 reported as insufficient history. Defaults come from [workspace.metadata.flake]
 in Cargo.toml (or flake.toml); flags override them.
 
@@ -446,7 +448,7 @@ pub enum QuarantineCommand {
         /// Issue link.
         #[arg(long)]
         issue: Option<String>,
-        /// Release it after this date (YYYY-MM-DD).
+        /// Release it after this date (YYYY-MM-DD, a UTC calendar date like every date in the file).
         #[arg(long, value_name = "DATE")]
         expires: Option<String>,
         #[command(flatten)]
@@ -471,7 +473,7 @@ Apply the flake-rate policy to the quarantine file.
 
 Adds tests whose flake rate over the window is at least 5% (with at least 10
 runs and a flake among the last 20 runs), releases entries that recovered (20
-clean runs in a row since added), expired (`expires` before today) or went
+clean runs in a row since added), expired (`expires` before today, in UTC) or went
 stale (test not recorded for 30 days while at least 10 runs were), and prints
 one line per change with its reason. Pinned entries are only released by their
 expiry date. Settings: [workspace.metadata.flake] in Cargo.toml, or flake.toml.

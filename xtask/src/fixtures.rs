@@ -22,6 +22,7 @@ pub const PROJECTS: &[(&str, &str)] = &[
     ("gotestsum", "junit"),
     ("jest", "jest"),
     ("jest-junit", "junit"),
+    ("db-down", "libtest"),
     ("libtest", "libtest"),
     ("nextest-junit", "junit"),
     ("pytest", "pytest-json"),
