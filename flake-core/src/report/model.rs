@@ -284,16 +284,11 @@ impl Model {
 
         let known: std::collections::HashSet<&str> =
             st.tests.iter().map(|t| t.id.as_str()).collect();
-        let today = days_since_epoch(opts.now_ms);
         let quarantine: Vec<QuarantineRow> = quarantine
             .entries()
             .iter()
             .map(|e| QuarantineRow {
-                age_days: e
-                    .added
-                    .as_deref()
-                    .and_then(parse_day)
-                    .map(|d| (today - d).max(0)),
+                age_days: age_days(e, opts.now_ms),
                 in_history: known.contains(e.id.as_str()),
                 entry: e.clone(),
             })
@@ -491,13 +486,8 @@ impl Story {
                 Some(timeline_row(j, run, first.get(&j.result.run_seq).copied()))
             })
             .collect();
-        let today = days_since_epoch(opts.now_ms);
         let quarantine = quarantine.get(id).map(|e| QuarantineRow {
-            age_days: e
-                .added
-                .as_deref()
-                .and_then(parse_day)
-                .map(|d| (today - d).max(0)),
+            age_days: age_days(e, opts.now_ms),
             in_history: true,
             entry: e.clone(),
         });
@@ -534,13 +524,10 @@ fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-fn days_since_epoch(ms: i64) -> i64 {
-    ms.div_euclid(86_400_000)
-}
-
-/// `YYYY-MM-DD` (or a longer RFC 3339 timestamp) as days since the epoch.
-fn parse_day(s: &str) -> Option<i64> {
-    let date: jiff::civil::Date = s.get(..10)?.parse().ok()?;
-    let ts = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
-    Some(days_since_epoch(ts.as_millisecond()))
+/// Whole UTC days since an entry was added, by the quarantine file's one clock.
+fn age_days(entry: &crate::quarantine::Entry, now_ms: i64) -> Option<i64> {
+    use crate::quarantine::policy::{date_of, parse_date};
+    let added = parse_date(entry.added.as_deref()?)?;
+    let days = date_of(now_ms).since(added).ok()?.get_days();
+    Some(i64::from(days).max(0))
 }
