@@ -324,12 +324,23 @@ pub enum ListFormat {
     Json,
 }
 
-/// `--db`.
+/// `--db`, `--database-url` and `--project`: which history, which project in it.
 #[derive(Debug, Args)]
 pub struct DbArg {
-    /// History database [env: CARGO_FLAKE_DB] [default: <root>/.flake/history.db]
-    #[arg(long, value_name = "PATH")]
+    /// History database file (SQLite) [env: CARGO_FLAKE_DB] [default: <root>/.flake/history.db]
+    #[arg(long, value_name = "PATH", conflicts_with = "database_url")]
     pub db: Option<PathBuf>,
+    /// History database URL: postgres://USER@HOST/DB (shared), sqlite://PATH or a
+    /// path. Give passwords through PGPASSWORD or a passfile, never in committed
+    /// config; a URL is always printed with its password masked
+    /// [env: CARGO_FLAKE_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Project the runs belong to, so one database can hold many repositories
+    /// [env: CARGO_FLAKE_PROJECT] [default: the git remote as host/owner/repo,
+    /// else the root folder's name]
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
 }
 
 /// `--quarantine`.

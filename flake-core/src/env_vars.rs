@@ -3,6 +3,10 @@
 
 /// Path of the history database; `--db` wins over it.
 pub const CARGO_FLAKE_DB: &str = "CARGO_FLAKE_DB";
+/// URL of the history database (`postgres://…`, `sqlite://PATH` or a path); `--database-url` wins.
+pub const CARGO_FLAKE_DATABASE_URL: &str = "CARGO_FLAKE_DATABASE_URL";
+/// Project the runs belong to; `--project` wins, the normalised git remote is the default.
+pub const CARGO_FLAKE_PROJECT: &str = "CARGO_FLAKE_PROJECT";
 /// Path of the quarantine file; `--quarantine` wins over it.
 pub const CARGO_FLAKE_QUARANTINE: &str = "CARGO_FLAKE_QUARANTINE";
 /// The cargo executable, set by cargo when it runs a subcommand.
@@ -23,6 +27,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         CARGO_FLAKE_DB,
         "history database path (default <root>/.flake/history.db)",
+    ),
+    (
+        CARGO_FLAKE_DATABASE_URL,
+        "history database URL: postgres://…, sqlite://PATH or a path (a password is never printed)",
+    ),
+    (
+        CARGO_FLAKE_PROJECT,
+        "project of the runs (default: the git remote as host/owner/repo, else the folder name)",
     ),
     (
         CARGO_FLAKE_QUARANTINE,

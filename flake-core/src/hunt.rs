@@ -63,7 +63,7 @@ pub struct Hunt {
 pub fn hunt(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Hunt, RunError> {
     // Fail fast on a broken quarantine file or database, before any test runs.
     QuarantineFile::load(&opts.test.quarantine)?;
-    let mut store = Store::open(&opts.test.db)?;
+    let mut store = Store::connect(&opts.test.db)?.with_project(opts.test.project.clone())?;
     let n = opts.iterations.max(1);
     let stress = opts.test.runner == RunnerKind::Nextest && supports_stress(&opts.test.run.cargo);
     let mut warnings = Vec::new();

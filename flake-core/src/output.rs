@@ -115,7 +115,7 @@ impl TestRunJson {
             branch: run.meta.branch.clone(),
             gate: run.gate.verdict.as_str(),
             problem: run.gate.problem.clone(),
-            database: run.recorded.as_ref().map(|(p, _)| p.display().to_string()),
+            database: run.recorded.as_ref().map(|(p, _)| p.clone()),
             counts: counts(&run.results, &q),
             tests: run
                 .results
@@ -333,13 +333,13 @@ pub struct IngestFileJson<'a> {
 
 impl<'a> IngestJson<'a> {
     /// The JSON view of a finished ingest into `database`.
-    pub fn new(outcome: &'a crate::ingest::IngestOutcome, database: &std::path::Path) -> Self {
+    pub fn new(outcome: &'a crate::ingest::IngestOutcome, database: &str) -> Self {
         IngestJson {
             schema: SCHEMA,
             run_id: &outcome.write.run_id,
             commit: outcome.meta.commit.as_deref(),
             branch: outcome.meta.branch.as_deref(),
-            database: database.display().to_string(),
+            database: database.to_owned(),
             recorded: !outcome.write.duplicate_source,
             results: outcome.write.results,
             files: outcome

@@ -24,7 +24,9 @@ pub struct Options {
     /// How to invoke it.
     pub run: RunOptions,
     /// History database.
-    pub db: PathBuf,
+    pub db: crate::store::Location,
+    /// Project the run is recorded under.
+    pub project: String,
     /// Quarantine file.
     pub quarantine: PathBuf,
     /// `--commit`.
@@ -52,8 +54,9 @@ pub struct TestRun {
     pub quarantined: Vec<String>,
     /// The gate's decision.
     pub gate: GateReport,
-    /// Where the run was recorded; `None` when there was nothing to record.
-    pub recorded: Option<(PathBuf, WriteSummary)>,
+    /// Where the run was recorded (the database, password masked); `None`
+    /// when there was nothing to record.
+    pub recorded: Option<(String, WriteSummary)>,
     /// Non-fatal notes: git unavailable, stream oddities, ...
     pub warnings: Vec<String>,
     /// The user interrupted the run; nothing was recorded.
@@ -77,7 +80,7 @@ pub enum RunError {
 /// Runs the suite and records it. See the module docs for the order of work.
 pub fn test(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<TestRun, RunError> {
     let quarantine = QuarantineFile::load(&opts.quarantine)?;
-    let mut store = Store::open(&opts.db)?;
+    let mut store = Store::connect(&opts.db)?.with_project(opts.project.clone())?;
     let mut warnings = Vec::new();
     let ci = ci::detect_from_env();
     let git = match git::read(&opts.run.cwd) {
@@ -128,7 +131,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Tes
             writer.add(r)?;
         }
         let summary = writer.commit()?;
-        Some((opts.db.clone(), summary))
+        Some((store.describe(), summary))
     };
     let quarantined: Vec<String> = output
         .results

@@ -61,6 +61,41 @@ impl Workspace {
             .unwrap_or_else(|| self.root.join(".flake").join("history.db"))
     }
 
+    /// Where the history lives. Flags first (`--database-url`, then `--db`;
+    /// the CLI makes them exclusive), then `$CARGO_FLAKE_DATABASE_URL`, then
+    /// `$CARGO_FLAKE_DB`, then `<root>/.flake/history.db`.
+    pub fn location(
+        &self,
+        url: Option<&str>,
+        db: Option<&Path>,
+    ) -> Result<crate::store::Location, crate::store::LocationError> {
+        use crate::store::Location;
+        if let Some(url) = url {
+            return Location::parse(url);
+        }
+        if let Some(db) = db {
+            return Ok(Location::Sqlite(db.to_owned()));
+        }
+        if let Some(url) = std::env::var(env_vars::CARGO_FLAKE_DATABASE_URL)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            return Location::parse(&url);
+        }
+        Ok(Location::Sqlite(self.db_path(None)))
+    }
+
+    /// The project runs are recorded under and read from: `flag`, else
+    /// `$CARGO_FLAKE_PROJECT`, else the normalised git remote, else the root
+    /// folder's name ([`crate::project::default_project`]).
+    pub fn project(&self, flag: Option<&str>) -> String {
+        flag.map(str::to_owned)
+            .or_else(|| std::env::var(env_vars::CARGO_FLAKE_PROJECT).ok())
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| crate::project::default_project(&self.root))
+    }
+
     /// The quarantine file: `flag`, else `$CARGO_FLAKE_QUARANTINE`, else `<root>/flake-quarantine.toml`.
     pub fn quarantine_path(&self, flag: Option<&Path>) -> PathBuf {
         flag.map(Path::to_owned)

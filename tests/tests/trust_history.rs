@@ -287,45 +287,54 @@ fn another_programs_sqlite_file_is_refused_and_left_untouched() {
     );
 }
 
-/// Issue 8, item 9: a history written by the previous schema is ours: it is
-/// migrated in place and keeps its runs.
+/// A history written by the first release (`tests/fixtures/history`, see its
+/// README) is ours: it is migrated in place, keeps its runs, is adopted by
+/// the project that opens it, and its recorded reports are still known.
 #[test]
-fn a_history_of_the_first_schema_is_migrated_and_kept() {
+fn a_history_of_the_first_release_is_migrated_and_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let db = history(dir.path());
-    // Back to the first release's layout: sources keyed by digest alone, no application id.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE old_sources (digest TEXT PRIMARY KEY, run INTEGER NOT NULL) WITHOUT ROWID;
-         INSERT INTO old_sources SELECT digest, run FROM run_sources;
-         DROP TABLE run_sources;
-         ALTER TABLE old_sources RENAME TO run_sources;
-         PRAGMA user_version = 1;
-         PRAGMA application_id = 0;",
-    )
-    .unwrap();
-    drop(conn);
+    let db = dir.path().join("h.db");
+    std::fs::copy(fixtures().join("history/v0.1-history.db"), &db).unwrap();
     let rows = stats(dir.path(), &db);
     assert_eq!(
         rows["example.com/flakefixture/flaky::TestFlakyOnce"]["flaky"].as_u64(),
         Some(1)
     );
-    // The recorded source is still recognised as this run's.
-    let again = flake(
-        dir.path(),
-        &[
-            "ingest",
-            report("junit/gotestsum.xml").to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--commit",
-            "aaaa",
-        ],
+    assert_eq!(
+        rows["nextest-junit tests::flaky_first_attempt"]["runs"].as_u64(),
+        Some(1)
     );
-    assert_eq!(again.code, 0, "{}", again.stderr);
+    let db_s = db.to_str().unwrap();
+    let nextest = report("junit/nextest.xml");
+    let ingest = |extra: &[&str]| {
+        let out = flake(
+            dir.path(),
+            &[
+                &["ingest", nextest.to_str().unwrap(), "--db", db_s][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out
+    };
+    // The recorded source of run ci-1 is still recognised as that run's.
+    let again = ingest(&["--run-id", "ci-1", "--commit", "aaaa", "--branch", "main"]);
     assert!(
         again.stderr.contains("already recorded"),
         "{}",
         again.stderr
+    );
+    // The run the first release dropped as a duplicate now lands.
+    let dropped = ingest(&["--run-id", "ci-2", "--commit", "bbbb", "--branch", "main"]);
+    assert!(
+        !dropped.stderr.contains("already recorded"),
+        "{}",
+        dropped.stderr
+    );
+    let rows = stats(dir.path(), &db);
+    assert_eq!(
+        rows["nextest-junit tests::flaky_first_attempt"]["runs"].as_u64(),
+        Some(2)
     );
 }

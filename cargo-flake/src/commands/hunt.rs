@@ -8,11 +8,13 @@ use flake_core::quarantine::QuarantineFile;
 use flake_core::report::{Model, html::percent};
 use flake_core::run;
 use flake_core::runner::RunOptions;
-use flake_core::store::Store;
+use flake_core::store::{Location, Store};
 
 use super::report::{options, write_html};
 use super::test::choose_runner;
-use super::{Error, print_stderr, print_stdout, show_path, workspace};
+use super::{
+    Error, history_location, print_stderr, print_stdout, show_path, show_store, workspace,
+};
 use crate::cli::{ColorChoice, HuntArgs};
 use crate::style::{Styles, paint};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
@@ -24,16 +26,16 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
         .unwrap_or_else(|| "cargo".into());
     let styles = Styles::stderr(color);
     let runner = choose_runner(args.runner, &cargo, &styles);
-    let db = ws.db_path(args.db.db.as_deref());
+    let (db, project) = history_location(&ws, &args.db)?;
     let no_flags = crate::cli::WindowArgs {
         window: None,
         min_runs: None,
     };
     let quarantine_path = ws.quarantine_path(args.quarantine.path.as_deref());
-    let html = args
-        .html
-        .clone()
-        .unwrap_or_else(|| db.with_file_name("hunt-report.html"));
+    let html = args.html.clone().unwrap_or_else(|| match &db {
+        Location::Sqlite(path) => path.with_file_name("hunt-report.html"),
+        Location::Postgres(_) => ws.root.join(".flake").join("hunt-report.html"),
+    });
     let opts = hunt::Options {
         test: run::Options {
             runner,
@@ -45,6 +47,7 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
                 quiet_stdout: false,
             },
             db: db.clone(),
+            project: project.clone(),
             quarantine: quarantine_path.clone(),
             commit: args.revision.commit,
             branch: args.revision.branch,
@@ -61,7 +64,7 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
     for w in &found.warnings {
         print_stderr(&format!("{} {w}\n", paint(styles.flaky, "warning:")));
     }
-    let store = Store::open(&db)?;
+    let store = Store::connect_existing(&db)?.with_project(project)?;
     let quarantine = QuarantineFile::load(&quarantine_path)?;
     let model = Model::build(&store, &quarantine, &options(&ws, &no_flags)?)?;
     write_html(&html, &model)?;
@@ -69,7 +72,7 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
         "  recorded {} run{} in {}; report: {}\n",
         found.run_ids.len(),
         if found.run_ids.len() == 1 { "" } else { "s" },
-        show_path(&db),
+        show_store(&store),
         show_path(&html)
     ));
     if let Some(p) = &found.problem {

@@ -3,9 +3,10 @@
 use std::fmt::Write;
 
 use flake_core::ingest::{self, Format, IngestOptions};
-use flake_core::store::Store;
 
-use super::{Error, print_stderr, print_stdout, redact, show_path, workspace};
+use super::{
+    Error, open_history, print_stderr, print_stdout, redact, show_path, show_store, workspace,
+};
 use crate::EXIT_OK;
 use crate::cli::{ColorChoice, FormatChoice, IngestArgs, MessageFormat};
 use crate::style::{Styles, paint};
@@ -26,8 +27,8 @@ pub fn format(choice: FormatChoice) -> Option<Format> {
 
 pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
     let (cwd, ws) = workspace()?;
-    let db = ws.db_path(args.db.db.as_deref());
-    let mut store = Store::open(&db)?;
+    let mut store = open_history(&ws, &args.db)?;
+    let db = show_store(&store);
     let opts = IngestOptions {
         files: args.files,
         format: format(args.format),
@@ -38,7 +39,7 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
     };
     let outcome = ingest::ingest(&mut store, &opts)?;
     if args.message_format == MessageFormat::Json {
-        let value = flake_core::output::IngestJson::new(&outcome, &db);
+        let value = flake_core::output::IngestJson::new(&outcome, &store.describe());
         print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
         return Ok(EXIT_OK);
     }
@@ -84,8 +85,7 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
         let _ = writeln!(
             out,
             "nothing new: every report was already recorded in run {} ({})",
-            outcome.write.run_id,
-            show_path(&db)
+            outcome.write.run_id, db
         );
     } else {
         let rev = match (&outcome.meta.commit, &outcome.meta.branch) {
@@ -104,7 +104,7 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
             "{:>10} {} results in {} (run {run_id}{rev}){merged}",
             paint(s.pass, "recorded"),
             outcome.write.results,
-            show_path(&db)
+            db
         );
     }
     print_stderr(&out);

@@ -56,6 +56,42 @@ pub fn workspace() -> Result<(PathBuf, Workspace), Error> {
     Ok((cwd, ws))
 }
 
+/// The history and project named by `--db`, `--database-url` and `--project`.
+pub fn history_location(
+    ws: &Workspace,
+    args: &crate::cli::DbArg,
+) -> Result<(flake_core::store::Location, String), Error> {
+    let location = ws.location(args.database_url.as_deref(), args.db.as_deref())?;
+    Ok((location, ws.project(args.project.as_deref())))
+}
+
+/// Opens the history for a command that writes to it (creating an SQLite file).
+pub fn open_history(
+    ws: &Workspace,
+    args: &crate::cli::DbArg,
+) -> Result<flake_core::store::Store, Error> {
+    let (location, project) = history_location(ws, args)?;
+    Ok(flake_core::store::Store::connect(&location)?.with_project(project)?)
+}
+
+/// Opens the history for a command that only reads it: nothing is created.
+pub fn open_existing_history(
+    ws: &Workspace,
+    args: &crate::cli::DbArg,
+) -> Result<flake_core::store::Store, Error> {
+    let (location, project) = history_location(ws, args)?;
+    Ok(flake_core::store::Store::connect_existing(&location)?.with_project(project)?)
+}
+
+/// The history for display: a file relative to the current directory, or
+/// the URL with its password masked.
+pub fn show_store(store: &flake_core::store::Store) -> String {
+    store
+        .path()
+        .map(show_path)
+        .unwrap_or_else(|| store.describe())
+}
+
 /// Writes to stdout; a closed pipe (`| head`) ends the program quietly.
 pub fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();

@@ -9,7 +9,6 @@ use flake_core::quarantine::policy::{self, interval, percent};
 use flake_core::quarantine::{
     self, Entry, EntrySource, Finding, KeepReason, QuarantineFile, ReleaseReason,
 };
-use flake_core::store::Store;
 use flake_core::workspace::Workspace;
 
 use super::{Error, Usage, diff, print_stderr, print_stdout, show_path, workspace};
@@ -61,14 +60,13 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
                 return Err(Usage("the test id is empty".into()).into());
             }
             // A typo would quarantine nothing: warn when the history never saw the id.
-            let db_path = ws.db_path(db.db.as_deref());
-            if let Ok(store) = Store::open_existing(&db_path)
+            if let Ok(store) = super::open_existing_history(&ws, &db)
                 && store.history(&id, 1).map(|h| h.is_empty()).unwrap_or(false)
             {
                 print_stderr(&format!(
                     "{} `{id}` has no recorded runs in {}; check the id (cargo flake prints ids as `<binary-id> <test name>`)\n",
                     paint(styles.flaky, "warning:"),
-                    show_path(&db_path)
+                    super::show_store(&store)
                 ));
             }
             let today = policy::today().to_string();
@@ -129,8 +127,7 @@ fn sync(args: SyncArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Error>
     // Load (and so validate) the file first: a broken file is an error naming
     // its line whatever else is wrong.
     let file = QuarantineFile::load(&path)?;
-    let db = ws.db_path(args.db.db.as_deref());
-    let store = Store::open_existing(&db)?;
+    let store = super::open_existing_history(ws, &args.db)?;
     let today = policy::today();
     let plan = quarantine::plan(&store, file, &config, today)?;
     let out_styles = Styles::stdout(color);

@@ -6,7 +6,6 @@ use flake_core::config::Config;
 use flake_core::quarantine::QuarantineFile;
 use flake_core::report::{Model, Options, html};
 use flake_core::stats::StatsOptions;
-use flake_core::store::Store;
 use flake_core::workspace::Workspace;
 
 use super::{Error, Usage, print_stderr, show_path, workspace};
@@ -15,8 +14,7 @@ use crate::cli::{ReportArgs, WindowArgs};
 
 pub fn run(args: ReportArgs) -> Result<u8, Error> {
     let (_, ws) = workspace()?;
-    let db = ws.db_path(args.db.db.as_deref());
-    let store = open_existing(&db)?;
+    let store = super::open_existing_history(&ws, &args.db)?;
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
     let model = Model::build(&store, &quarantine, &options(&ws, &args.window)?)?;
     write_html(&args.html, &model)?;
@@ -44,11 +42,6 @@ pub fn options(ws: &Workspace, w: &WindowArgs) -> Result<Options, Error> {
         stats,
         ..Options::default()
     })
-}
-
-/// Opens a history that must exist: reading commands never create one.
-pub fn open_existing(db: &Path) -> Result<Store, Error> {
-    Ok(Store::open_existing(db)?)
 }
 
 /// Renders and writes the report atomically (a reader never sees half a file).

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use flake_core::quarantine::QuarantineFile;
 use flake_core::report::{Story, html::percent};
 
-use super::report::{open_existing, options};
+use super::report::options;
 use super::{Error, Usage, clip, print_stdout, redact, workspace};
 use crate::EXIT_OK;
 use crate::cli::{ColorChoice, ListFormat, ShowArgs};
@@ -13,7 +13,7 @@ use crate::style::{Styles, paint};
 
 pub fn run(args: ShowArgs, color: ColorChoice) -> Result<u8, Error> {
     let (_, ws) = workspace()?;
-    let store = open_existing(&ws.db_path(args.db.db.as_deref()))?;
+    let store = super::open_existing_history(&ws, &args.db)?;
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
     let opts = options(&ws, &args.window)?;
     let Some(story) = Story::build(&store, &quarantine, &args.id, &opts, args.runs)? else {

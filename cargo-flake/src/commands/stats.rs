@@ -7,7 +7,6 @@ use flake_core::output::StatsEntryJson;
 use flake_core::quarantine::QuarantineFile;
 use flake_core::quarantine::policy::{date_of, interval, percent, start_of_day};
 use flake_core::stats::{self, SortKey, Stats, StatsOptions, TestStats};
-use flake_core::store::Store;
 
 use super::{Error, Usage, clip, print_stdout, workspace};
 use crate::EXIT_OK;
@@ -29,8 +28,7 @@ pub fn run(args: StatsArgs, color: ColorChoice) -> Result<u8, Error> {
     }
     opts.since_ms = args.since.as_deref().map(parse_since).transpose()?;
     opts.variant = args.variant.clone();
-    let db = ws.db_path(args.db.db.as_deref());
-    let store = Store::open_existing(&db)?;
+    let store = super::open_existing_history(&ws, &args.db)?;
     let mut stats = stats::compute(&store, &opts)?;
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
     stats.mark_quarantined(&quarantine);

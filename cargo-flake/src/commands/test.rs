@@ -12,7 +12,9 @@ use flake_core::runner::{
     DEFAULT_RETRIES, RunOptions, RunnerError, RunnerEvent, RunnerKind, nextest,
 };
 
-use super::{Error, Usage, clip, print_stderr, print_stdout, redact, show_path, workspace};
+use super::{
+    Error, Usage, clip, history_location, print_stderr, print_stdout, redact, show_path, workspace,
+};
 use crate::cli::{ColorChoice, MessageFormat, RunnerChoice, TestArgs};
 use crate::style::{Styles, paint};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
@@ -47,6 +49,7 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
     let styles = Styles::stderr(color);
     let runner = choose_runner(args.runner, &cargo, &styles);
     let json = args.message_format == MessageFormat::Json;
+    let (db, project) = history_location(&ws, &args.db)?;
     let opts = run::Options {
         runner,
         run: RunOptions {
@@ -56,7 +59,8 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
             runner_args: args.runner_args,
             quiet_stdout: json,
         },
-        db: ws.db_path(args.db.db.as_deref()),
+        db,
+        project,
         quarantine: ws.quarantine_path(args.quarantine.path.as_deref()),
         commit: args.revision.commit,
         branch: args.revision.branch,
@@ -254,12 +258,16 @@ pub fn summary(run: &TestRun, s: &Styles, default_max_attempts: usize) -> String
                 write.run_id.clone()
             };
             let rev = match (&run.meta.commit, &run.meta.branch) {
-                (Some(c), Some(b)) => format!(", commit {} on {b}", &c[..c.len().min(12)]),
-                (Some(c), None) => format!(", commit {}", &c[..c.len().min(12)]),
+                (Some(c), Some(b)) => format!(", commit {} on {b}", short_commit(c)),
+                (Some(c), None) => format!(", commit {}", short_commit(c)),
                 (None, Some(b)) => format!(", branch {b}"),
                 (None, None) => String::new(),
             };
-            let _ = writeln!(out, "  history: {} (run {run_id}{rev})", show_path(path));
+            let _ = writeln!(
+                out,
+                "  history: {} (run {run_id}{rev})",
+                show_path(std::path::Path::new(path))
+            );
         }
         None if run.interrupted => {
             let _ = writeln!(out, "  history: nothing recorded (interrupted)");
@@ -307,4 +315,10 @@ fn count_line(c: &flake_core::output::Counts, total: usize, s: &Styles) -> Strin
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// The first 12 characters of a commit id (a `--commit` value is any text,
+/// so this counts characters, not bytes).
+fn short_commit(c: &str) -> String {
+    c.chars().take(12).collect()
 }

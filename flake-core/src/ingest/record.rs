@@ -8,7 +8,7 @@ use crate::ci;
 use crate::git;
 use crate::meta::{self, RunMeta};
 use crate::model::{Outcome, RunMerge, TestResult};
-use crate::store::{RunWriter, Store, StoreError, WriteSummary, name_key};
+use crate::store::{RunWrite, Store, StoreError, WriteSummary, name_key};
 
 /// Options of one ingest.
 #[derive(Clone, Debug, Default)]
@@ -199,7 +199,7 @@ fn record(
             });
             continue;
         }
-        let summary = read_into(path, opts.format, &mut writer)?;
+        let summary = read_into(path, opts.format, writer.as_mut())?;
         writer.add_source(digest)?;
         let file_warnings = summary
             .meta
@@ -296,7 +296,7 @@ const BATCH: usize = 512;
 fn read_into(
     path: &Path,
     format: Option<Format>,
-    writer: &mut RunWriter<'_>,
+    writer: &mut dyn RunWrite,
 ) -> Result<ReportSummary, RecordError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u128, TestResult)>>(8);

@@ -6,7 +6,6 @@
 //! and the per-result work is an index into this table.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 
 use crate::config::FlipMatch;
 use crate::store::{Store, StoreError};
@@ -62,44 +61,34 @@ pub(crate) struct RunTable {
 
 impl RunTable {
     pub fn load(store: &Store, opts: &StatsOptions) -> Result<RunTable, StoreError> {
-        let path = display_path(store);
-        let sql = StoreError::sql(&path);
-        let mut stmt = store
-            .connection()
-            .prepare(
-                "SELECT id, run_key, commit_sha, branch, tree_sha, dirty, started_at, os, target, total, failed, flaky
-                 FROM runs ORDER BY id",
-            )
-            .map_err(&sql)?;
-        let mut rows = stmt.query([]).map_err(&sql)?;
         let mut runs = Vec::new();
         // (commit, tree, dirty) per run, for grouping after all runs are known.
         let mut code = Vec::new();
-        while let Some(r) = rows.next().map_err(&sql)? {
-            let total: i64 = r.get(9).map_err(&sql)?;
-            let failed: i64 = r.get(10).map_err(&sql)?;
+        for r in store.runs()? {
+            let (total, failed) = (r.total, r.failed);
             let storm = opts.storm.is_some_and(|g| {
                 total >= g.min_tests as i64 && failed as f64 >= g.threshold * total as f64
             });
-            let info = RunInfo {
-                seq: r.get(0).map_err(&sql)?,
-                run_id: r.get(1).map_err(&sql)?,
-                commit: r.get(2).map_err(&sql)?,
-                branch: r.get(3).map_err(&sql)?,
-                started_at: r.get(6).map_err(&sql)?,
-                os: r.get(7).map_err(&sql)?,
-                target: r.get(8).map_err(&sql)?,
+            code.push((
+                r.meta.commit.clone(),
+                r.meta.tree,
+                r.meta.dirty == Some(true),
+            ));
+            runs.push(RunInfo {
+                seq: r.seq,
+                run_id: r.meta.run_id,
+                commit: r.meta.commit,
+                branch: r.meta.branch,
+                started_at: r.meta.started_at,
+                os: r.meta.os,
+                target: r.meta.target,
                 total,
-                flaky: r.get(11).map_err(&sql)?,
+                flaky: r.flaky,
                 storm,
                 eligible: false,
                 admitted: false,
                 group: None,
-            };
-            let tree: Option<String> = r.get(4).map_err(&sql)?;
-            let dirty: Option<bool> = r.get(5).map_err(&sql)?;
-            code.push((info.commit.clone(), tree, dirty == Some(true)));
-            runs.push(info);
+            });
         }
         for run in &mut runs {
             run.admitted = opts.admits(run);
@@ -196,47 +185,13 @@ fn assign_groups(
     groups
 }
 
-pub(crate) fn display_path(store: &Store) -> PathBuf {
-    store
-        .path()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| PathBuf::from(":memory:"))
-}
-
 /// The sequence number of the newest run in which each of `ids` has any
 /// result (skipped included: a skipped test still exists). Ids never seen are
-/// absent.
-///
-/// `tests.name` has no index (it would cost every ingest), so the names are
-/// read in one pass and matched in memory, then each match costs one index
-/// probe: a scan per id made this quadratic in large suites.
+/// absent. One pass for all ids (see [`crate::store::Backend::last_result_runs`]).
 pub fn last_seen(
     store: &Store,
     ids: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<HashMap<String, i64>, StoreError> {
     let wanted: HashSet<String> = ids.into_iter().map(|i| i.as_ref().to_owned()).collect();
-    let mut out = HashMap::new();
-    if wanted.is_empty() {
-        return Ok(out);
-    }
-    let path = display_path(store);
-    let sql = StoreError::sql(&path);
-    let conn = store.connection();
-    let mut names = conn.prepare("SELECT id, name FROM tests").map_err(&sql)?;
-    let mut probe = conn
-        .prepare_cached("SELECT max(run) FROM results WHERE test = ?1")
-        .map_err(&sql)?;
-    let mut rows = names.query([]).map_err(&sql)?;
-    while let Some(row) = rows.next().map_err(&sql)? {
-        let name: String = row.get(1).map_err(&sql)?;
-        if !wanted.contains(&name) {
-            continue;
-        }
-        let key: i64 = row.get(0).map_err(&sql)?;
-        let seq: Option<i64> = probe.query_row([key], |r| r.get(0)).map_err(&sql)?;
-        if let Some(seq) = seq {
-            out.insert(name, seq);
-        }
-    }
-    Ok(out)
+    store.last_result_runs(&wanted)
 }

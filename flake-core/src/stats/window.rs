@@ -14,17 +14,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
-
-use super::history::{RunTable, display_path};
+use super::history::RunTable;
 use super::{Class, Sample, Stats, StatsOptions, SuiteStats, TestStats};
 use crate::model::Outcome;
-use crate::store::{Store, StoreError};
-
-const PASSED: i64 = 0;
-const FLAKY: i64 = 1;
-const FAILED: i64 = 2;
-const SKIPPED: i64 = 3;
+use crate::store::{Store, StoreError, StoredTest};
 
 /// Computes the statistics of every test with a result in a run the filters
 /// admit (see [`Stats::tests`]).
@@ -44,10 +37,7 @@ fn compute_keys(
     opts: &StatsOptions,
     only: Option<i64>,
 ) -> Result<Stats, StoreError> {
-    let path = display_path(store);
-    let sql = StoreError::sql(&path);
     let table = RunTable::load(store, opts)?;
-    let conn = store.connection();
 
     // Admitted runs only exist from this sequence number on; the range read
     // of each test stops there instead of walking its whole history.
@@ -55,31 +45,16 @@ fn compute_keys(
     let mut tests = Vec::new();
     let mut flip_runs = vec![false; table.runs.len()];
     if let Some(min_seq) = min_seq {
-        // Two statements rather than `?1 IS NULL OR id = ?1`, which SQLite
-        // answers with a scan of every name.
-        let mut names = match only {
-            Some(_) => conn.prepare("SELECT id, name FROM tests WHERE id = ?1"),
-            None => conn.prepare("SELECT id, name FROM tests WHERE ?1 IS NULL ORDER BY id"),
-        }
-        .map_err(&sql)?;
-        let ids: Vec<(i64, String)> = names
-            .query_map([only], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&sql)?
-            .collect::<Result<_, _>>()
-            .map_err(&sql)?;
-        let mut window_stmt = conn
-            .prepare_cached(
-                "SELECT run, outcome FROM results WHERE test = ?1 AND run >= ?2 ORDER BY run DESC",
-            )
-            .map_err(&sql)?;
-        let mut point = conn
-            .prepare_cached("SELECT outcome FROM results WHERE test = ?1 AND run = ?2")
-            .map_err(&sql)?;
+        let ids = store.tests_by_key(only)?;
         let mut samples: Vec<Sample> = Vec::with_capacity(opts.window);
         // Outcome of this test in every run read so far (window and skipped-over runs).
-        let mut seen: Vec<(u32, i64)> = Vec::new();
+        let mut seen: Vec<(u32, Outcome)> = Vec::new();
         let mut group_pass: HashMap<u32, bool> = HashMap::new();
-        for (test, name) in ids {
+        for StoredTest {
+            key: test,
+            id: name,
+        } in ids
+        {
             samples.clear();
             seen.clear();
             group_pass.clear();
@@ -87,44 +62,31 @@ fn compute_keys(
             // runs, so they do not fill it, but a test made only of them must
             // still be listed (a test that never runs is a finding).
             let (mut skipped, mut storm_runs) = (0u64, 0u64);
-            let mut rows = window_stmt.query(params![test, min_seq]).map_err(&sql)?;
-            while let Some(row) = rows.next().map_err(&sql)? {
-                let seq: i64 = row.get(0).map_err(&sql)?;
-                let code: i64 = row.get(1).map_err(&sql)?;
+            store.scan_results(test, min_seq, &mut |seq, outcome| {
                 let Some(pos) = table.position(seq) else {
-                    continue;
+                    return true;
                 };
-                seen.push((pos, code));
+                seen.push((pos, outcome));
                 let run = &table.runs[pos as usize];
                 if !run.admitted {
-                    continue;
+                    return true;
                 }
                 if run.storm {
-                    storm_runs += u64::from(code != SKIPPED);
-                    continue;
+                    storm_runs += u64::from(outcome != Outcome::Skipped);
+                    return true;
                 }
-                let class = match code {
-                    PASSED => Class::Clean,
-                    FLAKY => Class::RetryFlaky,
-                    FAILED => Class::HardFail,
-                    SKIPPED => {
+                let class = match outcome {
+                    Outcome::Passed => Class::Clean,
+                    Outcome::Flaky => Class::RetryFlaky,
+                    Outcome::Failed => Class::HardFail,
+                    Outcome::Skipped => {
                         skipped += 1;
-                        continue;
-                    }
-                    _ => {
-                        return Err(StoreError::Corrupt {
-                            path: path.clone(),
-                            what: "outcome",
-                            code,
-                        });
+                        return true;
                     }
                 };
                 samples.push(Sample { run: pos, class });
-                if samples.len() == opts.window {
-                    break;
-                }
-            }
-            drop(rows);
+                samples.len() < opts.window
+            })?;
             if samples.is_empty() && skipped == 0 && storm_runs == 0 {
                 continue;
             }
@@ -145,18 +107,11 @@ fn compute_keys(
                             if other == run {
                                 continue;
                             }
-                            let code = match seen.iter().find(|(p, _)| *p == other) {
-                                Some(&(_, c)) => Some(c),
-                                None => {
-                                    let seq = table.runs[other as usize].seq;
-                                    let mut q = point.query(params![test, seq]).map_err(&sql)?;
-                                    match q.next().map_err(&sql)? {
-                                        Some(r) => Some(r.get::<_, i64>(0).map_err(&sql)?),
-                                        None => None,
-                                    }
-                                }
+                            let outcome = match seen.iter().find(|(p, _)| *p == other) {
+                                Some(&(_, o)) => Some(o),
+                                None => store.outcome_in(test, table.runs[other as usize].seq)?,
                             };
-                            if matches!(code, Some(PASSED | FLAKY)) {
+                            if matches!(outcome, Some(Outcome::Passed | Outcome::Flaky)) {
                                 found = true;
                                 break;
                             }

@@ -1,6 +1,10 @@
-//! Errors of the history store.
+//! Errors of the history store, the same for every backend: the client
+//! library's error is kept as the source, by its message, never by its type.
 
 use std::path::{Path, PathBuf};
+
+/// The error of a backend's client library (SQLite's, PostgreSQL's).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why the history database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +25,7 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     /// The file is not an SQLite database.
     #[error("`{}` is not a cargo-flake history database; it was not modified (pass `--db` to choose another file)", path.display())]
@@ -30,7 +34,7 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's error.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     /// Written by a newer cargo-flake.
     #[error(
@@ -79,14 +83,22 @@ pub enum StoreError {
         /// Commit and branch of the results being added.
         new: String,
     },
-    /// Any other SQLite error.
+    /// Any other error of the database.
     #[error("history database `{}` failed", path.display())]
     Sql {
-        /// The database.
+        /// The database (a file, or a URL with its password masked).
         path: PathBuf,
-        /// SQLite's error.
+        /// The client library's error.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
+    },
+    /// This build cannot do that with this database.
+    #[error("`{db}`: {what} are not supported by this build of cargo-flake")]
+    Unsupported {
+        /// The database, password masked.
+        db: String,
+        /// What was asked.
+        what: &'static str,
     },
     /// A stored value this build cannot interpret.
     #[error("history database `{}` holds an unknown {what} code {code}", path.display())]
@@ -128,25 +140,6 @@ impl StoreError {
                 what,
             },
             other => other,
-        }
-    }
-
-    /// Wraps a rusqlite error for `path`.
-    pub(crate) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
-        let path = path.to_owned();
-        move |source| {
-            if let rusqlite::Error::SqliteFailure(e, _) = &source
-                && e.code == rusqlite::ErrorCode::NotADatabase
-            {
-                return StoreError::NotADatabase {
-                    path: path.clone(),
-                    source,
-                };
-            }
-            StoreError::Sql {
-                path: path.clone(),
-                source,
-            }
         }
     }
 }

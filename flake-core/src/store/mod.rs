@@ -1,152 +1,354 @@
-//! The history database: every run, every test result, every failed attempt.
+//! The history: every run, every test result, every failed attempt, behind
+//! one seam with two backends.
 //!
-//! SQLite (bundled) in WAL mode with a busy timeout, so parallel CI jobs that
-//! share one file both land. The schema is created and migrated through
-//! `pragma user_version`; a database from a newer cargo-flake is refused.
+//! Everything above this module (ingest, the runners, stats, quarantine,
+//! reports, hunt) talks to a [`Store`]: a handle on one database for one
+//! project. A `Store` forwards to a [`Backend`], the trait each backend
+//! implements; SQL lives only in the backend modules:
+//! - [`sqlite`]: the embedded default, one file per checkout or CI cache;
+//! - PostgreSQL (later): the shared history of a team.
 //!
-//! Layout, chosen for rolling-window queries over millions of results:
-//! - `tests(id, name)`: interned test ids, so a result row holds an integer;
-//! - `runs`: one row per logical run, with its metadata and outcome counts;
-//! - `results(test, run, outcome, attempts, duration_ms)`: WITHOUT ROWID and
-//!   keyed `(test, run)`, so "the last 50 runs of this test" is one index range
-//!   read newest-first and a row costs ~20 bytes;
-//! - `attempts` and `failures`: per-attempt detail, kept only for tests that
-//!   did not simply pass (a passing single attempt is fully described by its
-//!   result row), with failure texts de-duplicated by content hash;
-//! - `run_sources`: content digests of ingested reports, so re-ingesting a
-//!   file never double-counts.
+//! The contract every backend keeps:
+//! - a run is written in one transaction ([`RunWrite`]): dropping the writer
+//!   without [`RunWrite::commit`] leaves nothing, and a killed writer leaves
+//!   no partial run;
+//! - run ids and test ids are per project: two repositories in one database
+//!   never see each other's runs, tests or de-duplication;
+//! - reads of a test's window cost one range read by its interned key, so a
+//!   report over thousands of tests never looks tests up by name one by one;
+//! - a database of another program, or of a newer schema, is refused before
+//!   anything is written to it.
 
-mod detail;
 mod error;
 mod location;
-mod read;
-mod schema;
-mod write;
+pub mod sqlite;
+mod types;
 
-pub use detail::{RunAttempt, StoredTest, WindowResult};
-pub use error::StoreError;
+pub use error::{BackendError, StoreError};
 pub use location::{Location, LocationError, mask_password};
-pub use read::{ResultRecord, RunRecord};
-pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use write::{RunWriter, WriteSummary, name_key};
+pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
+pub use types::{
+    ResultRecord, RunAttempt, RunRecord, StoredTest, WindowResult, WriteSummary, name_key,
+};
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use crate::meta::RunMeta;
+use crate::model::{Outcome, TestResult};
 
-/// How long a writer waits for another writer's transaction before giving up.
-/// CI jobs sharing a database write one short transaction each.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// One database, as the layers above the store need it. Methods that take a
+/// `project` see only that project's runs and tests; methods that take an
+/// interned test key or run sequence number are project-scoped by the key.
+pub trait Backend: std::fmt::Debug + Send {
+    /// The database for messages: a file path, or a URL with its password masked.
+    fn describe(&self) -> String;
+    /// The file behind an SQLite backend; `None` in memory or on a server.
+    fn path(&self) -> Option<&Path>;
+    /// Gives runs and tests recorded without a project to `project` (a
+    /// history written before projects existed); a no-op when there are none.
+    fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError>;
 
-/// An open history database.
+    /// All runs of `project`, oldest first.
+    fn runs(&self, project: &str) -> Result<Vec<RunRecord>, StoreError>;
+    /// The run of `project` with this id, if recorded.
+    fn run(&self, project: &str, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// Every result of one run, by test id.
+    fn results_of_run(&self, run_seq: i64) -> Result<Vec<ResultRecord>, StoreError>;
+    /// Tests of `project` with at least one result, by id.
+    fn tests(&self, project: &str) -> Result<Vec<StoredTest>, StoreError>;
+    /// Every interned test of `project` (or only the one with key `only`), by key.
+    fn tests_by_key(&self, project: &str, only: Option<i64>)
+    -> Result<Vec<StoredTest>, StoreError>;
+    /// The interned key of a test id in `project`.
+    fn test_key(&self, project: &str, id: &str) -> Result<Option<i64>, StoreError>;
+    /// The most recent `limit` results of a test, newest first.
+    fn window(&self, test: i64, limit: usize) -> Result<Vec<WindowResult>, StoreError>;
+    /// A test's results in runs `>= since_run`, newest first.
+    fn results_since(&self, test: i64, since_run: i64) -> Result<Vec<WindowResult>, StoreError>;
+    /// Visits a test's results in runs `>= since_run`, newest first, until
+    /// `visit` returns `false`: the rolling window reads only what it needs.
+    fn scan_results(
+        &self,
+        test: i64,
+        since_run: i64,
+        visit: &mut dyn FnMut(i64, Outcome) -> bool,
+    ) -> Result<(), StoreError>;
+    /// A test's outcome in one run.
+    fn outcome_in(&self, test: i64, run_seq: i64) -> Result<Option<Outcome>, StoreError>;
+    /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
+    fn attempts_between(
+        &self,
+        test: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<RunAttempt>, StoreError>;
+    /// The newest run in which each of `ids` (tests of `project`) has any result.
+    fn last_result_runs(
+        &self,
+        project: &str,
+        ids: &HashSet<String>,
+    ) -> Result<HashMap<String, i64>, StoreError>;
+
+    /// Starts recording the run `meta` of `project` in one transaction; a run
+    /// with the same id is merged into (shards of one logical run).
+    fn begin_run<'a>(
+        &'a mut self,
+        project: &str,
+        meta: &RunMeta,
+    ) -> Result<Box<dyn RunWrite + 'a>, StoreError>;
+}
+
+/// An open transaction recording one run. Dropping it without
+/// [`RunWrite::commit`] rolls everything back, so an interrupted ingest or a
+/// parse error leaves no partial run.
+pub trait RunWrite {
+    /// Records one test result, its id's [`name_key`] computed by the caller
+    /// (a parsing thread can take that work off the writing thread). A second
+    /// result for the same test in this run is merged with the first (a
+    /// retry, a rerun file or another shard; see [`crate::model::RunMerge`]).
+    fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError>;
+
+    /// [`RunWrite::add_keyed`] with the key computed here.
+    fn add(&mut self, result: &TestResult) -> Result<(), StoreError> {
+        self.add_keyed(name_key(&result.id), result)
+    }
+
+    /// Replaces the run's metadata (known fully only after its reports were
+    /// read). When merging into a recorded run, whose metadata stands, the
+    /// commit and branch must agree with it ([`StoreError::RunConflict`]) and
+    /// only fill in what it lacked.
+    fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError>;
+
+    /// Whether a source (a report file) with this content digest was recorded
+    /// before *in this run*: a retried upload is skipped and never
+    /// double-counts, while the same bytes in another run are that run's.
+    fn source_recorded(&self, digest: &str) -> Result<bool, StoreError>;
+
+    /// Records that a source with this digest is part of this run.
+    fn add_source(&mut self, digest: &str) -> Result<(), StoreError>;
+
+    /// Renames the run before commit (to an id derived from its content). If
+    /// the project has a run with that id, the rename is refused: `false`.
+    fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError>;
+
+    /// Commits the run; only now does any of it become visible. A run whose
+    /// every source was a duplicate adds nothing (and leaves no empty run).
+    fn commit(self: Box<Self>) -> Result<WriteSummary, StoreError>;
+}
+
+/// A history database opened for one project.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
-    path: Option<PathBuf>,
+    backend: Box<dyn Backend>,
+    project: String,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, migrating older schemas.
-    ///
-    /// A new database's folder gets a `.gitignore` of `*`, so the history is
-    /// never committed by accident. A file that is neither empty nor a
-    /// cargo-flake history is refused before anything is written to it.
+    /// A store over `backend`, for the unnamed project (see [`Store::with_project`]).
+    pub fn from_backend(backend: Box<dyn Backend>) -> Store {
+        Store {
+            backend,
+            project: String::new(),
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite history at `path`, migrating
+    /// older schemas. See [`sqlite::SqliteBackend::open`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.to_owned(),
-                source,
-            })?;
-            // Best effort: the database works without it.
-            let _ = std::fs::write(
-                dir.join(".gitignore"),
-                "# written by cargo-flake: the history database is not source\n*\n",
-            );
-        }
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::init(conn, Some(path.to_owned()))
+        Ok(Store::from_backend(Box::new(sqlite::SqliteBackend::open(
+            path,
+        )?)))
     }
 
-    /// Opens the history at `path` for a command that only reads it: a
-    /// missing or empty file is [`StoreError::NoHistory`], and nothing is
-    /// created (an older schema of ours is still migrated).
+    /// Opens the SQLite history at `path` for a command that only reads it:
+    /// a missing or empty file is [`StoreError::NoHistory`], nothing is created.
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        let no_history = || StoreError::NoHistory {
-            path: path.to_owned(),
-        };
-        if !path.is_file() {
-            return Err(no_history());
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        if schema::inspect(&conn).map_err(|e| e.with_path(path))? == schema::Contents::Empty {
-            return Err(no_history());
-        }
-        Self::init(conn, Some(path.to_owned()))
+        Ok(Store::from_backend(Box::new(
+            sqlite::SqliteBackend::open_existing(path)?,
+        )))
     }
 
-    /// Opens a private in-memory database (tests, dry runs).
+    /// A private in-memory SQLite history (tests, dry runs).
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
-            path: PathBuf::from(":memory:"),
-            source,
-        })?;
-        Self::init(conn, None)
+        Ok(Store::from_backend(Box::new(
+            sqlite::SqliteBackend::open_in_memory()?,
+        )))
     }
 
-    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Store, StoreError> {
-        let display = path.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
-        let sql = |source| StoreError::Sql {
-            path: display.clone(),
-            source,
-        };
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
-        // Before the first write (even the journal mode is a write to the
-        // header): a file of another program is left exactly as it was.
-        schema::inspect(&conn).map_err(|e| e.with_path(&display))?;
-        if path.is_some() {
-            // WAL lets readers run beside a writer and makes commits cheap;
-            // NORMAL sync is durable across process crashes, which is what a
-            // test history needs.
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(|e| StoreError::NotADatabase {
-                    path: display.clone(),
-                    source: e,
-                })?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(sql)?;
+    /// Opens the history at `location`, creating an SQLite file if needed.
+    pub fn connect(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(path) => Store::open(path),
+            Location::Postgres(_) => Err(StoreError::Unsupported {
+                db: location.to_string(),
+                what: "PostgreSQL histories",
+            }),
         }
-        conn.pragma_update(None, "foreign_keys", "OFF")
-            .map_err(sql)?;
-        schema::migrate(&mut conn).map_err(|e| e.with_path(&display))?;
-        Ok(Store { conn, path })
     }
 
-    /// The file behind this store, `None` in memory.
+    /// Opens the history at `location` for reading: nothing is created.
+    pub fn connect_existing(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(path) => Store::open_existing(path),
+            Location::Postgres(_) => Store::connect(location),
+        }
+    }
+
+    /// This store scoped to `project`: every read and write is that
+    /// project's. Runs recorded without a project (by a release before
+    /// projects existed) are adopted by the first named project that opens
+    /// the database.
+    pub fn with_project(mut self, project: impl Into<String>) -> Result<Store, StoreError> {
+        let project = project.into();
+        if !project.is_empty() {
+            self.backend.adopt_unnamed(&project)?;
+        }
+        self.project = project;
+        Ok(self)
+    }
+
+    /// The project this store reads and writes.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The file behind this store, `None` in memory or on a server.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.backend.path()
     }
 
-    /// The underlying connection, for read queries of other modules.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The database, for messages (a URL's password masked).
+    pub fn describe(&self) -> String {
+        self.backend.describe()
     }
 
-    /// Display name for error messages.
-    fn display_path(&self) -> PathBuf {
-        self.path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(":memory:"))
+    /// All runs, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.backend.runs(&self.project)
+    }
+
+    /// The run with this id, if recorded.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.backend.run(&self.project, run_id)
+    }
+
+    /// Every result of one run, by test id (reports and tests; not a hot path).
+    pub fn results_of_run(&self, run_seq: i64) -> Result<Vec<ResultRecord>, StoreError> {
+        self.backend.results_of_run(run_seq)
+    }
+
+    /// Every test that has at least one result, by id.
+    pub fn tests(&self) -> Result<Vec<StoredTest>, StoreError> {
+        self.backend.tests(&self.project)
+    }
+
+    /// Every interned test (or only the one with key `only`), by key.
+    pub(crate) fn tests_by_key(&self, only: Option<i64>) -> Result<Vec<StoredTest>, StoreError> {
+        self.backend.tests_by_key(&self.project, only)
+    }
+
+    /// The interned key of a test id, if it was ever recorded. Fine for the
+    /// one id a user names; readers that walk many tests carry
+    /// [`StoredTest::key`] or [`crate::stats::TestStats::key`] instead.
+    pub fn test_key(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        self.backend.test_key(&self.project, id)
+    }
+
+    /// The most recent `limit` results of the test with key `test`, newest first.
+    pub fn window(&self, test: i64, limit: usize) -> Result<Vec<WindowResult>, StoreError> {
+        self.backend.window(test, limit)
+    }
+
+    /// Results of the test with key `test` in runs `>= since_run`, newest first.
+    pub fn results_since(
+        &self,
+        test: i64,
+        since_run: i64,
+    ) -> Result<Vec<WindowResult>, StoreError> {
+        self.backend.results_since(test, since_run)
+    }
+
+    /// See [`Backend::scan_results`].
+    pub(crate) fn scan_results(
+        &self,
+        test: i64,
+        since_run: i64,
+        visit: &mut dyn FnMut(i64, Outcome) -> bool,
+    ) -> Result<(), StoreError> {
+        self.backend.scan_results(test, since_run, visit)
+    }
+
+    /// See [`Backend::outcome_in`].
+    pub(crate) fn outcome_in(
+        &self,
+        test: i64,
+        run_seq: i64,
+    ) -> Result<Option<Outcome>, StoreError> {
+        self.backend.outcome_in(test, run_seq)
+    }
+
+    /// The most recent `limit` results of one test, newest first (empty for
+    /// a test never recorded).
+    pub fn history(&self, test_id: &str, limit: usize) -> Result<Vec<WindowResult>, StoreError> {
+        match self.test_key(test_id)? {
+            Some(key) => self.window(key, limit),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Stored attempts of the test with key `test` in runs `>= since_run`,
+    /// oldest first, with their failures. Plain single-attempt passes have no
+    /// attempt rows (their result row describes them).
+    pub fn attempts_since(&self, test: i64, since_run: i64) -> Result<Vec<RunAttempt>, StoreError> {
+        self.backend.attempts_between(test, since_run, i64::MAX)
+    }
+
+    /// The stored attempts of one test in one run (empty for plain passes).
+    pub fn attempts(&self, test_id: &str, run_seq: i64) -> Result<Vec<RunAttempt>, StoreError> {
+        match self.test_key(test_id)? {
+            Some(key) => self.backend.attempts_between(key, run_seq, run_seq),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// See [`Backend::last_result_runs`].
+    pub fn last_result_runs(
+        &self,
+        ids: &HashSet<String>,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        self.backend.last_result_runs(&self.project, ids)
+    }
+
+    /// Starts recording the run described by `meta`.
+    ///
+    /// If a run with the same id exists, the results are merged into it (shards
+    /// of one logical run). Reports read from files are checked with
+    /// [`RunWrite::source_recorded`] and marked with [`RunWrite::add_source`],
+    /// so a retried upload never double-counts.
+    pub fn begin_run(&mut self, meta: &RunMeta) -> Result<Box<dyn RunWrite + '_>, StoreError> {
+        self.backend.begin_run(&self.project, meta)
+    }
+
+    /// Records a whole run in one call.
+    pub fn record_run(
+        &mut self,
+        meta: &RunMeta,
+        results: &[TestResult],
+        source_digest: Option<&str>,
+    ) -> Result<WriteSummary, StoreError> {
+        let mut writer = self.begin_run(meta)?;
+        if let Some(d) = source_digest
+            && writer.source_recorded(d)?
+        {
+            return writer.commit();
+        }
+        for r in results {
+            writer.add(r)?;
+        }
+        if let Some(d) = source_digest {
+            writer.add_source(d)?;
+        }
+        writer.commit()
     }
 }

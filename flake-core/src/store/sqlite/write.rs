@@ -9,29 +9,14 @@ use rustc_hash::{FxHashMap, FxHashSet};
 /// row roughly halves the database time of a large ingest.
 const BATCH: usize = 200;
 
-use super::{Store, StoreError};
-use crate::ingest::{Sink, SinkError};
+use super::{SqliteBackend, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
+use crate::store::{RunWrite, StoreError, WriteSummary, name_key};
 
-/// What recording a run did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WriteSummary {
-    /// The run id (key) the results were recorded under.
-    pub run_id: String,
-    /// Whether the run id already existed (a further shard of one logical run).
-    pub merged_into_existing: bool,
-    /// Whether this exact source had been recorded before, so nothing was added.
-    pub duplicate_source: bool,
-    /// Test results recorded (new or merged).
-    pub results: u64,
-}
-
-/// An open transaction recording one run. Dropping it without
-/// [`RunWriter::commit`] rolls everything back, so an interrupted ingest or a
-/// parse error leaves no partial run.
+/// An open transaction recording one run in SQLite (see [`RunWrite`]).
 #[derive(Debug)]
-pub struct RunWriter<'a> {
+pub(crate) struct RunWriter<'a> {
     // The connection inside `BEGIN IMMEDIATE`; `finished` says whether it was
     // committed, else dropping the writer rolls back.
     tx: &'a Connection,
@@ -50,6 +35,7 @@ pub struct RunWriter<'a> {
     // Commit and branch of the run this one merges into, if it existed.
     recorded_rev: Option<(Option<String>, Option<String>)>,
     fresh_run: bool,
+    project: String,
     pending_tests: Vec<(i64, String)>,
     pending_results: Vec<(i64, i64, i64, Option<i64>)>,
     batch_tests: Statement<'a>,
@@ -64,20 +50,19 @@ pub struct RunWriter<'a> {
     delta: [i64; 4],
 }
 
-impl Store {
-    /// Starts recording the run described by `meta`.
-    ///
-    /// If a run with the same id exists, the results are merged into it (shards
-    /// of one logical run). Reports read from files are checked with
-    /// [`RunWriter::source_recorded`] and marked with [`RunWriter::add_source`],
-    /// so re-ingesting a report never double-counts.
-    pub fn begin_run(&mut self, meta: &RunMeta) -> Result<RunWriter<'_>, StoreError> {
+impl SqliteBackend {
+    /// Starts recording the run `meta` of `project` (see [`RunWrite`]).
+    pub(crate) fn begin_run(
+        &mut self,
+        project: &str,
+        meta: &RunMeta,
+    ) -> Result<RunWriter<'_>, StoreError> {
         let path = self.display_path();
-        let sql = StoreError::sql(&path);
+        let sql = sql_err(&path);
         // IMMEDIATE takes the write lock now, so the busy timeout applies here
         // rather than failing at the first write of a deferred transaction.
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&sql)?;
-        match RunWriter::start(&self.conn, path, meta) {
+        match RunWriter::start(&self.conn, path, project, meta) {
             Ok(w) => Ok(w),
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -85,41 +70,20 @@ impl Store {
             }
         }
     }
-
-    /// Records a whole run in one call.
-    pub fn record_run(
-        &mut self,
-        meta: &RunMeta,
-        results: &[TestResult],
-        source_digest: Option<&str>,
-    ) -> Result<WriteSummary, StoreError> {
-        let mut writer = self.begin_run(meta)?;
-        if let Some(d) = source_digest
-            && writer.source_recorded(d)?
-        {
-            return writer.commit();
-        }
-        for r in results {
-            writer.add(r)?;
-        }
-        if let Some(d) = source_digest {
-            writer.add_source(d)?;
-        }
-        writer.commit()
-    }
 }
 
 impl<'a> RunWriter<'a> {
     fn start(
         tx: &'a Connection,
         path: PathBuf,
+        project: &str,
         meta: &RunMeta,
     ) -> Result<RunWriter<'a>, StoreError> {
-        let sql = StoreError::sql(&path);
+        let sql = sql_err(&path);
         let existing: Option<(i64, Option<String>, Option<String>)> = tx
             .query_row(
-                "SELECT id, commit_sha, branch FROM runs WHERE run_key = ?1",
-                [&meta.run_id],
+                "SELECT id, commit_sha, branch FROM runs WHERE project = ?1 AND run_key = ?2",
+                [project, &meta.run_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
@@ -144,11 +108,13 @@ impl<'a> RunWriter<'a> {
             }
             None => {
                 tx.execute(
-                    "INSERT INTO runs (run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at,
+                    "INSERT INTO runs (project, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at,
                         host, os, target, ci_provider, ci_job, ci_run, runner, runner_version, source_format)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                     rusqlite::params_from_iter(
-                        std::iter::once(&meta.run_id as &dyn rusqlite::ToSql).chain(meta_columns(meta)),
+                        [&project as &dyn rusqlite::ToSql, &meta.run_id]
+                            .into_iter()
+                            .chain(meta_columns(meta)),
                     ),
                 )
                 .map_err(&sql)?;
@@ -156,15 +122,28 @@ impl<'a> RunWriter<'a> {
             }
         };
         let mut ids = FxHashMap::default();
-        let mut next_test = 1;
+        // Keys are one sequence across projects; a damaged file's largest id
+        // must not overflow it.
+        let next_test: i64 = tx
+            .query_row("SELECT coalesce(max(id), 0) FROM tests", [], |r| r.get(0))
+            .map_err(&sql)?;
+        let next_test = next_test
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Damaged {
+                path: path.clone(),
+                what: "the test ids are exhausted".into(),
+            })?;
         {
-            let mut stmt = tx.prepare("SELECT id, name FROM tests").map_err(&sql)?;
+            let mut stmt = tx
+                .prepare("SELECT id, name FROM tests WHERE project = ?1")
+                .map_err(&sql)?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .query_map([project], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(&sql)?;
             for row in rows {
                 let (id, name) = row.map_err(&sql)?;
-                next_test = next_test.max(id + 1);
                 ids.insert(name_key(&name), id);
             }
         }
@@ -191,7 +170,10 @@ impl<'a> RunWriter<'a> {
             fresh_run: existing.is_none(),
             pending_tests: Vec::new(),
             pending_results: Vec::new(),
-            batch_tests: tx.prepare(&multi_row_insert("tests (id, name)", 2, BATCH)).map_err(&sql)?,
+            batch_tests: tx
+                .prepare(&multi_row_insert("tests (id, name, project)", 3, BATCH))
+                .map_err(&sql)?,
+            project: project.to_owned(),
             batch_results: tx
                 .prepare(&multi_row_insert(
                     "results (test, run, outcome, attempts, duration_ms)",
@@ -215,16 +197,9 @@ impl<'a> RunWriter<'a> {
 }
 
 impl RunWriter<'_> {
-    /// Records one test result; a second result for the same test in this run
-    /// is merged with the first (a rerun or another shard).
-    pub fn add(&mut self, result: &TestResult) -> Result<(), StoreError> {
-        self.add_keyed(name_key(&result.id), result)
-    }
-
-    /// [`RunWriter::add`] with the id's [`name_key`] computed by the caller,
-    /// so a parsing thread can take that work off the writing thread.
-    pub fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
-        let sql = StoreError::sql(&self.path);
+    /// See [`RunWrite::add_keyed`].
+    fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
+        let sql = sql_err(&self.path);
         let test = self.intern(key, &result.id)?;
         let attempts = result.attempts_run().max(1) as i64;
         let duration = result
@@ -279,7 +254,7 @@ impl RunWriter<'_> {
         result: &TestResult,
         first_attempt: i64,
     ) -> Result<(), StoreError> {
-        let sql = StoreError::sql(&self.path);
+        let sql = sql_err(&self.path);
         let mut n = first_attempt;
         for attempt in &result.attempts {
             if attempt.status == AttemptStatus::Skip {
@@ -313,7 +288,7 @@ impl RunWriter<'_> {
         attempts: i64,
         duration: Option<i64>,
     ) -> Result<i64, StoreError> {
-        let sql = StoreError::sql(&self.path);
+        let sql = sql_err(&self.path);
         let (old_code, old_attempts, old_duration): (i64, i64, Option<i64>) = self
             .tx
             .query_row(
@@ -383,13 +358,15 @@ impl RunWriter<'_> {
 
     /// Writes the batched test and result rows.
     fn flush(&mut self) -> Result<(), StoreError> {
-        let sql = StoreError::sql(&self.path);
+        let sql = sql_err(&self.path);
         if !self.pending_tests.is_empty() {
             let rows = &self.pending_tests;
+            let project = self.project.as_str();
             let bind = |stmt: &mut Statement<'_>| -> rusqlite::Result<()> {
                 for (i, (id, name)) in rows.iter().enumerate() {
-                    stmt.raw_bind_parameter(2 * i + 1, id)?;
-                    stmt.raw_bind_parameter(2 * i + 2, name.as_str())?;
+                    stmt.raw_bind_parameter(3 * i + 1, id)?;
+                    stmt.raw_bind_parameter(3 * i + 2, name.as_str())?;
+                    stmt.raw_bind_parameter(3 * i + 3, project)?;
                 }
                 stmt.raw_execute().map(drop)
             };
@@ -398,7 +375,11 @@ impl RunWriter<'_> {
             } else {
                 let mut stmt = self
                     .tx
-                    .prepare_cached(&multi_row_insert("tests (id, name)", 2, rows.len()))
+                    .prepare_cached(&multi_row_insert(
+                        "tests (id, name, project)",
+                        3,
+                        rows.len(),
+                    ))
                     .map_err(&sql)?;
                 bind(&mut stmt).map_err(&sql)?;
             }
@@ -444,7 +425,7 @@ impl RunWriter<'_> {
         location: Option<&str>,
         output: &str,
     ) -> Result<i64, StoreError> {
-        let sql = StoreError::sql(&self.path);
+        let sql = sql_err(&self.path);
         let mut h = blake3::Hasher::new();
         h.update(message.as_bytes());
         h.update(&[0]);
@@ -477,7 +458,7 @@ impl RunWriter<'_> {
     /// read). When merging into an existing run, whose metadata stands, the
     /// commit and branch must agree with it ([`StoreError::RunConflict`]),
     /// and only fill in what it lacked.
-    pub fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+    fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
         if let Some((commit, branch)) = &self.recorded_rev {
             check_same_revision(&self.summary.run_id, commit, branch, meta)?;
             self.tx
@@ -485,7 +466,7 @@ impl RunWriter<'_> {
                     "UPDATE runs SET commit_sha = coalesce(commit_sha, ?2), branch = coalesce(branch, ?3) WHERE id = ?1",
                     params![self.run, meta.commit, meta.branch],
                 )
-                .map_err(StoreError::sql(&self.path))?;
+                .map_err(sql_err(&self.path))?;
             return Ok(());
         }
         self.tx
@@ -498,7 +479,7 @@ impl RunWriter<'_> {
                     std::iter::once(&self.run as &dyn rusqlite::ToSql).chain(meta_columns(meta)),
                 ),
             )
-            .map_err(StoreError::sql(&self.path))?;
+            .map_err(sql_err(&self.path))?;
         Ok(())
     }
 
@@ -507,7 +488,7 @@ impl RunWriter<'_> {
     /// upload of the same run never double-counts; checking before parsing
     /// means nothing has to be undone. The same bytes in another run are
     /// that run's results: a stable suite writes identical reports every time.
-    pub fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
+    fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
         let found = self
             .tx
             .query_row(
@@ -516,7 +497,7 @@ impl RunWriter<'_> {
                 |_| Ok(()),
             )
             .optional()
-            .map_err(StoreError::sql(&self.path))?;
+            .map_err(sql_err(&self.path))?;
         if found.is_some() {
             // Counted here so that a run of nothing but known sources is dropped at commit.
             self.duplicates.set(self.duplicates.get() + 1);
@@ -525,13 +506,13 @@ impl RunWriter<'_> {
     }
 
     /// Records that a source with this digest is part of this run (call after its results).
-    pub fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
+    fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
         self.tx
             .execute(
                 "INSERT OR IGNORE INTO run_sources (digest, run) VALUES (?1, ?2)",
                 params![digest, self.run],
             )
-            .map_err(StoreError::sql(&self.path))?;
+            .map_err(sql_err(&self.path))?;
         self.sources += 1;
         Ok(())
     }
@@ -539,16 +520,16 @@ impl RunWriter<'_> {
     /// Renames the run before commit (e.g. to an id derived from its sources'
     /// content). If a run with that id exists, this run's results cannot be
     /// moved there, so the rename is refused and `false` returned.
-    pub fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
-        let sql = StoreError::sql(&self.path);
+    fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
+        let sql = sql_err(&self.path);
         if self.summary.merged_into_existing {
             return Ok(false);
         }
         let taken = self
             .tx
             .query_row(
-                "SELECT 1 FROM runs WHERE run_key = ?1 AND id != ?2",
-                params![run_id, self.run],
+                "SELECT 1 FROM runs WHERE project = ?1 AND run_key = ?2 AND id != ?3",
+                params![self.project, run_id, self.run],
                 |_| Ok(()),
             )
             .optional()
@@ -569,9 +550,9 @@ impl RunWriter<'_> {
 
     /// Commits the run; only now does any of it become visible. A run whose
     /// every source was a duplicate adds nothing (and leaves no empty run).
-    pub fn commit(mut self) -> Result<WriteSummary, StoreError> {
+    fn commit(mut self) -> Result<WriteSummary, StoreError> {
         self.flush()?;
-        let sql = StoreError::sql(&self.path);
+        let sql = sql_err(&self.path);
         self.summary.duplicate_source =
             self.duplicates.get() > 0 && self.sources == 0 && self.summary.results == 0;
         if self.summary.duplicate_source {
@@ -597,15 +578,6 @@ impl RunWriter<'_> {
         self.finished = true;
         Ok(self.summary.clone())
     }
-}
-
-/// The interner's key of a test name: 128 bits of its BLAKE3 hash. Keeping
-/// hashes instead of names halves the writer's memory on a 200,000-test
-/// report; an accidental collision (odds ~1e-28 at a million names) is not a
-/// practical concern.
-pub fn name_key(name: &str) -> u128 {
-    let hash = blake3::hash(name.as_bytes());
-    u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
 }
 
 /// Refuses to merge results of `meta` into a recorded run of another
@@ -669,17 +641,37 @@ fn multi_row_insert(table: &str, columns: usize, rows: usize) -> String {
     format!("INSERT INTO {table} VALUES {}", vec![row; rows].join(", "))
 }
 
+impl RunWrite for RunWriter<'_> {
+    fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
+        RunWriter::add_keyed(self, key, result)
+    }
+
+    fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+        RunWriter::update_meta(self, meta)
+    }
+
+    fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
+        RunWriter::source_recorded(self, digest)
+    }
+
+    fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
+        RunWriter::add_source(self, digest)
+    }
+
+    fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
+        RunWriter::set_run_id(self, run_id)
+    }
+
+    fn commit(self: Box<Self>) -> Result<WriteSummary, StoreError> {
+        RunWriter::commit(*self)
+    }
+}
+
 impl Drop for RunWriter<'_> {
     fn drop(&mut self) {
         if !self.finished {
             // Nothing to report to: the caller is already on an error path.
             let _ = self.tx.execute_batch("ROLLBACK");
         }
-    }
-}
-
-impl Sink for RunWriter<'_> {
-    fn test(&mut self, result: TestResult) -> Result<(), SinkError> {
-        self.add(&result).map_err(|e| SinkError(Box::new(e)))
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::StoreError;
+use super::{StoreError, sql_err};
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -85,6 +85,48 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE run_sources;
     ALTER TABLE run_sources_v2 RENAME TO run_sources;
     "#,
+    // 2 -> 3: projects. One database holds many repositories: runs are
+    // unique by (project, run_key) and a test id is interned per project.
+    // Existing rows get the unnamed project '', which the first named
+    // project to open the file adopts (`Store::with_project`).
+    r#"
+    ALTER TABLE tests ADD COLUMN project TEXT NOT NULL DEFAULT '';
+    CREATE TABLE runs_v3 (
+        id             INTEGER PRIMARY KEY,
+        project        TEXT NOT NULL DEFAULT '',
+        run_key        TEXT NOT NULL,
+        commit_sha     TEXT,
+        branch         TEXT,
+        tree_sha       TEXT,
+        dirty          INTEGER,
+        started_at     INTEGER NOT NULL,
+        finished_at    INTEGER NOT NULL,
+        host           TEXT,
+        os             TEXT,
+        target         TEXT,
+        ci_provider    TEXT,
+        ci_job         TEXT,
+        ci_run         TEXT,
+        runner         TEXT,
+        runner_version TEXT,
+        source_format  TEXT NOT NULL,
+        total          INTEGER NOT NULL DEFAULT 0,
+        passed         INTEGER NOT NULL DEFAULT 0,
+        flaky          INTEGER NOT NULL DEFAULT 0,
+        failed         INTEGER NOT NULL DEFAULT 0,
+        skipped        INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (project, run_key)
+    );
+    INSERT INTO runs_v3 (id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os,
+        target, ci_provider, ci_job, ci_run, runner, runner_version, source_format, total, passed, flaky,
+        failed, skipped)
+    SELECT id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os,
+        target, ci_provider, ci_job, ci_run, runner, runner_version, source_format, total, passed, flaky,
+        failed, skipped FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v3 RENAME TO runs;
+    CREATE INDEX runs_commit ON runs (commit_sha);
+    "#,
 ];
 
 /// `pragma application_id` of a cargo-flake history ("cflk"), so another
@@ -113,7 +155,7 @@ pub(crate) enum Contents {
 /// is an error before the first write. Paths are filled in by the caller.
 pub(crate) fn inspect(conn: &Connection) -> Result<Contents, StoreError> {
     let placeholder = Path::new("");
-    let sql = StoreError::sql(placeholder);
+    let sql = sql_err(placeholder);
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(&sql)?;
@@ -190,7 +232,7 @@ fn preview(tables: &[String]) -> String {
 /// The caller has checked with [`inspect`] that the file is empty or ours.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let placeholder = Path::new("");
-    let sql = StoreError::sql(placeholder);
+    let sql = sql_err(placeholder);
     if inspect(conn)? == Contents::Ours(SCHEMA_VERSION) {
         return Ok(());
     }

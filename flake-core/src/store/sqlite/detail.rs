@@ -6,45 +6,11 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use std::collections::{HashMap, HashSet};
+
+use super::{SqliteBackend, sql_err};
 use crate::model::{AttemptStatus, Failure, Outcome};
-
-/// A test as stored: its interned row id and its id string.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredTest {
-    /// Row id in `tests` (stable within one database).
-    pub key: i64,
-    /// The test id.
-    pub id: String,
-}
-
-/// One result row of a test's window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowResult {
-    /// Run sequence number ([`super::RunRecord::seq`]).
-    pub run_seq: i64,
-    /// Outcome.
-    pub outcome: Outcome,
-    /// Attempts run.
-    pub attempts: i64,
-    /// Duration of the final attempt, ms.
-    pub duration_ms: Option<i64>,
-}
-
-/// One stored attempt with its run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunAttempt {
-    /// Run sequence number.
-    pub run_seq: i64,
-    /// 1-based attempt number.
-    pub attempt: i64,
-    /// How it ended.
-    pub status: AttemptStatus,
-    /// Duration, ms.
-    pub duration_ms: Option<i64>,
-    /// The failure, for failed attempts that recorded one.
-    pub failure: Option<Failure>,
-}
+use crate::store::{RunAttempt, StoreError, StoredTest, WindowResult};
 
 // Counts `test_key` calls on this thread, so tests can require that readers
 // over many tests never look ids up by name (one scan each: quadratic).
@@ -53,20 +19,21 @@ thread_local! {
     pub(crate) static NAME_LOOKUPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-impl Store {
-    /// Every test that has at least one result, by id.
-    pub fn tests(&self) -> Result<Vec<StoredTest>, StoreError> {
+impl SqliteBackend {
+    /// Every test of `project` that has at least one result, by id.
+    pub(crate) fn tests(&self, project: &str) -> Result<Vec<StoredTest>, StoreError> {
         let path = self.display_path();
-        let sql = StoreError::sql(&path);
+        let sql = sql_err(&path);
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT t.id, t.name FROM tests t
-                 WHERE EXISTS (SELECT 1 FROM results r WHERE r.test = t.id) ORDER BY t.name",
+                 WHERE t.project = ?1 AND EXISTS (SELECT 1 FROM results r WHERE r.test = t.id)
+                 ORDER BY t.name",
             )
             .map_err(&sql)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([project], |r| {
                 Ok(StoredTest {
                     key: r.get(0)?,
                     id: r.get(1)?,
@@ -76,24 +43,143 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(&sql)
     }
 
-    /// The interned key of a test id, if it was ever recorded.
+    /// Every interned test of `project` (or only the one with key `only`), by key.
+    pub(crate) fn tests_by_key(
+        &self,
+        project: &str,
+        only: Option<i64>,
+    ) -> Result<Vec<StoredTest>, StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        // Two statements rather than `?2 IS NULL OR id = ?2`, which SQLite
+        // answers with a scan of every name.
+        let mut stmt = match only {
+            Some(_) => self
+                .conn
+                .prepare("SELECT id, name FROM tests WHERE id = ?2 AND project = ?1"),
+            None => self.conn.prepare(
+                "SELECT id, name FROM tests WHERE project = ?1 AND ?2 IS NULL ORDER BY id",
+            ),
+        }
+        .map_err(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params![project, only], |r| {
+                Ok(StoredTest {
+                    key: r.get(0)?,
+                    id: r.get(1)?,
+                })
+            })
+            .map_err(&sql)?;
+        rows.collect::<Result<_, _>>().map_err(&sql)
+    }
+
+    /// The interned key of a test id in `project`, if it was ever recorded.
     ///
     /// This scans `tests`: `tests.name` has no index, which keeps ingest
-    /// cheap. Fine for the one id a user names; readers that walk many tests
-    /// carry [`StoredTest::key`] or [`crate::stats::TestStats::key`] instead.
-    pub fn test_key(&self, id: &str) -> Result<Option<i64>, StoreError> {
+    /// cheap. Fine for the one id a user names.
+    pub(crate) fn test_key(&self, project: &str, id: &str) -> Result<Option<i64>, StoreError> {
         use rusqlite::OptionalExtension;
         #[cfg(test)]
         NAME_LOOKUPS.with(|n| n.set(n.get() + 1));
         let path = self.display_path();
         self.conn
-            .query_row("SELECT id FROM tests WHERE name = ?1", [id], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM tests WHERE project = ?1 AND name = ?2",
+                [project, id],
+                |r| r.get(0),
+            )
             .optional()
-            .map_err(StoreError::sql(&path))
+            .map_err(sql_err(&path))
+    }
+
+    /// Visits a test's results in runs `>= since_run`, newest first, until
+    /// `visit` says stop: one index range read, stopped early.
+    pub(crate) fn scan_results(
+        &self,
+        test: i64,
+        since_run: i64,
+        visit: &mut dyn FnMut(i64, Outcome) -> bool,
+    ) -> Result<(), StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT run, outcome FROM results WHERE test = ?1 AND run >= ?2 ORDER BY run DESC",
+            )
+            .map_err(&sql)?;
+        let mut rows = stmt.query(params![test, since_run]).map_err(&sql)?;
+        while let Some(row) = rows.next().map_err(&sql)? {
+            let seq: i64 = row.get(0).map_err(&sql)?;
+            let code: i64 = row.get(1).map_err(&sql)?;
+            if !visit(seq, decode_outcome(&path, code)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A test's outcome in one run.
+    pub(crate) fn outcome_in(
+        &self,
+        test: i64,
+        run_seq: i64,
+    ) -> Result<Option<Outcome>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let code: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT outcome FROM results WHERE test = ?1 AND run = ?2")
+            .map_err(&sql)?
+            .query_row(params![test, run_seq], |r| r.get(0))
+            .optional()
+            .map_err(&sql)?;
+        code.map(|c| decode_outcome(&path, c)).transpose()
+    }
+
+    /// The newest run in which each of `ids` has any result (skipped
+    /// included: a skipped test still exists). Ids never seen are absent.
+    ///
+    /// `tests.name` has no index (it would cost every ingest), so the names
+    /// are read in one pass and matched in memory, then each match costs one
+    /// index probe: a scan per id made this quadratic in large suites.
+    pub(crate) fn last_result_runs(
+        &self,
+        project: &str,
+        ids: &HashSet<String>,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let mut out = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let mut names = self
+            .conn
+            .prepare("SELECT id, name FROM tests WHERE project = ?1")
+            .map_err(&sql)?;
+        let mut probe = self
+            .conn
+            .prepare_cached("SELECT max(run) FROM results WHERE test = ?1")
+            .map_err(&sql)?;
+        let mut rows = names.query([project]).map_err(&sql)?;
+        while let Some(row) = rows.next().map_err(&sql)? {
+            let name: String = row.get(1).map_err(&sql)?;
+            if !ids.contains(&name) {
+                continue;
+            }
+            let key: i64 = row.get(0).map_err(&sql)?;
+            let seq: Option<i64> = probe.query_row([key], |r| r.get(0)).map_err(&sql)?;
+            if let Some(seq) = seq {
+                out.insert(name, seq);
+            }
+        }
+        Ok(out)
     }
 
     /// The most recent `limit` results of the test with key `test`, newest first.
-    pub fn window(&self, test: i64, limit: usize) -> Result<Vec<WindowResult>, StoreError> {
+    pub(crate) fn window(&self, test: i64, limit: usize) -> Result<Vec<WindowResult>, StoreError> {
         self.window_query(
             "SELECT run, outcome, attempts, duration_ms FROM results
              WHERE test = ?1 ORDER BY run DESC LIMIT ?2",
@@ -102,7 +188,7 @@ impl Store {
     }
 
     /// Results of the test with key `test` in runs `>= since_run`, newest first.
-    pub fn results_since(
+    pub(crate) fn results_since(
         &self,
         test: i64,
         since_run: i64,
@@ -121,7 +207,7 @@ impl Store {
         params: impl rusqlite::Params,
     ) -> Result<Vec<WindowResult>, StoreError> {
         let path = self.display_path();
-        let sql = StoreError::sql(&path);
+        let sql = sql_err(&path);
         let mut stmt = self.conn.prepare_cached(query).map_err(&sql)?;
         let rows = stmt
             .query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -129,11 +215,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (run_seq, code, attempts, duration_ms) = row.map_err(&sql)?;
-            let outcome = Outcome::from_code(code).ok_or(StoreError::Corrupt {
-                path: path.clone(),
-                what: "outcome",
-                code,
-            })?;
+            let outcome = decode_outcome(&path, code)?;
             out.push(WindowResult {
                 run_seq,
                 outcome,
@@ -144,13 +226,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Stored attempts of the test with key `test` in runs `>= since_run`,
-    /// oldest first, with their failures. Plain single-attempt passes have no
-    /// attempt rows (their result row describes them).
-    pub fn attempts_since(&self, test: i64, since_run: i64) -> Result<Vec<RunAttempt>, StoreError> {
-        self.attempts_between(test, since_run, i64::MAX)
-    }
-
     /// Stored attempts of the test with key `test` in runs `from..=to`.
     pub(crate) fn attempts_between(
         &self,
@@ -159,7 +234,7 @@ impl Store {
         to: i64,
     ) -> Result<Vec<RunAttempt>, StoreError> {
         let path = self.display_path();
-        let sql = StoreError::sql(&path);
+        let sql = sql_err(&path);
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -207,6 +282,15 @@ impl Store {
     }
 }
 
+/// A stored outcome code, or the error naming the database that holds an unknown one.
+pub(super) fn decode_outcome(path: &std::path::Path, code: i64) -> Result<Outcome, StoreError> {
+    Outcome::from_code(code).ok_or(StoreError::Corrupt {
+        path: path.to_owned(),
+        what: "outcome",
+        code,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -218,6 +302,7 @@ mod tests {
     use crate::quarantine::QuarantineFile;
     use crate::report::{Model, Options, Story};
     use crate::stats;
+    use crate::store::Store;
 
     fn meta(id: &str) -> RunMeta {
         RunMeta {

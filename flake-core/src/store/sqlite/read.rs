@@ -1,45 +1,11 @@
 //! Reading runs and results back.
 
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
 
-use super::{RunAttempt, Store, StoreError, WindowResult};
+use super::{SqliteBackend, sql_err};
 use crate::meta::RunMeta;
 use crate::model::Outcome;
-
-/// A stored run: its metadata as recorded, plus outcome counts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RunRecord {
-    /// Database row id; increases with insertion order.
-    pub seq: i64,
-    /// Metadata as recorded (`meta.run_id` is the run id).
-    pub meta: RunMeta,
-    /// Tests recorded.
-    pub total: i64,
-    /// Passed.
-    pub passed: i64,
-    /// Flaky.
-    pub flaky: i64,
-    /// Failed.
-    pub failed: i64,
-    /// Skipped.
-    pub skipped: i64,
-}
-
-/// One test's result in one run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ResultRecord {
-    /// Test id.
-    pub id: String,
-    /// Run sequence number ([`RunRecord::seq`]).
-    pub run_seq: i64,
-    /// Outcome.
-    pub outcome: Outcome,
-    /// Attempts run.
-    pub attempts: i64,
-    /// Duration of the final attempt, ms.
-    pub duration_ms: Option<i64>,
-}
+use crate::store::{ResultRecord, RunRecord, StoreError};
 
 const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os, target,
     ci_provider, ci_job, ci_run, runner, runner_version, source_format, total, passed, flaky, failed, skipped";
@@ -73,49 +39,42 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-impl Store {
-    /// All runs, oldest first.
-    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+impl SqliteBackend {
+    /// All runs of `project`, oldest first.
+    pub(crate) fn runs(&self, project: &str) -> Result<Vec<RunRecord>, StoreError> {
         let path = self.display_path();
-        let sql = StoreError::sql(&path);
+        let sql = sql_err(&path);
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id"))
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE project = ?1 ORDER BY id"
+            ))
             .map_err(&sql)?;
-        let rows = stmt.query_map([], run_from_row).map_err(&sql)?;
+        let rows = stmt.query_map([project], run_from_row).map_err(&sql)?;
         rows.collect::<Result<_, _>>().map_err(&sql)
     }
 
-    /// The run with this id, if recorded.
-    pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    /// The run of `project` with this id, if recorded.
+    pub(crate) fn run(&self, project: &str, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let path = self.display_path();
         self.conn
             .query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?1"),
-                [run_id],
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE project = ?1 AND run_key = ?2"),
+                [project, run_id],
                 run_from_row,
             )
             .optional()
-            .map_err(StoreError::sql(&path))
+            .map_err(sql_err(&path))
     }
 
     /// Every result of one run, by test id. Scans the results table, which is
     /// keyed by test for window queries; fine for reports, not for hot paths.
-    pub fn results_of_run(&self, run_seq: i64) -> Result<Vec<ResultRecord>, StoreError> {
+    pub(crate) fn results_of_run(&self, run_seq: i64) -> Result<Vec<ResultRecord>, StoreError> {
         self.query_results(
             "SELECT t.name, r.run, r.outcome, r.attempts, r.duration_ms FROM results r
              JOIN tests t ON t.id = r.test WHERE r.run = ?1 ORDER BY t.name",
             params![run_seq],
         )
-    }
-
-    /// The most recent `limit` results of one test, newest first (empty
-    /// for a test never recorded).
-    pub fn history(&self, test_id: &str, limit: usize) -> Result<Vec<WindowResult>, StoreError> {
-        match self.test_key(test_id)? {
-            Some(key) => self.window(key, limit),
-            None => Ok(Vec::new()),
-        }
     }
 
     fn query_results(
@@ -124,7 +83,7 @@ impl Store {
         params: impl rusqlite::Params,
     ) -> Result<Vec<ResultRecord>, StoreError> {
         let path = self.display_path();
-        let sql = StoreError::sql(&path);
+        let sql = sql_err(&path);
         let mut stmt = self.conn.prepare(query).map_err(&sql)?;
         let rows = stmt
             .query_map(params, |r| {
@@ -155,19 +114,25 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// The stored attempts of one test in one run (empty for plain passes).
-    pub fn attempts(&self, test_id: &str, run_seq: i64) -> Result<Vec<RunAttempt>, StoreError> {
-        match self.test_key(test_id)? {
-            Some(key) => self.attempts_between(key, run_seq, run_seq),
-            None => Ok(Vec::new()),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+
+    /// Rows of `table` in the file behind `store`, read beside it.
+    fn count(store: &Store, table: &str) -> i64 {
+        let conn = rusqlite::Connection::open(store.path().expect("a file")).unwrap();
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn file_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        (dir, store)
+    }
     use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
 
     fn meta(id: &str) -> RunMeta {
@@ -195,7 +160,7 @@ mod tests {
 
     #[test]
     fn records_and_reads_back_a_run() {
-        let mut store = Store::open_in_memory().unwrap();
+        let (_dir, mut store) = file_store();
         let results = vec![
             TestResult::new("b ok", vec![Attempt::pass(Some(3))]),
             TestResult::new("b flaky", vec![fail("boom 1"), Attempt::pass(Some(4))]),
@@ -241,11 +206,7 @@ mod tests {
         assert_eq!(attempts[1].status, AttemptStatus::Pass);
         assert!(store.attempts("b ok", run.seq).unwrap().is_empty());
         // Identical failure texts are stored once.
-        let failures: i64 = store
-            .connection()
-            .query_row("SELECT count(*) FROM failures", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(failures, 2);
+        assert_eq!(count(&store, "failures"), 2);
     }
 
     #[test]
@@ -369,7 +330,7 @@ mod tests {
 
     #[test]
     fn batches_larger_than_one_statement_land_whole() {
-        let mut store = Store::open_in_memory().unwrap();
+        let (_dir, mut store) = file_store();
         let results: Vec<_> = (0..1234)
             .map(|i| TestResult::new(format!("t{i:04}"), vec![Attempt::pass(Some(i))]))
             .collect();
@@ -381,11 +342,7 @@ mod tests {
         let run = store.run("big2").unwrap().unwrap();
         assert_eq!((run.total, run.flaky), (1234, 1234));
         assert_eq!(store.history("t1233", 5).unwrap().len(), 2);
-        let tests: i64 = store
-            .connection()
-            .query_row("SELECT count(*) FROM tests", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(tests, 1234, "ids are reused across runs");
+        assert_eq!(count(&store, "tests"), 1234, "ids are reused across runs");
     }
 
     #[test]

@@ -1,0 +1,305 @@
+//! The embedded SQLite backend: the default history, one file per checkout
+//! or CI cache.
+//!
+//! SQLite (bundled) in WAL mode with a busy timeout, so parallel CI jobs that
+//! share one file both land. The schema is created and migrated through
+//! `pragma user_version`; a database from a newer cargo-flake is refused.
+//!
+//! Layout, chosen for rolling-window queries over millions of results:
+//! - `tests(id, name, project)`: interned test ids, so a result row holds an
+//!   integer; a test of another project is another row;
+//! - `runs`: one row per logical run, with its project, metadata and outcome
+//!   counts, unique by `(project, run_key)`;
+//! - `results(test, run, outcome, attempts, duration_ms)`: WITHOUT ROWID and
+//!   keyed `(test, run)`, so "the last 50 runs of this test" is one index range
+//!   read newest-first and a row costs ~20 bytes;
+//! - `attempts` and `failures`: per-attempt detail, kept only for tests that
+//!   did not simply pass (a passing single attempt is fully described by its
+//!   result row), with failure texts de-duplicated by content hash;
+//! - `run_sources`: content digests of the reports of each run, so a retried
+//!   upload never double-counts.
+
+mod detail;
+mod read;
+mod schema;
+mod write;
+
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+
+/// Wraps an SQLite error for `path`: "file is not a database" becomes
+/// [`StoreError::NotADatabase`], the rest [`StoreError::Sql`].
+pub(crate) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+    let path = path.to_owned();
+    move |source| {
+        if let rusqlite::Error::SqliteFailure(e, _) = &source
+            && e.code == rusqlite::ErrorCode::NotADatabase
+        {
+            return StoreError::NotADatabase {
+                path: path.clone(),
+                source: Box::new(source),
+            };
+        }
+        StoreError::Sql {
+            path: path.clone(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// How long a writer waits for another writer's transaction before giving up.
+/// CI jobs sharing a database write one short transaction each.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An open history database.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database at `path`, migrating older schemas.
+    ///
+    /// A new database's folder gets a `.gitignore` of `*`, so the history is
+    /// never committed by accident. A file that is neither empty nor a
+    /// cargo-flake history is refused before anything is written to it.
+    pub fn open(path: &Path) -> Result<SqliteBackend, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+            // Best effort: the database works without it.
+            let _ = std::fs::write(
+                dir.join(".gitignore"),
+                "# written by cargo-flake: the history database is not source\n*\n",
+            );
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        Self::init(conn, Some(path.to_owned()))
+    }
+
+    /// Opens the history at `path` for a command that only reads it: a
+    /// missing or empty file is [`StoreError::NoHistory`], and nothing is
+    /// created (an older schema of ours is still migrated).
+    pub fn open_existing(path: &Path) -> Result<SqliteBackend, StoreError> {
+        let no_history = || StoreError::NoHistory {
+            path: path.to_owned(),
+        };
+        if !path.is_file() {
+            return Err(no_history());
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        if schema::inspect(&conn).map_err(|e| e.with_path(path))? == schema::Contents::Empty {
+            return Err(no_history());
+        }
+        Self::init(conn, Some(path.to_owned()))
+    }
+
+    /// Opens a private in-memory database (tests, dry runs).
+    pub fn open_in_memory() -> Result<SqliteBackend, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: PathBuf::from(":memory:"),
+            source: Box::new(source),
+        })?;
+        Self::init(conn, None)
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<SqliteBackend, StoreError> {
+        let display = path.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
+        let sql = sql_err(&display);
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&sql)?;
+        // Before the first write (even the journal mode is a write to the
+        // header): a file of another program is left exactly as it was.
+        schema::inspect(&conn).map_err(|e| e.with_path(&display))?;
+        if path.is_some() {
+            // WAL lets readers run beside a writer and makes commits cheap;
+            // NORMAL sync is durable across process crashes, which is what a
+            // test history needs.
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(|e| StoreError::NotADatabase {
+                    path: display.clone(),
+                    source: Box::new(e),
+                })?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(&sql)?;
+        }
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(&sql)?;
+        schema::migrate(&mut conn).map_err(|e| e.with_path(&display))?;
+        Ok(SqliteBackend { conn, path })
+    }
+
+    /// Display name for error messages.
+    pub(crate) fn display_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(":memory:"))
+    }
+}
+
+impl SqliteBackend {
+    /// The file behind this store, `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Gives rows of the unnamed project to `project`, in one transaction.
+    fn adopt(&mut self, project: &str) -> Result<(), StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let unnamed: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE project = '')
+                     OR EXISTS (SELECT 1 FROM tests WHERE project = '')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&sql)?;
+        if !unnamed {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        // Run ids are unique per project: a run of the unnamed project whose
+        // id the named one already has keeps its project rather than merge.
+        tx.execute(
+            "UPDATE runs SET project = ?1 WHERE project = ''
+               AND run_key NOT IN (SELECT run_key FROM runs WHERE project = ?1)",
+            [project],
+        )
+        .map_err(&sql)?;
+        tx.execute(
+            "UPDATE tests SET project = ?1 WHERE project = ''
+               AND name NOT IN (SELECT name FROM tests WHERE project = ?1)",
+            [project],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)
+    }
+}
+
+impl crate::store::Backend for SqliteBackend {
+    fn describe(&self) -> String {
+        self.display_path().display().to_string()
+    }
+
+    fn path(&self) -> Option<&Path> {
+        SqliteBackend::path(self)
+    }
+
+    fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError> {
+        self.adopt(project)
+    }
+
+    fn runs(&self, project: &str) -> Result<Vec<crate::store::RunRecord>, StoreError> {
+        SqliteBackend::runs(self, project)
+    }
+
+    fn run(
+        &self,
+        project: &str,
+        run_id: &str,
+    ) -> Result<Option<crate::store::RunRecord>, StoreError> {
+        SqliteBackend::run(self, project, run_id)
+    }
+
+    fn results_of_run(&self, run_seq: i64) -> Result<Vec<crate::store::ResultRecord>, StoreError> {
+        SqliteBackend::results_of_run(self, run_seq)
+    }
+
+    fn tests(&self, project: &str) -> Result<Vec<crate::store::StoredTest>, StoreError> {
+        SqliteBackend::tests(self, project)
+    }
+
+    fn tests_by_key(
+        &self,
+        project: &str,
+        only: Option<i64>,
+    ) -> Result<Vec<crate::store::StoredTest>, StoreError> {
+        SqliteBackend::tests_by_key(self, project, only)
+    }
+
+    fn test_key(&self, project: &str, id: &str) -> Result<Option<i64>, StoreError> {
+        SqliteBackend::test_key(self, project, id)
+    }
+
+    fn window(
+        &self,
+        test: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
+        SqliteBackend::window(self, test, limit)
+    }
+
+    fn results_since(
+        &self,
+        test: i64,
+        since_run: i64,
+    ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
+        SqliteBackend::results_since(self, test, since_run)
+    }
+
+    fn scan_results(
+        &self,
+        test: i64,
+        since_run: i64,
+        visit: &mut dyn FnMut(i64, crate::model::Outcome) -> bool,
+    ) -> Result<(), StoreError> {
+        SqliteBackend::scan_results(self, test, since_run, visit)
+    }
+
+    fn outcome_in(
+        &self,
+        test: i64,
+        run_seq: i64,
+    ) -> Result<Option<crate::model::Outcome>, StoreError> {
+        SqliteBackend::outcome_in(self, test, run_seq)
+    }
+
+    fn attempts_between(
+        &self,
+        test: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<crate::store::RunAttempt>, StoreError> {
+        SqliteBackend::attempts_between(self, test, from, to)
+    }
+
+    fn last_result_runs(
+        &self,
+        project: &str,
+        ids: &std::collections::HashSet<String>,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        SqliteBackend::last_result_runs(self, project, ids)
+    }
+
+    fn begin_run<'a>(
+        &'a mut self,
+        project: &str,
+        meta: &crate::meta::RunMeta,
+    ) -> Result<Box<dyn crate::store::RunWrite + 'a>, StoreError> {
+        Ok(Box::new(SqliteBackend::begin_run(self, project, meta)?))
+    }
+}
