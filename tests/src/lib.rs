@@ -208,3 +208,14 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The history at `db` as the CLI wrote it, read through the library (never
+/// raw SQL, so the checks hold for every backend): the store scoped to its
+/// one project.
+pub fn history(db: &Path) -> flake_core::store::Store {
+    let store = flake_core::store::Store::open_existing(db).expect("a history");
+    let projects = store.projects().expect("projects");
+    assert!(projects.len() <= 1, "one project expected: {projects:?}");
+    let project = projects.into_iter().next().unwrap_or_default();
+    store.with_project(project).expect("the project")
+}

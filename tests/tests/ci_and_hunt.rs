@@ -152,11 +152,10 @@ fn hunt_records_every_iteration_and_measures_rates() {
         assert_eq!(&cols[2..5], ["1", "0", "3"], "{row}");
         assert!(row.ends_with(id), "{row}");
     }
-    let conn = rusqlite::Connection::open(p.path().join(".flake/history.db")).unwrap();
-    let runs: i64 = conn
-        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+    let runs = flake_tests::history(&p.path().join(".flake/history.db"))
+        .runs()
         .unwrap();
-    assert_eq!(runs, 3);
+    assert_eq!(runs.len(), 3);
     let html = std::fs::read_to_string(p.path().join(".flake/hunt-report.html")).unwrap();
     assert!(html.contains("flaky-fixture::it flaky_twice"));
 }

@@ -10,13 +10,11 @@ fn report(rel: &str) -> PathBuf {
 }
 
 fn runs(db: &Path) -> Vec<(String, i64, i64, i64)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT run_key, total, flaky, failed FROM runs ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    flake_tests::history(db)
+        .runs()
         .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|r| (r.meta.run_id, r.total, r.flaky, r.failed))
         .collect()
 }
 

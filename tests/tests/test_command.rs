@@ -70,16 +70,21 @@ fn expected(hard_fail: bool, quarantined_hard: bool) -> BTreeMap<String, (String
 type RunRow = (String, Option<String>, Option<String>, String, i64);
 
 fn db_runs(db: &Path) -> Vec<RunRow> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT run_key, commit_sha, branch, runner, total FROM runs ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    flake_tests::history(db)
+        .runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let m = r.meta;
+            (
+                m.run_id,
+                m.commit,
+                m.branch,
+                m.runner.unwrap_or_default(),
+                r.total,
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -286,21 +291,17 @@ fn cargo_test_runner_classifies_like_nextest_into_one_history() {
     let runs = db_runs(&db);
     let runners: Vec<&str> = runs.iter().map(|r| r.3.as_str()).collect();
     assert_eq!(runners, vec!["nextest", "cargo-test"]);
-    // Same ids: the test table holds each test once across both runners.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let tests: i64 = conn
-        .query_row("SELECT count(*) FROM tests", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(tests, 6);
+    // Same ids: the history holds each test once across both runners.
+    let history = flake_tests::history(&db);
+    assert_eq!(history.tests().unwrap().len(), 6);
     // Per-attempt failure text is kept, with the panic location.
-    let location: String = conn
-        .query_row(
-            "SELECT f.location FROM attempts a JOIN failures f ON f.id = a.failure JOIN tests t ON t.id = a.test
-             WHERE t.name = ?1 LIMIT 1",
-            [FLAKY_ONCE],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let last = history.runs().unwrap().last().unwrap().seq;
+    let location = history
+        .attempts(FLAKY_ONCE, last)
+        .unwrap()
+        .into_iter()
+        .find_map(|a| a.failure.and_then(|f| f.location))
+        .expect("a failed attempt with a location");
     assert!(location.starts_with("src/lib.rs:"), "{location}");
     assert!(cargo_test.stderr.contains("RETRY"), "{}", cargo_test.stderr);
 }
@@ -357,6 +358,16 @@ fn runner_args_after_double_dash_reach_nextest() {
 fn two_concurrent_runs_on_one_database_both_land() {
     let a = Project::new("rust-e2e");
     let b = Project::new("rust-e2e");
+    // Two CI jobs of one repository: their clones share the remote, so the
+    // project (and the history in it) is one.
+    for p in [&a, &b] {
+        p.git(&[
+            "remote",
+            "add",
+            "origin",
+            "git@example.com:org/rust-e2e.git",
+        ]);
+    }
     let shared = tempfile::tempdir().unwrap();
     let db = shared.path().join("history.db");
     // Build both first so the two runs overlap in their test phase.
@@ -395,6 +406,10 @@ fn two_concurrent_runs_on_one_database_both_land() {
     let runs = db_runs(&db);
     assert_eq!(runs.len(), 4);
     assert!(runs[2..].iter().all(|r| r.4 == 6), "{runs:?}");
+    assert_eq!(
+        flake_tests::history(&db).project(),
+        "example.com/org/rust-e2e"
+    );
 }
 
 #[test]

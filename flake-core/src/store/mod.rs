@@ -49,6 +49,8 @@ pub trait Backend: std::fmt::Debug + Send {
     /// history written before projects existed); a no-op when there are none.
     fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError>;
 
+    /// The projects with at least one run, by name.
+    fn projects(&self) -> Result<Vec<String>, StoreError>;
     /// All runs of `project`, oldest first.
     fn runs(&self, project: &str) -> Result<Vec<RunRecord>, StoreError>;
     /// The run of `project` with this id, if recorded.
@@ -221,6 +223,11 @@ impl Store {
     /// The database, for messages (a URL's password masked).
     pub fn describe(&self) -> String {
         self.backend.describe()
+    }
+
+    /// The projects of this database with at least one run, by name.
+    pub fn projects(&self) -> Result<Vec<String>, StoreError> {
+        self.backend.projects()
     }
 
     /// All runs, oldest first.

@@ -213,6 +213,17 @@ impl crate::store::Backend for SqliteBackend {
         self.adopt(project)
     }
 
+    fn projects(&self) -> Result<Vec<String>, StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT project FROM runs ORDER BY project")
+            .map_err(&sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(&sql)?;
+        rows.collect::<Result<_, _>>().map_err(&sql)
+    }
+
     fn runs(&self, project: &str) -> Result<Vec<crate::store::RunRecord>, StoreError> {
         SqliteBackend::runs(self, project)
     }
