@@ -80,6 +80,52 @@ pub enum Command {
     /// Run chosen tests N times, record every iteration, and measure their flake rates.
     #[command(long_about = HUNT_LONG_ABOUT)]
     Hunt(HuntArgs),
+    /// Look after the history database: migrate, check, copy between databases.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `cargo flake db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or upgrade the schema, explicitly (for servers where the
+    /// application's role may not run DDL; other commands migrate on their own).
+    Migrate {
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Schema version, counts and integrity; exit 1 when a problem is found.
+    Check {
+        #[command(flatten)]
+        db: DbArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Copy a history into another database (SQLite into PostgreSQL and
+    /// back). Idempotent: runs already copied are skipped, so a cut-short
+    /// copy can simply be run again.
+    Copy(CopyArgs),
+}
+
+/// `cargo flake db copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The history to read: a path, sqlite://PATH or postgres://… (a password
+    /// from PGPASSWORD or a passfile).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The history to write (created if it is an SQLite file).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Copy only this project (default: every project of the source). Runs
+    /// recorded before projects existed are copied under `--as`, else the
+    /// current repository's project.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// Record the copied runs under this project name in the destination.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_project: Option<String>,
 }
 
 const REPORT_LONG_ABOUT: &str = "\

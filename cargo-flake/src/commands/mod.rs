@@ -1,6 +1,7 @@
 //! One function per subcommand: turn flags into flake-core options, call the
 //! library, render the result, return the exit code.
 
+mod db;
 mod diff;
 mod gate;
 mod hunt;
@@ -45,6 +46,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Show(args) => show::run(args, color),
         Command::Report(args) => report::run(args),
         Command::Hunt(args) => hunt::run(args, color),
+        Command::Db(cmd) => db::run(cmd, color),
     }
 }
 

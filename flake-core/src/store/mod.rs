@@ -19,6 +19,7 @@
 //! - a database of another program, or of a newer schema, is refused before
 //!   anything is written to it.
 
+pub mod copy;
 mod error;
 mod location;
 pub mod sqlite;
@@ -28,7 +29,7 @@ pub use error::{BackendError, StoreError};
 pub use location::{Location, LocationError, mask_password};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
-    ResultRecord, RunAttempt, RunRecord, StoredTest, WindowResult, WriteSummary, name_key,
+    Check, ResultRecord, RunAttempt, RunRecord, StoredTest, WindowResult, WriteSummary, name_key,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -78,6 +79,10 @@ pub trait Backend: std::fmt::Debug + Send {
     ) -> Result<(), StoreError>;
     /// A test's outcome in one run.
     fn outcome_in(&self, test: i64, run_seq: i64) -> Result<Option<Outcome>, StoreError>;
+    /// Every stored attempt of one run, by test id then attempt, with failures.
+    fn attempts_of_run(&self, run_seq: i64) -> Result<Vec<(String, RunAttempt)>, StoreError>;
+    /// Counts and consistency of the whole database (`cargo flake db check`).
+    fn check(&self) -> Result<Check, StoreError>;
     /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
     fn attempts_between(
         &self,
@@ -210,6 +215,12 @@ impl Store {
         Ok(self)
     }
 
+    /// Scopes this store to `project` without adopting unnamed rows: for
+    /// tools that read a database as it is (`cargo flake db copy`).
+    pub fn select_project(&mut self, project: impl Into<String>) {
+        self.project = project.into();
+    }
+
     /// The project this store reads and writes.
     pub fn project(&self) -> &str {
         &self.project
@@ -317,6 +328,16 @@ impl Store {
             Some(key) => self.backend.attempts_between(key, run_seq, run_seq),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// See [`Backend::attempts_of_run`].
+    pub fn attempts_of_run(&self, run_seq: i64) -> Result<Vec<(String, RunAttempt)>, StoreError> {
+        self.backend.attempts_of_run(run_seq)
+    }
+
+    /// See [`Backend::check`].
+    pub fn check(&self) -> Result<Check, StoreError> {
+        self.backend.check()
     }
 
     /// See [`Backend::last_result_runs`].

@@ -97,3 +97,29 @@ pub fn name_key(name: &str) -> u128 {
     let hash = blake3::hash(name.as_bytes());
     u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
 }
+
+/// What `cargo flake db check` reports: the schema and the size of the
+/// history, and every inconsistency found (none in a healthy database).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The backend (`sqlite`, `postgres`).
+    pub backend: String,
+    /// Schema version of the database.
+    pub schema_version: i64,
+    /// Schema version this build writes.
+    pub supported_version: i64,
+    /// Projects with runs.
+    pub projects: u64,
+    /// Runs.
+    pub runs: u64,
+    /// Interned tests.
+    pub tests: u64,
+    /// Test results.
+    pub results: u64,
+    /// Stored attempts.
+    pub attempts: u64,
+    /// Distinct failure texts.
+    pub failures: u64,
+    /// Problems found, one sentence each.
+    pub problems: Vec<String>,
+}

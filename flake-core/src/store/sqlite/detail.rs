@@ -282,6 +282,59 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// Every stored attempt of one run, by test id then attempt. Scans the
+    /// attempts table (keyed by test): for copies and checks, not hot paths.
+    pub(crate) fn attempts_of_run(
+        &self,
+        run_seq: i64,
+    ) -> Result<Vec<(String, RunAttempt)>, StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.name, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output
+                 FROM attempts a JOIN tests t ON t.id = a.test LEFT JOIN failures f ON f.id = a.failure
+                 WHERE a.run = ?1 ORDER BY t.name, a.attempt",
+            )
+            .map_err(&sql)?;
+        let mut rows = stmt.query([run_seq]).map_err(&sql)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(&sql)? {
+            let code: i64 = r.get(2).map_err(&sql)?;
+            let status = AttemptStatus::from_code(code).ok_or(StoreError::Corrupt {
+                path: path.clone(),
+                what: "attempt status",
+                code,
+            })?;
+            let message: Option<String> = r.get(4).map_err(&sql)?;
+            let failure = match message {
+                Some(message) => Some(Failure {
+                    message,
+                    location: r.get(5).map_err(&sql)?,
+                    output: r
+                        .get::<_, Option<String>>(6)
+                        .map_err(&sql)?
+                        .unwrap_or_default(),
+                }),
+                None => None,
+            };
+            out.push((
+                r.get(0).map_err(&sql)?,
+                RunAttempt {
+                    run_seq,
+                    attempt: r.get(1).map_err(&sql)?,
+                    status,
+                    duration_ms: r.get(3).map_err(&sql)?,
+                    failure,
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
 /// A stored outcome code, or the error naming the database that holds an unknown one.
 pub(super) fn decode_outcome(path: &std::path::Path, code: i64) -> Result<Outcome, StoreError> {
     Outcome::from_code(code).ok_or(StoreError::Corrupt {

@@ -200,7 +200,113 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// See [`crate::store::Backend::check`]: SQLite's own integrity check,
+    /// then our invariants, each in one pass over its table.
+    fn check_all(&self) -> Result<crate::store::Check, StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let count = |q: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(q, [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(&sql)
+        };
+        let mut check = crate::store::Check {
+            backend: "sqlite".into(),
+            schema_version: self
+                .conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(&sql)?,
+            supported_version: SCHEMA_VERSION,
+            projects: count("SELECT count(DISTINCT project) FROM runs")?,
+            runs: count("SELECT count(*) FROM runs")?,
+            tests: count("SELECT count(*) FROM tests")?,
+            results: count("SELECT count(*) FROM results")?,
+            attempts: count("SELECT count(*) FROM attempts")?,
+            failures: count("SELECT count(*) FROM failures")?,
+            problems: Vec::new(),
+        };
+        let integrity: String = self
+            .conn
+            .query_row("PRAGMA integrity_check(20)", [], |r| r.get(0))
+            .map_err(&sql)?;
+        if integrity != "ok" {
+            check
+                .problems
+                .push(format!("SQLite integrity check: {integrity}"));
+        }
+        for (q, what) in [
+            (
+                "SELECT count(*) FROM results WHERE run NOT IN (SELECT id FROM runs)",
+                "results belong to no run",
+            ),
+            (
+                "SELECT count(*) FROM results WHERE test NOT IN (SELECT id FROM tests)",
+                "results belong to no test",
+            ),
+            (
+                "SELECT count(*) FROM attempts WHERE failure IS NOT NULL
+                   AND failure NOT IN (SELECT id FROM failures)",
+                "attempts point to a missing failure text",
+            ),
+        ] {
+            let n = count(q)?;
+            if n > 0 {
+                check.problems.push(format!("{n} {what}"));
+            }
+        }
+        // One grouped pass, compared with every run's counters.
+        let mut per_run = std::collections::HashMap::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT run, count(*) FROM results GROUP BY run")
+                .map_err(&sql)?;
+            let mut rows = stmt.query([]).map_err(&sql)?;
+            while let Some(r) = rows.next().map_err(&sql)? {
+                per_run.insert(
+                    r.get::<_, i64>(0).map_err(&sql)?,
+                    r.get::<_, i64>(1).map_err(&sql)?,
+                );
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, run_key, total, passed + flaky + failed + skipped FROM runs")
+            .map_err(&sql)?;
+        let mut rows = stmt.query([]).map_err(&sql)?;
+        let mut wrong = Vec::new();
+        while let Some(r) = rows.next().map_err(&sql)? {
+            let id: i64 = r.get(0).map_err(&sql)?;
+            let (total, sum): (i64, i64) = (r.get(2).map_err(&sql)?, r.get(3).map_err(&sql)?);
+            if total != sum || per_run.get(&id).copied().unwrap_or(0) != total {
+                wrong.push(r.get::<_, String>(1).map_err(&sql)?);
+            }
+        }
+        if !wrong.is_empty() {
+            wrong.truncate(5);
+            check.problems.push(format!(
+                "run counters disagree with their results (e.g. `{}`)",
+                wrong.join("`, `")
+            ));
+        }
+        Ok(check)
+    }
+}
+
 impl crate::store::Backend for SqliteBackend {
+    fn attempts_of_run(
+        &self,
+        run_seq: i64,
+    ) -> Result<Vec<(String, crate::store::RunAttempt)>, StoreError> {
+        SqliteBackend::attempts_of_run(self, run_seq)
+    }
+
+    fn check(&self) -> Result<crate::store::Check, StoreError> {
+        self.check_all()
+    }
+
     fn describe(&self) -> String {
         self.display_path().display().to_string()
     }
