@@ -4,6 +4,8 @@
 pub mod html;
 mod model;
 pub mod rates;
+#[cfg(test)]
+mod tests;
 
 pub use model::{
     Breakdown, Detail, Model, Options, Point, QuarantineRow, SUITE_TARGET, Story, Suite, TestEntry,

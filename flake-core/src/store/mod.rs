@@ -144,6 +144,19 @@ pub trait RunWrite {
     fn commit(self: Box<Self>) -> Result<WriteSummary, StoreError>;
 }
 
+// Counts name lookups on this thread, so tests can require that readers over
+// many tests never look ids up by name (one scan or round trip each).
+#[cfg(test)]
+thread_local! {
+    static NAME_LOOKUPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Name lookups on this thread since the last call.
+#[cfg(test)]
+pub(crate) fn take_name_lookups() -> usize {
+    NAME_LOOKUPS.with(|n| n.replace(0))
+}
+
 /// A history database opened for one project.
 #[derive(Debug)]
 pub struct Store {
@@ -270,6 +283,8 @@ impl Store {
     /// one id a user names; readers that walk many tests carry
     /// [`StoredTest::key`] or [`crate::stats::TestStats::key`] instead.
     pub fn test_key(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        #[cfg(test)]
+        NAME_LOOKUPS.with(|n| n.set(n.get() + 1));
         self.backend.test_key(&self.project, id)
     }
 

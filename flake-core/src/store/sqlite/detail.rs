@@ -12,13 +12,6 @@ use super::{SqliteBackend, sql_err};
 use crate::model::{AttemptStatus, Failure, Outcome};
 use crate::store::{RunAttempt, StoreError, StoredTest, WindowResult};
 
-// Counts `test_key` calls on this thread, so tests can require that readers
-// over many tests never look ids up by name (one scan each: quadratic).
-#[cfg(test)]
-thread_local! {
-    pub(crate) static NAME_LOOKUPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 impl SqliteBackend {
     /// Every test of `project` that has at least one result, by id.
     pub(crate) fn tests(&self, project: &str) -> Result<Vec<StoredTest>, StoreError> {
@@ -79,8 +72,6 @@ impl SqliteBackend {
     /// cheap. Fine for the one id a user names.
     pub(crate) fn test_key(&self, project: &str, id: &str) -> Result<Option<i64>, StoreError> {
         use rusqlite::OptionalExtension;
-        #[cfg(test)]
-        NAME_LOOKUPS.with(|n| n.set(n.get() + 1));
         let path = self.display_path();
         self.conn
             .query_row(
@@ -346,15 +337,10 @@ pub(super) fn decode_outcome(path: &std::path::Path, code: i64) -> Result<Outcom
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::path::PathBuf;
 
     use super::*;
     use crate::meta::RunMeta;
     use crate::model::{Attempt, TestResult};
-    use crate::quarantine::QuarantineFile;
-    use crate::report::{Model, Options, Story};
-    use crate::stats;
     use crate::store::Store;
 
     fn meta(id: &str) -> RunMeta {
@@ -408,87 +394,5 @@ mod tests {
         assert_eq!(a[0].failure.as_ref().unwrap().message, "boom");
         assert_eq!(a[1].failure, None);
         assert!(store.attempts_since(key, w[0].run_seq).unwrap().is_empty());
-    }
-
-    /// Every test of a committed fixture report, repeats merged as ingest does.
-    fn fixture(rel: &str) -> Vec<TestResult> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/reports")
-            .join(rel);
-        let mut tests: BTreeMap<String, TestResult> = BTreeMap::new();
-        let mut sink = |r: TestResult| {
-            match tests.get_mut(&r.id) {
-                Some(prev) => prev.absorb(r),
-                None => {
-                    tests.insert(r.id.clone(), r);
-                }
-            }
-            Ok(())
-        };
-        crate::ingest::read_report(&path, None, &mut sink).unwrap();
-        tests.into_values().collect()
-    }
-
-    fn lookups() -> usize {
-        NAME_LOOKUPS.with(|n| n.replace(0))
-    }
-
-    #[test]
-    fn readers_over_every_test_never_look_ids_up_by_name() {
-        let mut store = Store::open_in_memory().unwrap();
-        let reports = [
-            "junit/nextest.xml",
-            "go-test/count3.json",
-            "pytest-json/reruns.json",
-        ];
-        for n in 0..3 {
-            for (i, rel) in reports.iter().enumerate() {
-                let meta = RunMeta {
-                    run_id: format!("ci-{n}-{i}"),
-                    commit: Some(format!("c{n}{i}")),
-                    started_at: (n * 10 + i) as i64,
-                    source_format: "test".into(),
-                    ..RunMeta::default()
-                };
-                store.record_run(&meta, &fixture(rel), None).unwrap();
-            }
-        }
-        let opts = Options {
-            now_ms: 0,
-            ..Options::default()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let quarantine = QuarantineFile::load(&dir.path().join("none.toml")).unwrap();
-        lookups();
-
-        let model = Model::build(&store, &quarantine, &opts).unwrap();
-        assert_eq!(model.tests.len(), 10 + 12 + 23);
-        let detailed = model.tests.iter().filter(|t| t.detail.is_some()).count();
-        assert!(detailed >= 10, "{detailed} tests with details");
-        assert_eq!(lookups(), 0, "Model::build looked ids up by name");
-
-        let st = stats::compute(&store, &opts.stats).unwrap();
-        let mut clustered = 0;
-        for t in &st.tests {
-            clustered += usize::from(
-                !crate::cluster::of_window(&store, &st, t)
-                    .unwrap()
-                    .is_empty(),
-            );
-        }
-        assert!(clustered >= 10, "{clustered} tests with clusters");
-        assert_eq!(lookups(), 0, "cluster::of_window looked ids up by name");
-
-        let ids = st.tests.iter().map(|t| t.id.as_str());
-        assert_eq!(stats::last_seen(&store, ids).unwrap().len(), 45);
-        assert_eq!(lookups(), 0, "stats::last_seen looked ids up by name");
-
-        // `show` names one test: one lookup is the price of a name.
-        let id = "nextest-junit tests::flaky_two_attempts";
-        let story = Story::build(&store, &quarantine, id, &opts, 10)
-            .unwrap()
-            .unwrap();
-        assert_eq!((story.rate.runs, story.rate.flaky), (3, 3));
-        assert_eq!(lookups(), 1);
     }
 }
