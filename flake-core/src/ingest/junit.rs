@@ -413,7 +413,7 @@ struct Parser<'s> {
     /// The suite in which each test id (by 128-bit hash, to bound memory)
     /// last appeared: a repeat in the same suite is a retry, in another an
     /// independent execution.
-    last_suite: rustc_hash::FxHashMap<u128, u32>,
+    last_suite: rustc_hash::FxHashMap<u64, u32>,
     // Reused scratch buffers, so attributes cost no allocation per testcase.
     classname: String,
     name: String,
@@ -927,10 +927,25 @@ impl<'s> Parser<'s> {
     /// repeats inside one suite are retries (pytest-rerunfailures and
     /// gotestsum write them so); across suites they are separate executions:
     /// matrix jobs merged into one file, two Gradle modules.
+    ///
+    /// nextest's ids start with their suite's name (the binary id), so they
+    /// cannot repeat across suites and cost nothing here. Elsewhere ids are
+    /// remembered by a 64-bit FxHash: a collision (odds ~1e-9 at 200,000
+    /// ids) could only mark one repeat independent, and this runs per
+    /// testcase, where a cryptographic hash cost 15% of a large ingest.
     fn seen_in_other_suite(&mut self, id: &str) -> bool {
+        if self.dialect() == Dialect::Nextest {
+            return false;
+        }
         let suite = self.suites.last().map_or(u32::MAX, |s| s.ordinal);
+        let key = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = rustc_hash::FxBuildHasher.build_hasher();
+            h.write(id.as_bytes());
+            h.finish()
+        };
         self.last_suite
-            .insert(crate::store::name_key(id), suite)
+            .insert(key, suite)
             .is_some_and(|previous| previous != suite)
     }
 

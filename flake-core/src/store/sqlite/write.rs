@@ -30,7 +30,7 @@ pub(crate) struct RunWriter<'a> {
     next_test: i64,
     // Tests that have a result in this run so far. A test's first result in a
     // new run cannot conflict, so it goes to a batch; a repeat takes the merge path.
-    seen: FxHashSet<i64>,
+    seen: Seen,
     merger: RunMerge<i64>,
     // Commit and branch of the run this one merges into, if it existed.
     recorded_rev: Option<(Option<String>, Option<String>)>,
@@ -164,14 +164,14 @@ impl<'a> RunWriter<'a> {
                 .map_err(&sql)?,
             ids,
             next_test,
-            seen: FxHashSet::default(),
+            seen: Seen::default(),
             merger: RunMerge::default(),
             recorded_rev,
             fresh_run: existing.is_none(),
             pending_tests: Vec::new(),
             pending_results: Vec::new(),
             batch_tests: tx
-                .prepare(&multi_row_insert("tests (id, name, project)", 3, BATCH))
+                .prepare(&tests_insert(BATCH))
                 .map_err(&sql)?,
             project: project.to_owned(),
             batch_results: tx
@@ -363,10 +363,10 @@ impl RunWriter<'_> {
             let rows = &self.pending_tests;
             let project = self.project.as_str();
             let bind = |stmt: &mut Statement<'_>| -> rusqlite::Result<()> {
+                stmt.raw_bind_parameter(1, project)?;
                 for (i, (id, name)) in rows.iter().enumerate() {
-                    stmt.raw_bind_parameter(3 * i + 1, id)?;
-                    stmt.raw_bind_parameter(3 * i + 2, name.as_str())?;
-                    stmt.raw_bind_parameter(3 * i + 3, project)?;
+                    stmt.raw_bind_parameter(2 * i + 2, id)?;
+                    stmt.raw_bind_parameter(2 * i + 3, name.as_str())?;
                 }
                 stmt.raw_execute().map(drop)
             };
@@ -375,11 +375,7 @@ impl RunWriter<'_> {
             } else {
                 let mut stmt = self
                     .tx
-                    .prepare_cached(&multi_row_insert(
-                        "tests (id, name, project)",
-                        3,
-                        rows.len(),
-                    ))
+                    .prepare_cached(&tests_insert(rows.len()))
                     .map_err(&sql)?;
                 bind(&mut stmt).map_err(&sql)?;
             }
@@ -580,6 +576,35 @@ impl RunWriter<'_> {
     }
 }
 
+/// The tests that have a result in this run so far. Test ids are dense
+/// rowids, so a bitset is the fast path (this is per result); ids beyond
+/// what a bitset should hold (a damaged or hand-edited database) go to a
+/// hash set, so memory follows the data, not the largest id.
+#[derive(Debug, Default)]
+struct Seen {
+    bits: Vec<u64>,
+    sparse: FxHashSet<i64>,
+}
+
+impl Seen {
+    /// Ids below this use the bitset: 8 MiB at most.
+    const DENSE_LIMIT: i64 = 1 << 26;
+
+    /// Inserts `id`; returns whether it was absent.
+    fn insert(&mut self, id: i64) -> bool {
+        if !(0..Self::DENSE_LIMIT).contains(&id) {
+            return self.sparse.insert(id);
+        }
+        let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        let absent = self.bits[word] & bit == 0;
+        self.bits[word] |= bit;
+        absent
+    }
+}
+
 /// Refuses to merge results of `meta` into a recorded run of another
 /// commit or branch: a reused or colliding run id must never blend two runs.
 /// A side that is unknown, or a commit given as a prefix of the other, agrees.
@@ -633,6 +658,18 @@ fn meta_columns(meta: &RunMeta) -> [&dyn rusqlite::ToSql; 15] {
         &meta.runner_version,
         &meta.source_format,
     ]
+}
+
+/// `INSERT INTO tests` of `rows` rows whose project is the one parameter
+/// `?1`: bound once per batch instead of once per test.
+fn tests_insert(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| format!("(?{}, ?{}, ?1)", 2 * i + 2, 2 * i + 3))
+        .collect();
+    format!(
+        "INSERT INTO tests (id, name, project) VALUES {}",
+        values.join(", ")
+    )
 }
 
 /// `INSERT INTO <table> VALUES (?, ..), (?, ..) ...` with `rows` rows.
