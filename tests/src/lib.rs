@@ -219,3 +219,13 @@ pub fn history(db: &Path) -> flake_core::store::Store {
     let project = projects.into_iter().next().unwrap_or_default();
     store.with_project(project).expect("the project")
 }
+
+/// A committed report of a real tool, by its path under `tests/fixtures/reports`.
+pub fn report(rel: &str) -> PathBuf {
+    fixtures().join("reports").join(rel)
+}
+
+/// Runs `cargo flake ARGS` in `dir` and waits for it.
+pub fn flake(dir: &Path, args: &[&str]) -> Outcome {
+    Flake::new(dir, args).run()
+}

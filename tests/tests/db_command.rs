@@ -2,11 +2,7 @@
 
 use std::path::Path;
 
-use flake_tests::{Flake, fixtures};
-
-fn flake(dir: &Path, args: &[&str]) -> flake_tests::Outcome {
-    Flake::new(dir, args).run()
-}
+use flake_tests::{fixtures, flake};
 
 fn stats_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let out = flake(

@@ -3,11 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flake_tests::{Flake, fixtures};
-
-fn report(rel: &str) -> PathBuf {
-    fixtures().join("reports").join(rel)
-}
+use flake_tests::{Flake, flake, report};
 
 fn runs(db: &Path) -> Vec<(String, i64, i64, i64)> {
     flake_tests::history(db)
@@ -16,10 +12,6 @@ fn runs(db: &Path) -> Vec<(String, i64, i64, i64)> {
         .into_iter()
         .map(|r| (r.meta.run_id, r.total, r.flaky, r.failed))
         .collect()
-}
-
-fn flake(dir: &Path, args: &[&str]) -> flake_tests::Outcome {
-    Flake::new(dir, args).run()
 }
 
 /// A copy of a real report as another CI run of the same suite would write

@@ -1,16 +1,8 @@
 //! One database, many repositories: projects, `--project`, `--database-url`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use flake_tests::{Flake, fixtures};
-
-fn report(rel: &str) -> PathBuf {
-    fixtures().join("reports").join(rel)
-}
-
-fn flake(dir: &Path, args: &[&str]) -> flake_tests::Outcome {
-    Flake::new(dir, args).run()
-}
+use flake_tests::{Flake, flake, report};
 
 fn stats_ids(dir: &Path, args: &[&str]) -> Vec<String> {
     let out = flake(

@@ -7,17 +7,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use flake_core::quarantine::{Entry, QuarantineError, QuarantineFile};
-use flake_tests::{Flake, Outcome};
+use flake_tests::{Flake, flake};
 
 /// A workspace root with no history yet.
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
     dir
-}
-
-fn flake(dir: &Path, args: &[&str]) -> Outcome {
-    Flake::new(dir, args).env("NO_COLOR", "1").run()
 }
 
 /// A nextest JUnit report in which `app api::login` is flaky or passes.

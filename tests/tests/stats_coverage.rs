@@ -5,19 +5,9 @@
 //!
 //! Histories are built from real reports through the real CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use flake_tests::{Flake, fixtures};
-
-fn report(rel: &str) -> PathBuf {
-    fixtures().join("reports").join(rel)
-}
-
-fn flake(dir: &Path, args: &[&str]) -> flake_tests::Outcome {
-    let out = Flake::new(dir, args).run();
-    assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
-    out
-}
+use flake_tests::{flake, report};
 
 fn ingest(dir: &Path, db: &Path, file: &Path, run_id: &str, commit: &str) {
     flake(

@@ -4,15 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flake_tests::{Flake, fixtures};
-
-fn report(rel: &str) -> PathBuf {
-    fixtures().join("reports").join(rel)
-}
-
-fn flake(dir: &Path, args: &[&str]) -> flake_tests::Outcome {
-    Flake::new(dir, args).run()
-}
+use flake_tests::{fixtures, flake, report};
 
 /// `stats --format json` rows by id.
 fn stats(dir: &Path, db: &Path) -> serde_json::Map<String, serde_json::Value> {

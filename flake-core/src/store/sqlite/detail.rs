@@ -224,73 +224,41 @@ impl SqliteBackend {
         from: i64,
         to: i64,
     ) -> Result<Vec<RunAttempt>, StoreError> {
-        let path = self.display_path();
-        let sql = sql_err(&path);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT a.run, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output
-                 FROM attempts a LEFT JOIN failures f ON f.id = a.failure
-                 WHERE a.test = ?1 AND a.run BETWEEN ?2 AND ?3 ORDER BY a.run, a.attempt",
-            )
-            .map_err(&sql)?;
-        let rows = stmt
-            .query_map(params![test, from, to], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                ))
-            })
-            .map_err(&sql)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (run_seq, attempt, code, duration_ms, message, location, output) =
-                row.map_err(&sql)?;
-            let status = AttemptStatus::from_code(code).ok_or(StoreError::Corrupt {
-                path: path.clone(),
-                what: "attempt status",
-                code,
-            })?;
-            let failure = message.map(|message| Failure {
-                message,
-                location,
-                output: output.unwrap_or_default(),
-            });
-            out.push(RunAttempt {
-                run_seq,
-                attempt,
-                status,
-                duration_ms,
-                failure,
-            });
-        }
-        Ok(out)
+        let rows = self.read_attempts(
+            "SELECT a.run, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output, NULL
+             FROM attempts a LEFT JOIN failures f ON f.id = a.failure
+             WHERE a.test = ?1 AND a.run BETWEEN ?2 AND ?3 ORDER BY a.run, a.attempt",
+            params![test, from, to],
+        )?;
+        Ok(rows.into_iter().map(|(_, a)| a).collect())
     }
-}
 
-impl SqliteBackend {
     /// Every stored attempt of one run, by test id then attempt. Scans the
     /// attempts table (keyed by test): for copies and checks, not hot paths.
     pub(crate) fn attempts_of_run(
         &self,
         run_seq: i64,
     ) -> Result<Vec<(String, RunAttempt)>, StoreError> {
+        self.read_attempts(
+            "SELECT a.run, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output, t.name
+             FROM attempts a JOIN tests t ON t.id = a.test LEFT JOIN failures f ON f.id = a.failure
+             WHERE a.run = ?1 ORDER BY t.name, a.attempt",
+            params![run_seq],
+        )
+    }
+
+    /// Runs a `SELECT run, attempt, status, duration_ms, message, location,
+    /// output, name` over `attempts` and decodes its rows: the one decoder of
+    /// stored attempts.
+    fn read_attempts(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<(String, RunAttempt)>, StoreError> {
         let path = self.display_path();
         let sql = sql_err(&path);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT t.name, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output
-                 FROM attempts a JOIN tests t ON t.id = a.test LEFT JOIN failures f ON f.id = a.failure
-                 WHERE a.run = ?1 ORDER BY t.name, a.attempt",
-            )
-            .map_err(&sql)?;
-        let mut rows = stmt.query([run_seq]).map_err(&sql)?;
+        let mut stmt = self.conn.prepare_cached(query).map_err(&sql)?;
+        let mut rows = stmt.query(params).map_err(&sql)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(&sql)? {
             let code: i64 = r.get(2).map_err(&sql)?;
@@ -299,8 +267,7 @@ impl SqliteBackend {
                 what: "attempt status",
                 code,
             })?;
-            let message: Option<String> = r.get(4).map_err(&sql)?;
-            let failure = match message {
+            let failure = match r.get::<_, Option<String>>(4).map_err(&sql)? {
                 Some(message) => Some(Failure {
                     message,
                     location: r.get(5).map_err(&sql)?,
@@ -311,10 +278,11 @@ impl SqliteBackend {
                 }),
                 None => None,
             };
+            let name: Option<String> = r.get(7).map_err(&sql)?;
             out.push((
-                r.get(0).map_err(&sql)?,
+                name.unwrap_or_default(),
                 RunAttempt {
-                    run_seq,
+                    run_seq: r.get(0).map_err(&sql)?,
                     attempt: r.get(1).map_err(&sql)?,
                     status,
                     duration_ms: r.get(3).map_err(&sql)?,
