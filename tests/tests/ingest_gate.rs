@@ -190,42 +190,29 @@ fn a_run_id_of_another_commit_or_branch_is_refused() {
     let db_s = db.to_str().unwrap();
     let a = report("junit/nextest.xml");
     let b = report("junit/pytest-xunit2.xml");
-    let first = flake(
-        dir.path(),
-        &[
-            "ingest",
-            a.to_str().unwrap(),
-            "--db",
-            db_s,
-            "--run-id",
-            "r",
-            "--commit",
-            "aaaa",
-            "--branch",
-            "main",
-        ],
-    );
+    let ingest_into_r = |file: &Path, extra: &[&str]| {
+        let args = [
+            &[
+                "ingest",
+                file.to_str().unwrap(),
+                "--db",
+                db_s,
+                "--run-id",
+                "r",
+            ],
+            extra,
+        ];
+        flake(dir.path(), &args.concat())
+    };
+    let main_aaaa = ["--commit", "aaaa", "--branch", "main"];
+    let first = ingest_into_r(&a, &main_aaaa);
     assert_eq!(first.code, 0, "{}", first.stderr);
     for (file, extra) in [
         (&a, ["--commit", "bbbb"]),
         (&b, ["--commit", "bbbb"]),
         (&b, ["--branch", "dev"]),
     ] {
-        let out = flake(
-            dir.path(),
-            &[
-                &[
-                    "ingest",
-                    file.to_str().unwrap(),
-                    "--db",
-                    db_s,
-                    "--run-id",
-                    "r",
-                ][..],
-                &extra[..],
-            ]
-            .concat(),
-        );
+        let out = ingest_into_r(file, &extra);
         assert_eq!(out.code, 2, "{extra:?}: {}", out.stderr);
         assert!(out.stderr.contains("run `r`"), "{}", out.stderr);
         assert!(
@@ -235,21 +222,7 @@ fn a_run_id_of_another_commit_or_branch_is_refused() {
         );
     }
     // A further shard of the same commit and branch joins the run.
-    let shard = flake(
-        dir.path(),
-        &[
-            "ingest",
-            b.to_str().unwrap(),
-            "--db",
-            db_s,
-            "--run-id",
-            "r",
-            "--commit",
-            "aaaa",
-            "--branch",
-            "main",
-        ],
-    );
+    let shard = ingest_into_r(&b, &main_aaaa);
     assert_eq!(shard.code, 0, "{}", shard.stderr);
     assert_eq!(runs(&db).len(), 1);
 }
