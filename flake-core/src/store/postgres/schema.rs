@@ -123,8 +123,8 @@ pub(super) enum Contents {
     Ours(i64),
 }
 
-/// Decides, with reads only, whether the database (in the schemas of the
-/// connection's `search_path`) has no history, ours, or something else.
+/// Decides, with reads only, whether the database (in the connection's
+/// current schema) has no history, ours, or something else.
 pub(super) fn inspect(
     client: &mut impl GenericClient,
     shown: &str,
@@ -133,10 +133,14 @@ pub(super) fn inspect(
     let names: Vec<&str> = std::iter::once("flake_schema_version")
         .chain(OUR_TABLES)
         .collect();
-    // to_regclass resolves through the search_path, as the queries will.
+    // Our tables live in the schema `CREATE TABLE` uses. Read from the
+    // catalog tables, not `to_regclass`, whose cache may still remember that
+    // a table was missing before another process's migration committed.
     let present: Vec<String> = client
         .query(
-            "SELECT n FROM unnest($1::text[]) n WHERE to_regclass(quote_ident(n)) IS NOT NULL ORDER BY n",
+            "SELECT c.relname::text FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+             WHERE s.nspname = current_schema() AND c.relname = ANY($1) ORDER BY 1",
             &[&names],
         )
         .map_err(&sql)?

@@ -701,3 +701,307 @@ impl RunWrite for RunWriter<'_> {
         RunWriter::commit(*self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Attempt, Failure};
+    use crate::store::Store;
+    use crate::store::postgres::testing::TestDatabase;
+
+    fn store(db: &TestDatabase, project: &str) -> Store {
+        Store::from_backend(Box::new(PgBackend::connect(db.url()).unwrap()))
+            .with_project(project)
+            .unwrap()
+    }
+
+    fn meta(id: &str) -> RunMeta {
+        RunMeta {
+            run_id: id.into(),
+            commit: Some("abc".into()),
+            branch: Some("main".into()),
+            started_at: 1,
+            finished_at: 2,
+            source_format: "nextest".into(),
+            ..RunMeta::default()
+        }
+    }
+
+    fn fail(msg: &str) -> Attempt {
+        Attempt::failed(
+            AttemptStatus::Fail,
+            Some(5),
+            Failure::from_output(
+                None,
+                &format!("thread 't' panicked at src/lib.rs:1:2:\n{msg}"),
+            ),
+        )
+    }
+
+    fn count(db: &TestDatabase, table: &str) -> i64 {
+        db.client()
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    fn records_and_reads_back_a_run() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let results = vec![
+            TestResult::new("b ok", vec![Attempt::pass(Some(3))]),
+            TestResult::new("b flaky", vec![fail("boom 1"), Attempt::pass(Some(4))]),
+            TestResult::new("b bad", vec![fail("x"), fail("x"), fail("x")]),
+            TestResult::skipped("b skip"),
+        ];
+        let s = store.record_run(&meta("r1"), &results, None).unwrap();
+        assert_eq!(s.results, 4);
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(run.meta, meta("r1"));
+        let by: Vec<_> = store
+            .results_of_run(run.seq)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.outcome, r.attempts, r.duration_ms))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                ("b bad".to_owned(), Outcome::Failed, 3, Some(5)),
+                ("b flaky".into(), Outcome::Flaky, 2, Some(4)),
+                ("b ok".into(), Outcome::Passed, 1, Some(3)),
+                ("b skip".into(), Outcome::Skipped, 1, None),
+            ]
+        );
+        let attempts = store.attempts("b flaky", run.seq).unwrap();
+        let shown: Vec<_> = attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.attempt,
+                    a.status,
+                    a.failure.as_ref().map(|f| f.message.as_str()),
+                    a.failure.as_ref().and_then(|f| f.location.as_deref()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    1,
+                    AttemptStatus::Fail,
+                    Some("boom 1"),
+                    Some("src/lib.rs:1:2")
+                ),
+                (2, AttemptStatus::Pass, None, None),
+            ]
+        );
+        assert_eq!(store.attempts("b ok", run.seq).unwrap(), vec![]);
+        // Identical failure texts are stored once.
+        assert_eq!(count(&db, "flake_failures"), 2);
+        assert_eq!(count(&db, "flake_attempts"), 5);
+    }
+
+    #[test]
+    fn shards_merge_and_sources_are_idempotent() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let shard1 = vec![
+            TestResult::new("t", vec![fail("a")]),
+            TestResult::new("u", vec![Attempt::pass(None)]),
+        ];
+        let shard2 = vec![TestResult::new("t", vec![Attempt::pass(Some(1))])];
+        let a = store
+            .record_run(&meta("ci-1"), &shard1, Some("d1"))
+            .unwrap();
+        assert!(!a.merged_into_existing);
+        let b = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(b.merged_into_existing);
+        let again = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(again.duplicate_source);
+        let other = store
+            .record_run(&meta("ci-2"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(!other.duplicate_source);
+        assert_eq!(store.run("ci-2").unwrap().unwrap().total, 1);
+        let run = store.run("ci-1").unwrap().unwrap();
+        assert_eq!((run.total, run.passed, run.flaky, run.failed), (2, 1, 1, 0));
+        let hist: Vec<_> = store
+            .history("t", 10)
+            .unwrap()
+            .iter()
+            .map(|h| (h.outcome, h.attempts))
+            .collect();
+        assert_eq!(hist, vec![(Outcome::Passed, 1), (Outcome::Flaky, 2)]);
+        let statuses: Vec<_> = store
+            .attempts("t", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![(1, AttemptStatus::Fail), (2, AttemptStatus::Pass)]
+        );
+    }
+
+    #[test]
+    fn pass_then_failed_rerun_keeps_both_attempts_and_a_skip_is_replaced() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let first = [
+            TestResult::new("t", vec![Attempt::pass(Some(7))]),
+            TestResult::skipped("s"),
+        ];
+        store.record_run(&meta("r"), &first, None).unwrap();
+        let second = [
+            TestResult::new("t", vec![fail("late")]),
+            TestResult::new("s", vec![fail("real"), Attempt::pass(Some(2))]),
+        ];
+        store.record_run(&meta("r"), &second, None).unwrap();
+        let run = store.run("r").unwrap().unwrap();
+        assert_eq!(
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            (2, 0, 2, 0, 0)
+        );
+        let t: Vec<_> = store
+            .attempts("t", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status, a.duration_ms))
+            .collect();
+        assert_eq!(
+            t,
+            vec![
+                (1, AttemptStatus::Pass, Some(7)),
+                (2, AttemptStatus::Fail, Some(5))
+            ]
+        );
+        let s: Vec<_> = store
+            .attempts("s", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect();
+        assert_eq!(s, vec![(1, AttemptStatus::Fail), (2, AttemptStatus::Pass)]);
+        let h = store.history("t", 1).unwrap();
+        assert_eq!(
+            (h[0].outcome, h[0].attempts, h[0].duration_ms),
+            (Outcome::Flaky, 2, Some(5))
+        );
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing_and_a_run_of_known_sources_is_dropped() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        {
+            let mut w = store.begin_run(&meta("gone")).unwrap();
+            assert!(!w.source_recorded("dx").unwrap());
+            w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
+                .unwrap();
+            w.add_source("dx").unwrap();
+        }
+        assert_eq!(store.runs().unwrap(), vec![]);
+        assert_eq!(store.history("t", 5).unwrap(), vec![]);
+        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
+        let mut w = store.begin_run(&meta("r")).unwrap();
+        w.add(&pass("t1")).unwrap();
+        w.add_source("a").unwrap();
+        assert!(w.source_recorded("a").unwrap());
+        assert!(!w.source_recorded("b").unwrap());
+        w.add(&pass("t2")).unwrap();
+        w.add_source("b").unwrap();
+        assert_eq!(w.commit().unwrap().results, 2);
+        let w = store.begin_run(&meta("r")).unwrap();
+        assert!(w.source_recorded("b").unwrap());
+        assert!(w.commit().unwrap().duplicate_source);
+        let runs: Vec<_> = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.meta.run_id, r.total))
+            .collect();
+        assert_eq!(runs, vec![("r".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn reused_run_ids_and_taken_renames_are_refused() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let pass = [TestResult::new("t", vec![Attempt::pass(None)])];
+        store.record_run(&meta("r"), &pass, None).unwrap();
+        let mut other = meta("r");
+        other.commit = Some("def".into());
+        let err = store.record_run(&other, &pass, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run `r` is recorded for commit `abc` on branch `main`, and this one is for commit \
+             `def` on branch `main`: refusing to merge them (use another `--run-id`)"
+        );
+        let mut w = store.begin_run(&meta("pending")).unwrap();
+        w.add(&pass[0]).unwrap();
+        assert!(!w.set_run_id("r").unwrap());
+        // The refused rename left the transaction usable.
+        assert!(w.set_run_id("renamed").unwrap());
+        assert_eq!(w.commit().unwrap().run_id, "renamed");
+        let ids: Vec<_> = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.meta.run_id)
+            .collect();
+        assert_eq!(ids, vec!["r".to_owned(), "renamed".into()]);
+    }
+
+    #[test]
+    fn big_runs_land_whole_and_keys_are_reused_per_project() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut a = store(&db, "a");
+        let results: Vec<_> = (0..45_000)
+            .map(|i| TestResult::new(format!("t{i:05}"), vec![Attempt::pass(Some(i))]))
+            .collect();
+        a.record_run(&meta("big"), &results, None).unwrap();
+        let again: Vec<_> = (0..45_000)
+            .map(|i| TestResult::new(format!("t{i:05}"), vec![fail("x"), Attempt::pass(None)]))
+            .collect();
+        a.record_run(&meta("big2"), &again, None).unwrap();
+        let run = a.run("big2").unwrap().unwrap();
+        assert_eq!((run.total, run.flaky), (45_000, 45_000));
+        assert_eq!(a.history("t44999", 5).unwrap().len(), 2);
+        assert_eq!(
+            count(&db, "flake_tests"),
+            45_000,
+            "ids are reused across runs"
+        );
+        assert_eq!(count(&db, "flake_failures"), 1);
+        let mut b = store(&db, "b");
+        b.record_run(&meta("big"), &results[..10], None).unwrap();
+        assert_eq!(count(&db, "flake_tests"), 45_010, "projects intern apart");
+        assert_eq!(b.tests().unwrap().len(), 10);
+        assert_eq!(b.runs().unwrap().len(), 1);
+        assert_ne!(b.test_key("t00000").unwrap(), a.test_key("t00000").unwrap());
+    }
+}
