@@ -92,17 +92,30 @@ fn connect_error(e: postgres::Error, shown: &str) -> StoreError {
 /// The password libpq would use when the URL has none: `PGPASSWORD`, else
 /// the first matching line of the passfile.
 fn password_for(config: &Config) -> Option<String> {
-    if let Some(password) = std::env::var_os(env_vars::PGPASSWORD) {
+    let file = std::env::var_os(env_vars::PGPASSFILE)
+        .map(PathBuf::from)
+        .or_else(|| home_dir().map(|h| h.join(".pgpass")));
+    password_from(
+        config,
+        std::env::var_os(env_vars::PGPASSWORD),
+        file.as_deref(),
+    )
+}
+
+/// [`password_for`] with the environment's values passed in.
+fn password_from(
+    config: &Config,
+    pgpassword: Option<std::ffi::OsString>,
+    passfile: Option<&Path>,
+) -> Option<String> {
+    if let Some(password) = pgpassword {
         return Some(password.to_string_lossy().into_owned());
     }
-    let file = match std::env::var_os(env_vars::PGPASSFILE) {
-        Some(path) => PathBuf::from(path),
-        None => home_dir()?.join(".pgpass"),
-    };
-    if !private(&file) {
+    let file = passfile?;
+    if !private(file) {
         return None;
     }
-    let text = std::fs::read_to_string(&file).ok()?;
+    let text = std::fs::read_to_string(file).ok()?;
     let user = config
         .get_user()
         .map(str::to_owned)
@@ -203,6 +216,71 @@ mod tests {
         assert_eq!(
             split_fields(r"a\\b:c\:d:e"),
             vec![r"a\b".to_owned(), "c:d".into(), "e".into()]
+        );
+    }
+
+    #[test]
+    fn the_password_comes_from_pgpassword_then_a_private_passfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgpass");
+        std::fs::write(
+            &file,
+            "db.internal:5432:other:ci:nope\ndb.internal:*:flake:ci:from-file\n",
+        )
+        .unwrap();
+        let config = Config::from_str("postgres://ci@db.internal/flake").unwrap();
+        let env = Some(std::ffi::OsString::from("from-env"));
+        assert_eq!(
+            password_from(&config, env, Some(&file)).as_deref(),
+            Some("from-env")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert_eq!(
+                password_from(&config, None, Some(&file)),
+                None,
+                "others can read it"
+            );
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(
+            password_from(&config, None, Some(&file)).as_deref(),
+            Some("from-file")
+        );
+        let elsewhere = Config::from_str("postgres://ci@db.internal/elsewhere").unwrap();
+        assert_eq!(password_from(&elsewhere, None, Some(&file)), None);
+        assert_eq!(password_from(&config, None, None), None);
+    }
+
+    #[test]
+    fn a_refused_sign_in_is_one_line_without_the_password() {
+        let Some(db) = crate::store::postgres::testing::TestDatabase::create() else {
+            return;
+        };
+        let server = Config::from_str(db.url()).unwrap();
+        let host = match &server.get_hosts()[0] {
+            Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            Host::Unix(path) => path.display().to_string(),
+        };
+        let port = server.get_ports().first().copied().unwrap_or(5432);
+        let url = format!("postgres://flake_no_such_role:s3cret@{host}:{port}/postgres");
+        let Err(err) = connect(&url) else {
+            panic!("an unknown role signed in");
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "could not sign in to `postgres://flake_no_such_role:***@{host}:{port}/postgres`: \
+                 role \"flake_no_such_role\" does not exist (the password comes from the URL, \
+                 `PGPASSWORD` or the passfile `PGPASSFILE`, default ~/.pgpass)"
+            )
+        );
+        assert!(
+            std::error::Error::source(&err).is_none(),
+            "one line, no cause chain"
         );
     }
 
