@@ -21,6 +21,12 @@ pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
 pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 /// Set to 1 to print fixed placeholders for times and durations (snapshot tests).
 pub const CARGO_FLAKE_REDACT: &str = "__CARGO_FLAKE_REDACT";
+/// Password of a PostgreSQL history whose URL has none (as libpq reads it).
+pub const PGPASSWORD: &str = "PGPASSWORD";
+/// PostgreSQL password file (`host:port:database:user:password` lines); default `~/.pgpass`.
+pub const PGPASSFILE: &str = "PGPASSFILE";
+/// A PostgreSQL server URL the tests may create scratch databases on; unset, those tests are skipped.
+pub const CARGO_FLAKE_TEST_DATABASE_URL: &str = "CARGO_FLAKE_TEST_DATABASE_URL";
 
 /// Every variable with a one-line description, for help texts.
 pub const ALL: &[(&str, &str)] = &[

@@ -99,3 +99,67 @@ fn check_finds_run_counters_that_disagree_with_their_results() {
         damaged.stdout
     );
 }
+
+/// The newcomer path: an existing SQLite history copied into a
+/// shared PostgreSQL gives the same `stats --format json`, and copying again
+/// adds nothing.
+#[test]
+fn a_sqlite_history_copied_into_postgres_gives_the_same_stats() {
+    let Some(pg) = flake_core::store::postgres::testing::TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.db");
+    std::fs::copy(fixtures().join("history/v0.1-history.db"), &old).unwrap();
+    let old_s = old.to_str().unwrap();
+    let before = stats_json(dir.path(), &["--db", old_s, "--project", "acme"]);
+    for _ in 0..2 {
+        let copy = flake(
+            dir.path(),
+            &["db", "copy", "--from", old_s, "--to", pg.url()],
+        );
+        assert_eq!(copy.code, 0, "{}", copy.stderr);
+    }
+    let after = stats_json(
+        dir.path(),
+        &["--database-url", pg.url(), "--project", "acme"],
+    );
+    assert_eq!(after, before);
+    let check = flake(
+        dir.path(),
+        &[
+            "db",
+            "check",
+            "--database-url",
+            pg.url(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    let c = check.json();
+    assert_eq!(
+        (c["backend"].as_str(), c["runs"].as_u64()),
+        (Some("postgres"), Some(2)),
+        "{c}"
+    );
+    // And back: PostgreSQL into a new SQLite file.
+    let back = dir.path().join("back.db");
+    let copy = flake(
+        dir.path(),
+        &[
+            "db",
+            "copy",
+            "--from",
+            pg.url(),
+            "--to",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    let again = stats_json(
+        dir.path(),
+        &["--db", back.to_str().unwrap(), "--project", "acme"],
+    );
+    assert_eq!(again, before);
+}

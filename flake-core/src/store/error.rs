@@ -100,6 +100,16 @@ pub enum StoreError {
         /// What was asked.
         what: &'static str,
     },
+    /// The database server refused to sign in (wrong password, unknown role).
+    #[error(
+        "could not sign in to `{db}`: {reason} (the password comes from the URL, `PGPASSWORD` or the passfile `PGPASSFILE`, default ~/.pgpass)"
+    )]
+    Auth {
+        /// The server URL, password masked.
+        db: String,
+        /// The server's reason, which never holds the password.
+        reason: String,
+    },
     /// A stored value this build cannot interpret.
     #[error("history database `{}` holds an unknown {what} code {code}", path.display())]
     Corrupt {

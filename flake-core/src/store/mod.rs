@@ -6,7 +6,7 @@
 //! project. A `Store` forwards to a [`Backend`], the trait each backend
 //! implements; SQL lives only in the backend modules:
 //! - [`sqlite`]: the embedded default, one file per checkout or CI cache;
-//! - PostgreSQL (later): the shared history of a team.
+//! - [`postgres`]: the shared history of a team.
 //!
 //! The contract every backend keeps:
 //! - a run is written in one transaction ([`RunWrite`]): dropping the writer
@@ -22,6 +22,8 @@
 pub mod copy;
 mod error;
 mod location;
+mod merge;
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
@@ -200,10 +202,9 @@ impl Store {
     pub fn connect(location: &Location) -> Result<Store, StoreError> {
         match location {
             Location::Sqlite(path) => Store::open(path),
-            Location::Postgres(_) => Err(StoreError::Unsupported {
-                db: location.to_string(),
-                what: "PostgreSQL histories",
-            }),
+            Location::Postgres(url) => Ok(Store::from_backend(Box::new(
+                postgres::PgBackend::connect(url)?,
+            ))),
         }
     }
 
@@ -211,7 +212,9 @@ impl Store {
     pub fn connect_existing(location: &Location) -> Result<Store, StoreError> {
         match location {
             Location::Sqlite(path) => Store::open_existing(path),
-            Location::Postgres(_) => Store::connect(location),
+            Location::Postgres(url) => Ok(Store::from_backend(Box::new(
+                postgres::PgBackend::connect_existing(url)?,
+            ))),
         }
     }
 

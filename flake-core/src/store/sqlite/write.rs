@@ -12,6 +12,7 @@ const BATCH: usize = 200;
 use super::{SqliteBackend, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
+use crate::store::merge::{check_same_revision, failure_digest};
 use crate::store::{RunWrite, StoreError, WriteSummary, name_key};
 
 /// An open transaction recording one run in SQLite (see [`RunWrite`]).
@@ -422,14 +423,7 @@ impl RunWriter<'_> {
         output: &str,
     ) -> Result<i64, StoreError> {
         let sql = sql_err(&self.path);
-        let mut h = blake3::Hasher::new();
-        h.update(message.as_bytes());
-        h.update(&[0]);
-        h.update(location.unwrap_or("").as_bytes());
-        h.update(&[0]);
-        h.update(output.as_bytes());
-        let hash = h.finalize();
-        let digest = &hash.as_bytes()[..16];
+        let digest = &failure_digest(message, location, output)[..];
         let found: Option<i64> = self
             .tx
             .prepare_cached("SELECT id FROM failures WHERE digest = ?1")
@@ -602,40 +596,6 @@ impl Seen {
         let absent = self.bits[word] & bit == 0;
         self.bits[word] |= bit;
         absent
-    }
-}
-
-/// Refuses to merge results of `meta` into a recorded run of another
-/// commit or branch: a reused or colliding run id must never blend two runs.
-/// A side that is unknown, or a commit given as a prefix of the other, agrees.
-fn check_same_revision(
-    run_id: &str,
-    commit: &Option<String>,
-    branch: &Option<String>,
-    meta: &RunMeta,
-) -> Result<(), StoreError> {
-    let commits_differ = match (commit, &meta.commit) {
-        (Some(a), Some(b)) => !(a.starts_with(b.as_str()) || b.starts_with(a.as_str())),
-        _ => false,
-    };
-    let branches_differ = matches!((branch, &meta.branch), (Some(a), Some(b)) if a != b);
-    if !commits_differ && !branches_differ {
-        return Ok(());
-    }
-    Err(StoreError::RunConflict {
-        run_id: run_id.to_owned(),
-        existing: describe_revision(commit.as_deref(), branch.as_deref()),
-        new: describe_revision(meta.commit.as_deref(), meta.branch.as_deref()),
-    })
-}
-
-/// "commit `abc` on branch `main`", for messages; unknown parts are left out.
-fn describe_revision(commit: Option<&str>, branch: Option<&str>) -> String {
-    match (commit, branch) {
-        (Some(c), Some(b)) => format!("commit `{c}` on branch `{b}`"),
-        (Some(c), None) => format!("commit `{c}`"),
-        (None, Some(b)) => format!("branch `{b}`"),
-        (None, None) => "no known commit or branch".into(),
     }
 }
 

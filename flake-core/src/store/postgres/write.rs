@@ -1,0 +1,1007 @@
+//! Recording a run: one transaction per run, merged in memory with the rules
+//! of the SQLite writer, written at commit in a few set-based statements.
+//!
+//! The SQLite writer applies each result as it arrives; over a network a
+//! statement per test would cost a round trip per test. This writer instead
+//! keeps the run's rows in memory (only this run's: a merged shard loads the
+//! run's recorded results, never the project's tests) and replays the same
+//! decisions on them, so the rows it writes are the rows SQLite would hold.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+
+use postgres::Transaction;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use rustc_hash::FxHashMap;
+
+use super::{PgBackend, sql_err};
+use crate::meta::RunMeta;
+use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
+use crate::store::merge::{check_same_revision, failure_digest};
+use crate::store::{RunWrite, StoreError, WriteSummary, name_key};
+
+/// Names (or failure texts) per interning statement: big enough that a
+/// 200,000-test run costs a handful of round trips, small enough that one
+/// statement's arrays stay a few megabytes.
+const INTERN_BATCH: usize = 20_000;
+const FAILURE_BATCH: usize = 500;
+
+/// An open transaction recording one run in PostgreSQL (see [`RunWrite`]).
+pub(crate) struct RunWriter<'a> {
+    // `source_recorded` takes `&self` but the client needs `&mut`.
+    tx: RefCell<Transaction<'a>>,
+    shown: String,
+    project: String,
+    run: i64,
+    // Whether this transaction created the run row: then no result of it
+    // exists yet and rows can be copied straight into the tables.
+    fresh_run: bool,
+    // Commit and branch of the run this one merges into, if it existed.
+    recorded_rev: Option<(Option<String>, Option<String>)>,
+    // This run's tests by name key, and their rows.
+    index: FxHashMap<u128, usize>,
+    entries: Vec<Entry>,
+    // Names of tests not interned yet, one string for all (ranges in `Entry::name`).
+    names: String,
+    failures: Vec<FailureText>,
+    failure_index: FxHashMap<[u8; 16], usize>,
+    merger: RunMerge<usize>,
+    sources: u64,
+    duplicates: Cell<u64>,
+    summary: WriteSummary,
+    // Outcome counters to add to the run row at commit: passed, flaky, failed, skipped.
+    delta: [i64; 4],
+}
+
+impl std::fmt::Debug for RunWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunWriter")
+            .field("db", &self.shown)
+            .field("run", &self.run)
+            .field("tests", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One test of this run.
+struct Entry {
+    // Interned key; `None` until commit for a test new to this run.
+    test: Option<i64>,
+    name: std::ops::Range<usize>,
+    row: ResultRow,
+    // The row changed in this write.
+    dirty: bool,
+    // Attempt rows to write, one per attempt number.
+    attempts: Vec<AttemptRow>,
+}
+
+#[derive(Clone, Copy)]
+struct ResultRow {
+    outcome: Outcome,
+    attempts: i64,
+    duration: Option<i64>,
+}
+
+struct AttemptRow {
+    attempt: i64,
+    status: AttemptStatus,
+    duration: Option<i64>,
+    failure: Option<usize>,
+    // SQLite's `INSERT OR REPLACE` (true) or `INSERT OR IGNORE` (false).
+    replace: bool,
+}
+
+struct FailureText {
+    digest: [u8; 16],
+    message: String,
+    location: Option<String>,
+    output: String,
+    id: i64,
+}
+
+impl PgBackend {
+    /// Starts recording the run `meta` of `project` (see [`RunWrite`]).
+    pub(crate) fn begin_run(
+        &mut self,
+        project: &str,
+        meta: &RunMeta,
+    ) -> Result<RunWriter<'_>, StoreError> {
+        let shown = self.shown.clone();
+        let sql = sql_err(&shown);
+        let mut tx = self.client.get_mut().transaction().map_err(&sql)?;
+        // A concurrent writer of the same run id holds the key until it
+        // commits; this insert waits for it, then finds its run.
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&project, &meta.run_id];
+        params.extend(meta_columns(meta));
+        let created = tx
+            .query_opt(
+                "INSERT INTO flake_runs (project, run_key, commit_sha, branch, tree_sha, dirty, started_at,
+                    finished_at, host, os, target, ci_provider, ci_job, ci_run, runner, runner_version,
+                    source_format)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                 ON CONFLICT (project, run_key) DO NOTHING RETURNING id",
+                &params,
+            )
+            .map_err(&sql)?;
+        let mut writer = RunWriter {
+            tx: RefCell::new(tx),
+            shown,
+            project: project.to_owned(),
+            run: 0,
+            fresh_run: created.is_some(),
+            recorded_rev: None,
+            index: FxHashMap::default(),
+            entries: Vec::new(),
+            names: String::new(),
+            failures: Vec::new(),
+            failure_index: FxHashMap::default(),
+            merger: RunMerge::default(),
+            sources: 0,
+            duplicates: Cell::new(0),
+            summary: WriteSummary {
+                run_id: meta.run_id.clone(),
+                merged_into_existing: created.is_none(),
+                duplicate_source: false,
+                results: 0,
+            },
+            delta: [0; 4],
+        };
+        match created {
+            Some(row) => writer.run = row.get(0),
+            None => writer.join_recorded(meta)?,
+        }
+        Ok(writer)
+    }
+}
+
+impl RunWriter<'_> {
+    fn sql(&self) -> impl Fn(postgres::Error) -> StoreError + use<> {
+        sql_err(&self.shown)
+    }
+
+    /// Locks the recorded run of this id, checks that it is the same
+    /// revision, and loads its results so that shards merge into them.
+    fn join_recorded(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+        let sql = self.sql();
+        let tx = self.tx.get_mut();
+        let row = tx
+            .query_one(
+                "SELECT id, commit_sha, branch FROM flake_runs WHERE project = $1 AND run_key = $2 FOR UPDATE",
+                &[&self.project, &meta.run_id],
+            )
+            .map_err(&sql)?;
+        let (run, commit, branch): (i64, Option<String>, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        check_same_revision(&meta.run_id, &commit, &branch, meta)?;
+        self.recorded_rev = Some((commit, branch));
+        self.run = run;
+        tx.execute(
+            "UPDATE flake_runs SET started_at = least(started_at, $2), finished_at = greatest(finished_at, $3),
+                commit_sha = coalesce(commit_sha, $4), branch = coalesce(branch, $5)
+             WHERE id = $1",
+            &[&run, &meta.started_at, &meta.finished_at, &meta.commit, &meta.branch],
+        )
+        .map_err(&sql)?;
+        let rows = tx
+            .query(
+                "SELECT r.test, t.name, r.outcome, r.attempts, r.duration_ms FROM flake_results r
+                 JOIN flake_tests t ON t.id = r.test WHERE r.run = $1",
+                &[&run],
+            )
+            .map_err(&sql)?;
+        for row in rows {
+            let code: i16 = row.get(2);
+            let outcome = Outcome::from_code(code.into()).ok_or(StoreError::Corrupt {
+                path: PathBuf::from(&self.shown),
+                what: "outcome",
+                code: code.into(),
+            })?;
+            self.index
+                .insert(name_key(row.get::<_, &str>(1)), self.entries.len());
+            self.entries.push(Entry {
+                test: Some(row.get(0)),
+                name: 0..0,
+                row: ResultRow {
+                    outcome,
+                    attempts: row.get::<_, i32>(3).into(),
+                    duration: row.get(4),
+                },
+                dirty: false,
+                attempts: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// See [`RunWrite::add_keyed`]: the SQLite writer's steps, on memory.
+    fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
+        let attempts = result.attempts_run().max(1) as i64;
+        let duration = result
+            .attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.duration_ms)
+            .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+        self.summary.results += 1;
+        let (idx, first_attempt) = match self.index.get(&key) {
+            Some(&idx) => (idx, self.merge(idx, result, attempts, duration)),
+            None => {
+                let start = self.names.len();
+                self.names.push_str(&result.id);
+                let idx = self.entries.len();
+                self.entries.push(Entry {
+                    test: None,
+                    name: start..self.names.len(),
+                    row: ResultRow {
+                        outcome: result.outcome,
+                        attempts,
+                        duration,
+                    },
+                    dirty: true,
+                    attempts: Vec::new(),
+                });
+                self.index.insert(key, idx);
+                self.delta[result.outcome.code() as usize] += 1;
+                (idx, 1)
+            }
+        };
+        if matches!(result.outcome, Outcome::Passed | Outcome::Skipped) && first_attempt == 1 {
+            // A plain pass is fully described by its result row.
+            return Ok(());
+        }
+        let mut n = first_attempt;
+        for attempt in &result.attempts {
+            if attempt.status == AttemptStatus::Skip {
+                continue;
+            }
+            let failure = attempt
+                .failure
+                .as_ref()
+                .map(|f| self.failure(&f.message, f.location.as_deref(), &f.output));
+            self.set_attempt(
+                idx,
+                AttemptRow {
+                    attempt: n,
+                    status: attempt.status,
+                    duration: attempt
+                        .duration_ms
+                        .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+                    failure,
+                    replace: true,
+                },
+            );
+            n += 1;
+        }
+        Ok(())
+    }
+
+    /// Merges a repeated result into the test's row; returns the attempt
+    /// number the new attempts start at.
+    fn merge(
+        &mut self,
+        idx: usize,
+        result: &TestResult,
+        attempts: i64,
+        duration: Option<i64>,
+    ) -> i64 {
+        let old = self.entries[idx].row;
+        let merged = self.merger.merge(idx, old.outcome, result);
+        self.delta[old.outcome.code() as usize] -= 1;
+        self.delta[merged.code() as usize] += 1;
+        let entry = &mut self.entries[idx];
+        entry.dirty = true;
+        if old.outcome == Outcome::Skipped {
+            // The skip was a placeholder; the new report has the real attempts.
+            entry.row = ResultRow {
+                outcome: merged,
+                attempts,
+                duration,
+            };
+            return 1;
+        }
+        if old.outcome == Outcome::Passed && old.attempts == 1 && result.outcome != Outcome::Skipped
+        {
+            // The first report's pass had no attempt row; write it so the attempt list stays whole.
+            self.set_attempt(
+                idx,
+                AttemptRow {
+                    attempt: 1,
+                    status: AttemptStatus::Pass,
+                    duration: old.duration,
+                    failure: None,
+                    replace: false,
+                },
+            );
+        }
+        let added = if result.outcome == Outcome::Skipped {
+            0
+        } else {
+            attempts
+        };
+        self.entries[idx].row = ResultRow {
+            outcome: merged,
+            attempts: old.attempts + added,
+            duration: duration.or(old.duration),
+        };
+        old.attempts + 1
+    }
+
+    /// Records an attempt row: a replacing row wins over any earlier one of
+    /// this write, an ignoring one only fills a gap.
+    fn set_attempt(&mut self, idx: usize, row: AttemptRow) {
+        let attempts = &mut self.entries[idx].attempts;
+        match attempts.iter_mut().find(|a| a.attempt == row.attempt) {
+            Some(existing) if row.replace => *existing = row,
+            Some(_) => {}
+            None => attempts.push(row),
+        }
+    }
+
+    /// The index of a failure text in this write, stored once per content.
+    fn failure(&mut self, message: &str, location: Option<&str>, output: &str) -> usize {
+        let digest = failure_digest(message, location, output);
+        *self.failure_index.entry(digest).or_insert_with(|| {
+            self.failures.push(FailureText {
+                digest,
+                message: message.to_owned(),
+                location: location.map(str::to_owned),
+                output: output.to_owned(),
+                id: 0,
+            });
+            self.failures.len() - 1
+        })
+    }
+
+    /// Interns the names of tests new to this run: one sorted insert per
+    /// batch (so concurrent writers lock names in one order and never
+    /// deadlock), then one query for the keys.
+    fn intern_tests(&mut self) -> Result<(), StoreError> {
+        let sql = self.sql();
+        let mut new: Vec<(&str, usize)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.test.is_none())
+            .map(|(i, e)| (&self.names[e.name.clone()], i))
+            .collect();
+        new.sort_unstable();
+        let tx = self.tx.get_mut();
+        let mut keys = Vec::with_capacity(new.len());
+        for chunk in new.chunks(INTERN_BATCH) {
+            let names: Vec<&str> = chunk.iter().map(|(n, _)| *n).collect();
+            tx.execute(
+                "INSERT INTO flake_tests (project, name) SELECT $1, n FROM unnest($2::text[]) n
+                 ON CONFLICT (project, name) DO NOTHING",
+                &[&self.project, &names],
+            )
+            .map_err(&sql)?;
+            let rows = tx
+                .query(
+                    "SELECT u.i, t.id FROM unnest($2::text[]) WITH ORDINALITY u(n, i)
+                     JOIN flake_tests t ON t.project = $1 AND t.name = u.n",
+                    &[&self.project, &names],
+                )
+                .map_err(&sql)?;
+            if rows.len() != chunk.len() {
+                return Err(damaged(&self.shown, "interned test names went missing"));
+            }
+            for row in rows {
+                let ordinal: i64 = row.get(0);
+                keys.push((chunk[(ordinal - 1) as usize].1, row.get::<_, i64>(1)));
+            }
+        }
+        for (idx, key) in keys {
+            self.entries[idx].test = Some(key);
+        }
+        Ok(())
+    }
+
+    /// Stores the failure texts of this write that are new, sorted by digest
+    /// for the same reason as the names, and learns every text's id.
+    fn intern_failures(&mut self) -> Result<(), StoreError> {
+        let sql = self.sql();
+        let mut order: Vec<usize> = (0..self.failures.len()).collect();
+        order.sort_unstable_by_key(|&i| self.failures[i].digest);
+        let tx = self.tx.get_mut();
+        for chunk in order.chunks(FAILURE_BATCH) {
+            let texts: Vec<&FailureText> = chunk.iter().map(|&i| &self.failures[i]).collect();
+            let digests: Vec<&[u8]> = texts.iter().map(|f| &f.digest[..]).collect();
+            let messages: Vec<&str> = texts.iter().map(|f| f.message.as_str()).collect();
+            let locations: Vec<Option<&str>> =
+                texts.iter().map(|f| f.location.as_deref()).collect();
+            let outputs: Vec<&str> = texts.iter().map(|f| f.output.as_str()).collect();
+            tx.execute(
+                "INSERT INTO flake_failures (digest, message, location, output)
+                 SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[])
+                 ON CONFLICT (digest) DO NOTHING",
+                &[&digests, &messages, &locations, &outputs],
+            )
+            .map_err(&sql)?;
+            let rows = tx
+                .query(
+                    "SELECT u.i, f.id FROM unnest($1::bytea[]) WITH ORDINALITY u(d, i)
+                     JOIN flake_failures f ON f.digest = u.d",
+                    &[&digests],
+                )
+                .map_err(&sql)?;
+            if rows.len() != chunk.len() {
+                return Err(damaged(&self.shown, "stored failure texts went missing"));
+            }
+            for row in rows {
+                let ordinal: i64 = row.get(0);
+                self.failures[chunk[(ordinal - 1) as usize]].id = row.get(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the changed result and attempt rows: by `COPY` into the tables
+    /// for a new run, through temporary tables and an upsert for a merge.
+    fn write_rows(&mut self) -> Result<(), StoreError> {
+        let sql = self.sql();
+        let run = self.run;
+        let fresh = self.fresh_run;
+        let tx = self.tx.get_mut();
+        if !fresh {
+            tx.batch_execute(
+                "CREATE TEMPORARY TABLE flake_stage_results (LIKE flake_results) ON COMMIT DROP;
+                 CREATE TEMPORARY TABLE flake_stage_attempts (LIKE flake_attempts, replace boolean NOT NULL)
+                     ON COMMIT DROP;",
+            )
+            .map_err(&sql)?;
+        }
+        let into = if fresh {
+            "COPY flake_results (test, run, outcome, attempts, duration_ms) FROM STDIN BINARY"
+        } else {
+            "COPY flake_stage_results (test, run, outcome, attempts, duration_ms) FROM STDIN BINARY"
+        };
+        let mut copy = BinaryCopyInWriter::new(
+            tx.copy_in(into).map_err(&sql)?,
+            &[Type::INT8, Type::INT8, Type::INT2, Type::INT4, Type::INT8],
+        );
+        for e in self.entries.iter().filter(|e| e.dirty) {
+            let test = e.test.expect("interned before rows are written");
+            copy.write(&[
+                &test,
+                &run,
+                &(e.row.outcome.code() as i16),
+                &small(e.row.attempts),
+                &e.row.duration,
+            ])
+            .map_err(&sql)?;
+        }
+        copy.finish().map_err(&sql)?;
+
+        let into = if fresh {
+            "COPY flake_attempts (test, run, attempt, status, duration_ms, failure) FROM STDIN BINARY"
+        } else {
+            "COPY flake_stage_attempts (test, run, attempt, status, duration_ms, failure, replace)
+             FROM STDIN BINARY"
+        };
+        let mut types = vec![
+            Type::INT8,
+            Type::INT8,
+            Type::INT4,
+            Type::INT2,
+            Type::INT8,
+            Type::INT8,
+        ];
+        if !fresh {
+            types.push(Type::BOOL);
+        }
+        let mut copy = BinaryCopyInWriter::new(tx.copy_in(into).map_err(&sql)?, &types);
+        for e in &self.entries {
+            let test = e.test.expect("interned before rows are written");
+            for a in &e.attempts {
+                let failure = a.failure.map(|i| self.failures[i].id);
+                let status = a.status.code() as i16;
+                let attempt = small(a.attempt);
+                let mut row: Vec<&(dyn ToSql + Sync)> =
+                    vec![&test, &run, &attempt, &status, &a.duration, &failure];
+                if !fresh {
+                    row.push(&a.replace);
+                }
+                copy.write(&row).map_err(&sql)?;
+            }
+        }
+        copy.finish().map_err(&sql)?;
+
+        if !fresh {
+            tx.batch_execute(
+                "INSERT INTO flake_results SELECT * FROM flake_stage_results
+                 ON CONFLICT (test, run) DO UPDATE SET outcome = excluded.outcome,
+                    attempts = excluded.attempts, duration_ms = excluded.duration_ms;
+                 INSERT INTO flake_attempts SELECT test, run, attempt, status, duration_ms, failure
+                    FROM flake_stage_attempts WHERE replace
+                 ON CONFLICT (test, run, attempt) DO UPDATE SET status = excluded.status,
+                    duration_ms = excluded.duration_ms, failure = excluded.failure;
+                 INSERT INTO flake_attempts SELECT test, run, attempt, status, duration_ms, failure
+                    FROM flake_stage_attempts WHERE NOT replace
+                 ON CONFLICT (test, run, attempt) DO NOTHING;",
+            )
+            .map_err(&sql)?;
+        }
+        Ok(())
+    }
+
+    /// See [`RunWrite::update_meta`].
+    fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+        let sql = self.sql();
+        let run = self.run;
+        if let Some((commit, branch)) = &self.recorded_rev {
+            check_same_revision(&self.summary.run_id, commit, branch, meta)?;
+            self.tx
+                .get_mut()
+                .execute(
+                    "UPDATE flake_runs SET commit_sha = coalesce(commit_sha, $2), branch = coalesce(branch, $3)
+                     WHERE id = $1",
+                    &[&run, &meta.commit, &meta.branch],
+                )
+                .map_err(&sql)?;
+            return Ok(());
+        }
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&run];
+        params.extend(meta_columns(meta));
+        self.tx
+            .get_mut()
+            .execute(
+                "UPDATE flake_runs SET commit_sha = $2, branch = $3, tree_sha = $4, dirty = $5, started_at = $6,
+                    finished_at = $7, host = $8, os = $9, target = $10, ci_provider = $11, ci_job = $12,
+                    ci_run = $13, runner = $14, runner_version = $15, source_format = $16
+                 WHERE id = $1",
+                &params,
+            )
+            .map_err(&sql)?;
+        Ok(())
+    }
+
+    /// See [`RunWrite::source_recorded`].
+    fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
+        let found = self
+            .tx
+            .borrow_mut()
+            .query_opt(
+                "SELECT 1 FROM flake_run_sources WHERE run = $1 AND digest = $2",
+                &[&self.run, &digest],
+            )
+            .map_err(self.sql())?
+            .is_some();
+        if found {
+            // Counted so that a run of nothing but known sources is dropped at commit.
+            self.duplicates.set(self.duplicates.get() + 1);
+        }
+        Ok(found)
+    }
+
+    /// See [`RunWrite::add_source`].
+    fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
+        let sql = self.sql();
+        self.tx
+            .get_mut()
+            .execute(
+                "INSERT INTO flake_run_sources (run, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&self.run, &digest],
+            )
+            .map_err(&sql)?;
+        self.sources += 1;
+        Ok(())
+    }
+
+    /// See [`RunWrite::set_run_id`]. A run of that id committed meanwhile, or
+    /// being written by another transaction that then commits, makes the
+    /// rename fail on the unique key: refused, and only the rename undone.
+    fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
+        let sql = self.sql();
+        if self.summary.merged_into_existing {
+            return Ok(false);
+        }
+        let run = self.run;
+        let tx = self.tx.get_mut();
+        let mut savepoint = tx.savepoint("flake_rename").map_err(&sql)?;
+        match savepoint.execute(
+            "UPDATE flake_runs SET run_key = $2 WHERE id = $1",
+            &[&run, &run_id],
+        ) {
+            Ok(_) => savepoint.commit().map_err(&sql)?,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // Dropping the savepoint rolls back to it.
+                return Ok(false);
+            }
+            Err(e) => return Err(sql(e)),
+        }
+        self.summary.run_id = run_id.to_owned();
+        Ok(true)
+    }
+
+    /// See [`RunWrite::commit`].
+    fn commit(mut self) -> Result<WriteSummary, StoreError> {
+        let sql = self.sql();
+        self.summary.duplicate_source =
+            self.duplicates.get() > 0 && self.sources == 0 && self.summary.results == 0;
+        if self.summary.duplicate_source {
+            // Nothing new: dropping the transaction rolls back the run row too.
+            return Ok(self.summary.clone());
+        }
+        self.intern_tests()?;
+        self.intern_failures()?;
+        self.write_rows()?;
+        let [passed, flaky, failed, skipped] = self.delta;
+        let total = passed + flaky + failed + skipped;
+        let run = self.run;
+        let mut tx = self.tx.into_inner();
+        tx.execute(
+            "UPDATE flake_runs SET passed = passed + $2, flaky = flaky + $3, failed = failed + $4,
+                skipped = skipped + $5, total = total + $6 WHERE id = $1",
+            &[&run, &passed, &flaky, &failed, &skipped, &total],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(self.summary)
+    }
+}
+
+/// Rows that a statement of ours wrote and the next one could not find.
+fn damaged(shown: &str, what: &str) -> StoreError {
+    StoreError::Damaged {
+        path: PathBuf::from(shown),
+        what: what.into(),
+    }
+}
+
+/// An attempt count or number as stored (`integer`).
+fn small(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The metadata columns of `flake_runs`, in schema order after `run_key`.
+fn meta_columns(meta: &RunMeta) -> [&(dyn ToSql + Sync); 15] {
+    [
+        &meta.commit,
+        &meta.branch,
+        &meta.tree,
+        &meta.dirty,
+        &meta.started_at,
+        &meta.finished_at,
+        &meta.host,
+        &meta.os,
+        &meta.target,
+        &meta.ci_provider,
+        &meta.ci_job,
+        &meta.ci_run,
+        &meta.runner,
+        &meta.runner_version,
+        &meta.source_format,
+    ]
+}
+
+impl RunWrite for RunWriter<'_> {
+    fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
+        RunWriter::add_keyed(self, key, result)
+    }
+
+    fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+        RunWriter::update_meta(self, meta)
+    }
+
+    fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
+        RunWriter::source_recorded(self, digest)
+    }
+
+    fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
+        RunWriter::add_source(self, digest)
+    }
+
+    fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
+        RunWriter::set_run_id(self, run_id)
+    }
+
+    fn commit(self: Box<Self>) -> Result<WriteSummary, StoreError> {
+        RunWriter::commit(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Attempt, Failure};
+    use crate::store::Store;
+    use crate::store::postgres::testing::TestDatabase;
+
+    fn store(db: &TestDatabase, project: &str) -> Store {
+        Store::from_backend(Box::new(PgBackend::connect(db.url()).unwrap()))
+            .with_project(project)
+            .unwrap()
+    }
+
+    fn meta(id: &str) -> RunMeta {
+        RunMeta {
+            run_id: id.into(),
+            commit: Some("abc".into()),
+            branch: Some("main".into()),
+            started_at: 1,
+            finished_at: 2,
+            source_format: "nextest".into(),
+            ..RunMeta::default()
+        }
+    }
+
+    fn fail(msg: &str) -> Attempt {
+        Attempt::failed(
+            AttemptStatus::Fail,
+            Some(5),
+            Failure::from_output(
+                None,
+                &format!("thread 't' panicked at src/lib.rs:1:2:\n{msg}"),
+            ),
+        )
+    }
+
+    fn count(db: &TestDatabase, table: &str) -> i64 {
+        db.client()
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    fn records_and_reads_back_a_run() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let results = vec![
+            TestResult::new("b ok", vec![Attempt::pass(Some(3))]),
+            TestResult::new("b flaky", vec![fail("boom 1"), Attempt::pass(Some(4))]),
+            TestResult::new("b bad", vec![fail("x"), fail("x"), fail("x")]),
+            TestResult::skipped("b skip"),
+        ];
+        let s = store.record_run(&meta("r1"), &results, None).unwrap();
+        assert_eq!(s.results, 4);
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(run.meta, meta("r1"));
+        let by: Vec<_> = store
+            .results_of_run(run.seq)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.outcome, r.attempts, r.duration_ms))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                ("b bad".to_owned(), Outcome::Failed, 3, Some(5)),
+                ("b flaky".into(), Outcome::Flaky, 2, Some(4)),
+                ("b ok".into(), Outcome::Passed, 1, Some(3)),
+                ("b skip".into(), Outcome::Skipped, 1, None),
+            ]
+        );
+        let attempts = store.attempts("b flaky", run.seq).unwrap();
+        let shown: Vec<_> = attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.attempt,
+                    a.status,
+                    a.failure.as_ref().map(|f| f.message.as_str()),
+                    a.failure.as_ref().and_then(|f| f.location.as_deref()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    1,
+                    AttemptStatus::Fail,
+                    Some("boom 1"),
+                    Some("src/lib.rs:1:2")
+                ),
+                (2, AttemptStatus::Pass, None, None),
+            ]
+        );
+        assert_eq!(store.attempts("b ok", run.seq).unwrap(), vec![]);
+        // Identical failure texts are stored once.
+        assert_eq!(count(&db, "flake_failures"), 2);
+        assert_eq!(count(&db, "flake_attempts"), 5);
+    }
+
+    #[test]
+    fn shards_merge_and_sources_are_idempotent() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let shard1 = vec![
+            TestResult::new("t", vec![fail("a")]),
+            TestResult::new("u", vec![Attempt::pass(None)]),
+        ];
+        let shard2 = vec![TestResult::new("t", vec![Attempt::pass(Some(1))])];
+        let a = store
+            .record_run(&meta("ci-1"), &shard1, Some("d1"))
+            .unwrap();
+        assert!(!a.merged_into_existing);
+        let b = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(b.merged_into_existing);
+        let again = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(again.duplicate_source);
+        let other = store
+            .record_run(&meta("ci-2"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(!other.duplicate_source);
+        assert_eq!(store.run("ci-2").unwrap().unwrap().total, 1);
+        let run = store.run("ci-1").unwrap().unwrap();
+        assert_eq!((run.total, run.passed, run.flaky, run.failed), (2, 1, 1, 0));
+        let hist: Vec<_> = store
+            .history("t", 10)
+            .unwrap()
+            .iter()
+            .map(|h| (h.outcome, h.attempts))
+            .collect();
+        assert_eq!(hist, vec![(Outcome::Passed, 1), (Outcome::Flaky, 2)]);
+        let statuses: Vec<_> = store
+            .attempts("t", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![(1, AttemptStatus::Fail), (2, AttemptStatus::Pass)]
+        );
+    }
+
+    #[test]
+    fn pass_then_failed_rerun_keeps_both_attempts_and_a_skip_is_replaced() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let first = [
+            TestResult::new("t", vec![Attempt::pass(Some(7))]),
+            TestResult::skipped("s"),
+        ];
+        store.record_run(&meta("r"), &first, None).unwrap();
+        let second = [
+            TestResult::new("t", vec![fail("late")]),
+            TestResult::new("s", vec![fail("real"), Attempt::pass(Some(2))]),
+        ];
+        store.record_run(&meta("r"), &second, None).unwrap();
+        let run = store.run("r").unwrap().unwrap();
+        assert_eq!(
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            (2, 0, 2, 0, 0)
+        );
+        let t: Vec<_> = store
+            .attempts("t", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status, a.duration_ms))
+            .collect();
+        assert_eq!(
+            t,
+            vec![
+                (1, AttemptStatus::Pass, Some(7)),
+                (2, AttemptStatus::Fail, Some(5))
+            ]
+        );
+        let s: Vec<_> = store
+            .attempts("s", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect();
+        assert_eq!(s, vec![(1, AttemptStatus::Fail), (2, AttemptStatus::Pass)]);
+        let h = store.history("t", 1).unwrap();
+        assert_eq!(
+            (h[0].outcome, h[0].attempts, h[0].duration_ms),
+            (Outcome::Flaky, 2, Some(5))
+        );
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing_and_a_run_of_known_sources_is_dropped() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        {
+            let mut w = store.begin_run(&meta("gone")).unwrap();
+            assert!(!w.source_recorded("dx").unwrap());
+            w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
+                .unwrap();
+            w.add_source("dx").unwrap();
+        }
+        assert_eq!(store.runs().unwrap(), vec![]);
+        assert_eq!(store.history("t", 5).unwrap(), vec![]);
+        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
+        let mut w = store.begin_run(&meta("r")).unwrap();
+        w.add(&pass("t1")).unwrap();
+        w.add_source("a").unwrap();
+        assert!(w.source_recorded("a").unwrap());
+        assert!(!w.source_recorded("b").unwrap());
+        w.add(&pass("t2")).unwrap();
+        w.add_source("b").unwrap();
+        assert_eq!(w.commit().unwrap().results, 2);
+        let w = store.begin_run(&meta("r")).unwrap();
+        assert!(w.source_recorded("b").unwrap());
+        assert!(w.commit().unwrap().duplicate_source);
+        let runs: Vec<_> = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.meta.run_id, r.total))
+            .collect();
+        assert_eq!(runs, vec![("r".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn reused_run_ids_and_taken_renames_are_refused() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut store = store(&db, "p");
+        let pass = [TestResult::new("t", vec![Attempt::pass(None)])];
+        store.record_run(&meta("r"), &pass, None).unwrap();
+        let mut other = meta("r");
+        other.commit = Some("def".into());
+        let err = store.record_run(&other, &pass, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run `r` is recorded for commit `abc` on branch `main`, and this one is for commit \
+             `def` on branch `main`: refusing to merge them (use another `--run-id`)"
+        );
+        let mut w = store.begin_run(&meta("pending")).unwrap();
+        w.add(&pass[0]).unwrap();
+        assert!(!w.set_run_id("r").unwrap());
+        // The refused rename left the transaction usable.
+        assert!(w.set_run_id("renamed").unwrap());
+        assert_eq!(w.commit().unwrap().run_id, "renamed");
+        let ids: Vec<_> = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.meta.run_id)
+            .collect();
+        assert_eq!(ids, vec!["r".to_owned(), "renamed".into()]);
+    }
+
+    #[test]
+    fn big_runs_land_whole_and_keys_are_reused_per_project() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut a = store(&db, "a");
+        let results: Vec<_> = (0..45_000)
+            .map(|i| TestResult::new(format!("t{i:05}"), vec![Attempt::pass(Some(i))]))
+            .collect();
+        a.record_run(&meta("big"), &results, None).unwrap();
+        let again: Vec<_> = (0..45_000)
+            .map(|i| TestResult::new(format!("t{i:05}"), vec![fail("x"), Attempt::pass(None)]))
+            .collect();
+        a.record_run(&meta("big2"), &again, None).unwrap();
+        let run = a.run("big2").unwrap().unwrap();
+        assert_eq!((run.total, run.flaky), (45_000, 45_000));
+        assert_eq!(a.history("t44999", 5).unwrap().len(), 2);
+        assert_eq!(
+            count(&db, "flake_tests"),
+            45_000,
+            "ids are reused across runs"
+        );
+        assert_eq!(count(&db, "flake_failures"), 1);
+        let mut b = store(&db, "b");
+        b.record_run(&meta("big"), &results[..10], None).unwrap();
+        assert_eq!(count(&db, "flake_tests"), 45_010, "projects intern apart");
+        assert_eq!(b.tests().unwrap().len(), 10);
+        assert_eq!(b.runs().unwrap().len(), 1);
+        assert_ne!(b.test_key("t00000").unwrap(), a.test_key("t00000").unwrap());
+    }
+}
