@@ -46,6 +46,10 @@ pub const ALL: &[(&str, &str)] = &[
         CARGO_FLAKE_QUARANTINE,
         "quarantine file path (default <root>/flake-quarantine.toml)",
     ),
+    (
+        CARGO_FLAKE_TEST_DATABASE_URL,
+        "cargo-flake's own tests: the PostgreSQL server they create scratch databases on",
+    ),
     (NO_COLOR, "disable colours"),
     (CARGO_TERM_COLOR, "always | never | auto"),
     (
