@@ -156,15 +156,7 @@ impl Config {
         let manifest = ws.root.join("Cargo.toml");
         let flake_toml = ws.root.join("flake.toml");
         let from_manifest = match read_optional(&manifest)? {
-            Some(text) => {
-                let doc = parse_toml(&manifest, &text)?;
-                ["workspace", "package"].iter().find_map(|section| {
-                    doc.get(*section)?
-                        .get("metadata")?
-                        .get("flake")
-                        .map(|t| (format!("{section}.metadata.flake"), t.clone()))
-                })
-            }
+            Some(text) => manifest_section(&manifest, &text)?,
             None => None,
         };
         let from_flake = match read_optional(&flake_toml)? {
@@ -176,19 +168,29 @@ impl Config {
                 cargo: manifest,
                 flake: flake_toml,
             }),
-            (Some((name, value)), None) => {
-                let table = value.as_table().ok_or_else(|| ConfigError::Invalid {
-                    path: manifest.clone(),
-                    message: format!("`{name}` must be a table"),
-                })?;
-                Ok((Config::from_table(&manifest, &name, table)?, Some(manifest)))
-            }
+            (Some((name, value)), None) => Ok((
+                Config::from_section(&manifest, &name, &value)?,
+                Some(manifest),
+            )),
             (None, Some(table)) => Ok((
                 Config::from_table(&flake_toml, "", &table)?,
                 Some(flake_toml),
             )),
             (None, None) => Ok((Config::default(), None)),
         }
+    }
+
+    /// Reads the manifest section `value` found by [`manifest_section`].
+    pub(crate) fn from_section(
+        path: &Path,
+        name: &str,
+        value: &toml::Value,
+    ) -> Result<Config, ConfigError> {
+        let table = value.as_table().ok_or_else(|| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: format!("`{name}` must be a table"),
+        })?;
+        Config::from_table(path, name, table)
     }
 
     /// Reads the settings in `table` (named `section` in messages) over the defaults.
@@ -317,7 +319,22 @@ fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
     }
 }
 
-fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+/// The `[workspace.metadata.flake]` (else `[package.metadata.flake]`) of the
+/// manifest `text` and its name, or `None` when the manifest has neither.
+pub(crate) fn manifest_section(
+    path: &Path,
+    text: &str,
+) -> Result<Option<(String, toml::Value)>, ConfigError> {
+    let doc = parse_toml(path, text)?;
+    Ok(["workspace", "package"].iter().find_map(|section| {
+        doc.get(*section)?
+            .get("metadata")?
+            .get("flake")
+            .map(|t| (format!("{section}.metadata.flake"), t.clone()))
+    }))
+}
+
+pub(crate) fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
         .map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),

@@ -88,6 +88,19 @@ pub fn read_report(
         source,
     })?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
+    read_report_from(path, &mut reader, format, sink)
+}
+
+/// [`read_report`] over an already open `reader`; `path` only names the
+/// report in errors. Lets in-memory input (the fuzz targets in
+/// [`crate::fuzzing`]) take the very path a file takes. The first
+/// `fill_buf` is what format detection sees, so give a buffer of a few KiB.
+pub fn read_report_from(
+    path: &Path,
+    reader: &mut dyn BufRead,
+    format: Option<Format>,
+    sink: &mut dyn Sink,
+) -> Result<ReportSummary, IngestError> {
     let head = reader.fill_buf().map_err(|source| IngestError::Read {
         path: path.to_owned(),
         source,
@@ -110,7 +123,7 @@ pub fn read_report(
         count += 1;
         sink.test(result)
     };
-    let parsed = parse(format, &mut reader, &mut counting);
+    let parsed = parse(format, reader, &mut counting);
     let meta = parsed.map_err(|e| match e {
         ParseError::Invalid { position, message } => IngestError::Invalid {
             path: path.to_owned(),
