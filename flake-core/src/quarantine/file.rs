@@ -301,6 +301,16 @@ impl QuarantineFile {
     }
 
     fn tests_mut(&mut self) -> &mut ArrayOfTables {
+        // `test = [{ id = "a" }]` loads like `[[test]]` tables; an edit
+        // rewrites it as such, the one form entries can be added to.
+        if let Some(item) = self.doc.get_mut("test")
+            && !item.is_array_of_tables()
+        {
+            *item = match std::mem::take(item).into_array_of_tables() {
+                Ok(tables) => Item::ArrayOfTables(tables),
+                Err(other) => other,
+            };
+        }
         if self.doc.get("version").is_none() {
             self.doc.insert("version", value(FORMAT_VERSION));
             // A comment above the first entry of a file without `version` is
