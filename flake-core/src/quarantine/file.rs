@@ -306,9 +306,14 @@ impl QuarantineFile {
         if let Some(item) = self.doc.get_mut("test")
             && !item.is_array_of_tables()
         {
-            *item = match std::mem::take(item).into_array_of_tables() {
-                Ok(tables) => Item::ArrayOfTables(tables),
-                Err(other) => other,
+            *item = match std::mem::take(item) {
+                // toml_edit refuses to convert an empty array.
+                Item::Value(toml_edit::Value::Array(a)) if a.is_empty() => {
+                    Item::ArrayOfTables(ArrayOfTables::new())
+                }
+                other => other
+                    .into_array_of_tables()
+                    .map_or_else(|other| other, Item::ArrayOfTables),
             };
         }
         if self.doc.get("version").is_none() {
