@@ -18,8 +18,11 @@ use crate::ingest::{self, Format, ReportMeta, Sink};
 use crate::model::TestResult;
 use crate::quarantine::{Entry, QuarantineFile};
 
+/// The body of one fuzz target.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its fuzz target and corpus folders.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("junit", junit),
     ("pytest_json", pytest_json),
     ("jest", jest),
