@@ -94,6 +94,15 @@ impl Default for Config {
     }
 }
 
+/// Largest `window` (and so `min-runs`, `release-clean-runs`): the stats
+/// preallocate a window per test, so a typo of a few digits must be an error,
+/// not an allocation of terabytes.
+const MAX_WINDOW: i64 = 100_000;
+
+/// Largest day count: a century, well inside the date arithmetic's range
+/// (day spans beyond about 7.3 million panic).
+const MAX_DAYS: i64 = 36_525;
+
 /// Every key, for validation and suggestions.
 pub const KEYS: &[&str] = &[
     "window",
@@ -212,11 +221,11 @@ impl Config {
             message,
         };
         for (key, value) in table {
-            let count = |min: i64| -> Result<i64, ConfigError> {
+            let count = |min: i64, max: i64| -> Result<i64, ConfigError> {
                 match value.as_integer() {
-                    Some(n) if n >= min => Ok(n),
+                    Some(n) if (min..=max).contains(&n) => Ok(n),
                     _ => Err(invalid(format!(
-                        "{} must be an integer >= {min}, found `{value}`",
+                        "{} must be an integer from {min} to {max}, found `{value}`",
                         name(key)
                     ))),
                 }
@@ -242,11 +251,11 @@ impl Config {
                 })
             };
             match key.as_str() {
-                "window" => c.window = count(1)? as usize,
-                "min-runs" => c.min_runs = count(1)? as usize,
+                "window" => c.window = count(1, MAX_WINDOW)? as usize,
+                "min-runs" => c.min_runs = count(1, MAX_WINDOW)? as usize,
                 "add-threshold" => c.add_threshold = fraction()?,
-                "release-clean-runs" => c.release_clean_runs = count(1)? as usize,
-                "release-after-days" => c.release_after_days = Some(count(1)? as u32),
+                "release-clean-runs" => c.release_clean_runs = count(1, MAX_WINDOW)? as usize,
+                "release-after-days" => c.release_after_days = Some(count(1, MAX_DAYS)? as u32),
                 "release-manual" => c.release_manual = boolean()?,
                 "branches" => {
                     let list = value.as_array().and_then(|a| {
@@ -263,7 +272,7 @@ impl Config {
                 }
                 "storm-guard" => c.storm_guard = boolean()?,
                 "storm-threshold" => c.storm_threshold = fraction()?,
-                "storm-min-tests" => c.storm_min_tests = count(1)? as usize,
+                "storm-min-tests" => c.storm_min_tests = count(1, i64::from(u32::MAX))? as usize,
                 "flip-match" => {
                     c.flip_match = match value.as_str() {
                         Some("commit") => FlipMatch::Commit,
@@ -276,7 +285,7 @@ impl Config {
                         }
                     }
                 }
-                "stale-after-days" => c.stale_after_days = count(1)? as u32,
+                "stale-after-days" => c.stale_after_days = count(1, MAX_DAYS)? as u32,
                 "suite-target" => c.suite_target = fraction()?,
                 other => {
                     let hint = suggest(other, KEYS.iter().copied())
@@ -427,7 +436,21 @@ mod tests {
             ("windw = 5\n", "did you mean `window`?"),
             ("colour = 1\n", "known keys: window, min-runs"),
             ("add-threshold = 5\n", "must be a fraction in (0, 1]"),
-            ("window = 0\n", "must be an integer >= 1"),
+            ("window = 0\n", "must be an integer from 1 to 100000"),
+            // Would preallocate a window of terabytes in the stats.
+            (
+                "window = 100000000000\n",
+                "must be an integer from 1 to 100000",
+            ),
+            // Would wrap to 1 day through `as u32`, and panic in date arithmetic before that.
+            (
+                "release-after-days = 4294967297\n",
+                "must be an integer from 1 to 36525",
+            ),
+            (
+                "stale-after-days = 10000000\n",
+                "must be an integer from 1 to 36525",
+            ),
             ("flip-match = \"branch\"\n", "\"commit\" or \"tree\""),
             ("branches = \"main\"\n", "list of branch names"),
             ("window = 10\nrelease-clean-runs = 20\n", "cannot exceed"),
