@@ -758,8 +758,9 @@ impl<'s> Parser<'s> {
     fn note_times(&mut self, start: Option<i64>, secs: Option<f64>) {
         let Some(start) = start else { return };
         self.meta.started_at = Some(self.meta.started_at.map_or(start, |s| s.min(start)));
-        if let Some(secs) = secs {
-            let end = start + (secs * 1000.0).round() as i64;
+        // A `time` no clock produces (`1e300`) says nothing about the end.
+        if let Some(ms) = secs.and_then(super::lines::seconds_to_ms) {
+            let end = start.saturating_add_unsigned(ms);
             self.meta.finished_at = Some(self.meta.finished_at.map_or(end, |f| f.max(end)));
         }
     }
