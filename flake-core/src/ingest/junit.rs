@@ -56,14 +56,13 @@
 //! entity bombs and external entities; only the five predefined entities and
 //! character references are resolved. Positions in errors are 1-based lines
 //! and 0-based byte offsets (for UTF-16 input, offsets into the UTF-8 decoded
-//! text), except that malformed UTF-16 is reported by the offset into the file
-//! just past the bad code unit.
+//! text), except that malformed UTF-16 is reported by its offset in the file
+//! (see `utf16.rs`).
 
 use std::borrow::Cow;
 use std::io::BufRead;
 
 use quick_xml::XmlVersion;
-use quick_xml::encoding::DecodingReader;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
@@ -109,57 +108,23 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta,
         || head.starts_with(&[b'<', 0, b'?', 0])
         || head.starts_with(&[0, b'<', 0, b'?']);
     if utf16 {
-        // quick-xml parses ASCII-compatible bytes only; the decoding reader
-        // transcodes UTF-16 to UTF-8 (and rejects malformed UTF-16).
-        let counted = Counted {
-            inner: input,
-            taken: 0,
-        };
-        run(
-            Reader::from_reader(DecodingReader::new(counted)),
-            sink,
-            |r| Some(r.get_ref().get_ref().taken),
-        )
+        // quick-xml parses ASCII-compatible bytes only.
+        let decoded = super::utf16::Utf16Reader::new(input)?;
+        run(Reader::from_reader(decoded), sink, |r| {
+            r.get_ref().malformed_at()
+        })
     } else {
         // quick-xml strips a UTF-8 BOM and validates UTF-8 as it reads.
         run(Reader::from_reader(input), sink, |_| None)
     }
 }
 
-/// Counts the bytes the UTF-16 decoder takes from the report. The decoder
-/// works a buffer ahead of the XML parser and drops that buffer on malformed
-/// input, so the parser's own position of such an error depends on how the
-/// file happened to be read; the count up to the bad code unit does not.
-struct Counted<'a> {
-    inner: &'a mut dyn BufRead,
-    taken: u64,
-}
-
-impl std::io::Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.taken += n as u64;
-        Ok(n)
-    }
-}
-
-impl BufRead for Counted<'_> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        self.taken += amt as u64;
-        self.inner.consume(amt);
-    }
-}
-
-/// `taken` gives the bytes of the file read so far when the reader decodes
-/// it (UTF-16), for the position of a decoding error.
+/// `malformed_at` gives the byte in the file of malformed UTF-16, which the
+/// parser's own position does not know.
 fn run<R: BufRead>(
     mut reader: Reader<R>,
     sink: &mut dyn Sink,
-    taken: impl Fn(&Reader<R>) -> Option<u64>,
+    malformed_at: impl Fn(&Reader<R>) -> Option<u64>,
 ) -> Result<ReportMeta, ParseError> {
     let config = reader.config_mut();
     config.trim_text(false);
@@ -172,7 +137,7 @@ fn run<R: BufRead>(
         let start = reader.buffer_position();
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
-            Err(err) => return Err(parser.xml_error(&reader, err, taken(&reader))),
+            Err(err) => return Err(parser.xml_error(&reader, err, malformed_at(&reader))),
         };
         let pos = Position {
             line: Some(parser.line),
@@ -481,7 +446,7 @@ impl<'s> Parser<'s> {
         &self,
         reader: &Reader<R>,
         err: quick_xml::Error,
-        taken: Option<u64>,
+        malformed_at: Option<u64>,
     ) -> ParseError {
         let pos = Position {
             line: Some(self.line),
@@ -492,14 +457,12 @@ impl<'s> Parser<'s> {
             quick_xml::Error::Io(io) if io.kind() != std::io::ErrorKind::InvalidData => {
                 ParseError::Io(std::io::Error::new(io.kind(), io.to_string()))
             }
-            // `taken` is only known for UTF-16, whose decoder runs ahead of
-            // the parser's line (see `Counted`).
             quick_xml::Error::Io(io) => ParseError::invalid(
-                taken.map_or(pos, Position::byte),
+                malformed_at.map_or(pos, Position::byte),
                 format!("invalid text encoding ({io})"),
             ),
             quick_xml::Error::Encoding(e) => ParseError::invalid(
-                taken.map_or(pos, Position::byte),
+                malformed_at.map_or(pos, Position::byte),
                 format!("invalid text encoding ({e})"),
             ),
             other => ParseError::invalid(pos, format!("malformed XML: {other}")),

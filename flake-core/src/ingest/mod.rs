@@ -19,6 +19,7 @@ pub mod pytest_json;
 mod read;
 mod record;
 pub mod rspec;
+mod utf16;
 
 pub use detect::{Format, detect};
 pub use error::{ParseError, Position, SinkError};
