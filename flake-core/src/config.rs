@@ -101,6 +101,15 @@ impl Default for Config {
     }
 }
 
+/// Largest `window` (and so `min-runs`, `release-clean-runs`): the stats
+/// preallocate a window per test, so a typo of a few digits must be an error,
+/// not an allocation of terabytes.
+const MAX_WINDOW: i64 = 100_000;
+
+/// Largest day count: a century, well inside the date arithmetic's range
+/// (day spans beyond about 7.3 million panic).
+const MAX_DAYS: i64 = 36_525;
+
 /// Every key, for validation and suggestions.
 pub const KEYS: &[&str] = &[
     "window",
@@ -163,15 +172,7 @@ impl Config {
         let manifest = ws.root.join("Cargo.toml");
         let flake_toml = ws.root.join("flake.toml");
         let from_manifest = match read_optional(&manifest)? {
-            Some(text) => {
-                let doc = parse_toml(&manifest, &text)?;
-                ["workspace", "package"].iter().find_map(|section| {
-                    doc.get(*section)?
-                        .get("metadata")?
-                        .get("flake")
-                        .map(|t| (format!("{section}.metadata.flake"), t.clone()))
-                })
-            }
+            Some(text) => manifest_section(&manifest, &text)?,
             None => None,
         };
         let from_flake = match read_optional(&flake_toml)? {
@@ -183,19 +184,29 @@ impl Config {
                 cargo: manifest,
                 flake: flake_toml,
             }),
-            (Some((name, value)), None) => {
-                let table = value.as_table().ok_or_else(|| ConfigError::Invalid {
-                    path: manifest.clone(),
-                    message: format!("`{name}` must be a table"),
-                })?;
-                Ok((Config::from_table(&manifest, &name, table)?, Some(manifest)))
-            }
+            (Some((name, value)), None) => Ok((
+                Config::from_section(&manifest, &name, &value)?,
+                Some(manifest),
+            )),
             (None, Some(table)) => Ok((
                 Config::from_table(&flake_toml, "", &table)?,
                 Some(flake_toml),
             )),
             (None, None) => Ok((Config::default(), None)),
         }
+    }
+
+    /// Reads the manifest section `value` found by [`manifest_section`].
+    pub(crate) fn from_section(
+        path: &Path,
+        name: &str,
+        value: &toml::Value,
+    ) -> Result<Config, ConfigError> {
+        let table = value.as_table().ok_or_else(|| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: format!("`{name}` must be a table"),
+        })?;
+        Config::from_table(path, name, table)
     }
 
     /// Reads the settings in `table` (named `section` in messages) over the defaults.
@@ -217,11 +228,11 @@ impl Config {
             message,
         };
         for (key, value) in table {
-            let count = |min: i64| -> Result<i64, ConfigError> {
+            let count = |min: i64, max: i64| -> Result<i64, ConfigError> {
                 match value.as_integer() {
-                    Some(n) if n >= min => Ok(n),
+                    Some(n) if (min..=max).contains(&n) => Ok(n),
                     _ => Err(invalid(format!(
-                        "{} must be an integer >= {min}, found `{value}`",
+                        "{} must be an integer from {min} to {max}, found `{value}`",
                         name(key)
                     ))),
                 }
@@ -247,11 +258,11 @@ impl Config {
                 })
             };
             match key.as_str() {
-                "window" => c.window = count(1)? as usize,
-                "min-runs" => c.min_runs = count(1)? as usize,
+                "window" => c.window = count(1, MAX_WINDOW)? as usize,
+                "min-runs" => c.min_runs = count(1, MAX_WINDOW)? as usize,
                 "add-threshold" => c.add_threshold = fraction()?,
-                "release-clean-runs" => c.release_clean_runs = count(1)? as usize,
-                "release-after-days" => c.release_after_days = Some(count(1)? as u32),
+                "release-clean-runs" => c.release_clean_runs = count(1, MAX_WINDOW)? as usize,
+                "release-after-days" => c.release_after_days = Some(count(1, MAX_DAYS)? as u32),
                 "release-manual" => c.release_manual = boolean()?,
                 "branches" => {
                     let list = value.as_array().and_then(|a| {
@@ -268,7 +279,7 @@ impl Config {
                 }
                 "storm-guard" => c.storm_guard = boolean()?,
                 "storm-threshold" => c.storm_threshold = fraction()?,
-                "storm-min-tests" => c.storm_min_tests = count(1)? as usize,
+                "storm-min-tests" => c.storm_min_tests = count(1, i64::from(u32::MAX))? as usize,
                 "flip-match" => {
                     c.flip_match = match value.as_str() {
                         Some("commit") => FlipMatch::Commit,
@@ -281,7 +292,7 @@ impl Config {
                         }
                     }
                 }
-                "stale-after-days" => c.stale_after_days = count(1)? as u32,
+                "stale-after-days" => c.stale_after_days = count(1, MAX_DAYS)? as u32,
                 "suite-target" => c.suite_target = fraction()?,
                 other => {
                     let hint = suggest(other, KEYS.iter().copied())
@@ -324,7 +335,22 @@ fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
     }
 }
 
-fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+/// The `[workspace.metadata.flake]` (else `[package.metadata.flake]`) of the
+/// manifest `text` and its name, or `None` when the manifest has neither.
+pub(crate) fn manifest_section(
+    path: &Path,
+    text: &str,
+) -> Result<Option<(String, toml::Value)>, ConfigError> {
+    let doc = parse_toml(path, text)?;
+    Ok(["workspace", "package"].iter().find_map(|section| {
+        doc.get(*section)?
+            .get("metadata")?
+            .get("flake")
+            .map(|t| (format!("{section}.metadata.flake"), t.clone()))
+    }))
+}
+
+pub(crate) fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
         .map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
@@ -424,7 +450,21 @@ mod tests {
             ("windw = 5\n", "did you mean `window`?"),
             ("colour = 1\n", "known keys: window, min-runs"),
             ("add-threshold = 5\n", "must be a fraction in (0, 1]"),
-            ("window = 0\n", "must be an integer >= 1"),
+            ("window = 0\n", "must be an integer from 1 to 100000"),
+            // Would preallocate a window of terabytes in the stats.
+            (
+                "window = 100000000000\n",
+                "must be an integer from 1 to 100000",
+            ),
+            // Would wrap to 1 day through `as u32`, and panic in date arithmetic before that.
+            (
+                "release-after-days = 4294967297\n",
+                "must be an integer from 1 to 36525",
+            ),
+            (
+                "stale-after-days = 10000000\n",
+                "must be an integer from 1 to 36525",
+            ),
             ("flip-match = \"branch\"\n", "\"commit\" or \"tree\""),
             ("branches = \"main\"\n", "list of branch names"),
             ("window = 10\nrelease-clean-runs = 20\n", "cannot exceed"),

@@ -8,6 +8,8 @@ pub mod ci;
 pub mod cluster;
 pub mod config;
 pub mod env_vars;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod git;
 pub mod github;

@@ -56,13 +56,13 @@
 //! entity bombs and external entities; only the five predefined entities and
 //! character references are resolved. Positions in errors are 1-based lines
 //! and 0-based byte offsets (for UTF-16 input, offsets into the UTF-8 decoded
-//! text).
+//! text), except that malformed UTF-16 is reported by its offset in the file
+//! (see `utf16.rs`).
 
 use std::borrow::Cow;
 use std::io::BufRead;
 
 use quick_xml::XmlVersion;
-use quick_xml::encoding::DecodingReader;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
@@ -108,16 +108,24 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<ReportMeta,
         || head.starts_with(&[b'<', 0, b'?', 0])
         || head.starts_with(&[0, b'<', 0, b'?']);
     if utf16 {
-        // quick-xml parses ASCII-compatible bytes only; the decoding reader
-        // transcodes UTF-16 to UTF-8 (and rejects malformed UTF-16).
-        run(Reader::from_reader(DecodingReader::new(input)), sink)
+        // quick-xml parses ASCII-compatible bytes only.
+        let decoded = super::utf16::Utf16Reader::new(input)?;
+        run(Reader::from_reader(decoded), sink, |r| {
+            r.get_ref().malformed_at()
+        })
     } else {
         // quick-xml strips a UTF-8 BOM and validates UTF-8 as it reads.
-        run(Reader::from_reader(input), sink)
+        run(Reader::from_reader(input), sink, |_| None)
     }
 }
 
-fn run<R: BufRead>(mut reader: Reader<R>, sink: &mut dyn Sink) -> Result<ReportMeta, ParseError> {
+/// `malformed_at` gives the byte in the file of malformed UTF-16, which the
+/// parser's own position does not know.
+fn run<R: BufRead>(
+    mut reader: Reader<R>,
+    sink: &mut dyn Sink,
+    malformed_at: impl Fn(&Reader<R>) -> Option<u64>,
+) -> Result<ReportMeta, ParseError> {
     let config = reader.config_mut();
     config.trim_text(false);
     config.check_end_names = true;
@@ -129,7 +137,7 @@ fn run<R: BufRead>(mut reader: Reader<R>, sink: &mut dyn Sink) -> Result<ReportM
         let start = reader.buffer_position();
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
-            Err(err) => return Err(parser.xml_error(&reader, err)),
+            Err(err) => return Err(parser.xml_error(&reader, err, malformed_at(&reader))),
         };
         let pos = Position {
             line: Some(parser.line),
@@ -444,7 +452,12 @@ impl<'s> Parser<'s> {
         }
     }
 
-    fn xml_error<R>(&self, reader: &Reader<R>, err: quick_xml::Error) -> ParseError {
+    fn xml_error<R>(
+        &self,
+        reader: &Reader<R>,
+        err: quick_xml::Error,
+        malformed_at: Option<u64>,
+    ) -> ParseError {
         let pos = Position {
             line: Some(self.line),
             column: None,
@@ -454,12 +467,14 @@ impl<'s> Parser<'s> {
             quick_xml::Error::Io(io) if io.kind() != std::io::ErrorKind::InvalidData => {
                 ParseError::Io(std::io::Error::new(io.kind(), io.to_string()))
             }
-            quick_xml::Error::Io(io) => {
-                ParseError::invalid(pos, format!("invalid text encoding ({io})"))
-            }
-            quick_xml::Error::Encoding(e) => {
-                ParseError::invalid(pos, format!("invalid text encoding ({e})"))
-            }
+            quick_xml::Error::Io(io) => ParseError::invalid(
+                malformed_at.map_or(pos, Position::byte),
+                format!("invalid text encoding ({io})"),
+            ),
+            quick_xml::Error::Encoding(e) => ParseError::invalid(
+                malformed_at.map_or(pos, Position::byte),
+                format!("invalid text encoding ({e})"),
+            ),
             other => ParseError::invalid(pos, format!("malformed XML: {other}")),
         }
     }
@@ -722,8 +737,9 @@ impl<'s> Parser<'s> {
     fn note_times(&mut self, start: Option<i64>, secs: Option<f64>) {
         let Some(start) = start else { return };
         self.meta.started_at = Some(self.meta.started_at.map_or(start, |s| s.min(start)));
-        if let Some(secs) = secs {
-            let end = start + (secs * 1000.0).round() as i64;
+        // A `time` no clock produces (`1e300`) says nothing about the end.
+        if let Some(ms) = secs.and_then(super::lines::seconds_to_ms) {
+            let end = start.saturating_add_unsigned(ms);
             self.meta.finished_at = Some(self.meta.finished_at.map_or(end, |f| f.max(end)));
         }
     }

@@ -19,10 +19,11 @@ pub mod pytest_json;
 mod read;
 mod record;
 pub mod rspec;
+mod utf16;
 
 pub use detect::{Format, detect};
 pub use error::{ParseError, Position, SinkError};
-pub use read::{IngestError, ReportSummary, digest_file, parse, read_report};
+pub use read::{IngestError, ReportSummary, digest_file, parse, read_report, read_report_from};
 pub use record::{FileSummary, IngestOptions, IngestOutcome, RecordError, collect, ingest};
 
 use crate::model::TestResult;

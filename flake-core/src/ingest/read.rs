@@ -111,6 +111,29 @@ fn read_report_with(
         source,
     })?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
+    read_from_with(path, &mut reader, format, sink, parse)
+}
+
+/// [`read_report`] over an already open `reader`; `path` only names the
+/// report in errors. Lets in-memory input (the fuzz targets in
+/// [`crate::fuzzing`]) take the very path a file takes. The first
+/// `fill_buf` is what format detection sees, so give a buffer of a few KiB.
+pub fn read_report_from(
+    path: &Path,
+    reader: &mut dyn BufRead,
+    format: Option<Format>,
+    sink: &mut dyn Sink,
+) -> Result<ReportSummary, IngestError> {
+    read_from_with(path, reader, format, sink, parse)
+}
+
+fn read_from_with(
+    path: &Path,
+    reader: &mut dyn BufRead,
+    format: Option<Format>,
+    sink: &mut dyn Sink,
+    parse: ParseFn,
+) -> Result<ReportSummary, IngestError> {
     let head = reader.fill_buf().map_err(|source| IngestError::Read {
         path: path.to_owned(),
         source,
@@ -138,7 +161,7 @@ fn read_report_with(
     // (the run's transaction is dropped). Unwind safety: every value the
     // closure touches is discarded on this path.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        parse(format, &mut reader, &mut counting)
+        parse(format, reader, &mut counting)
     }))
     .map_err(|payload| IngestError::Panicked {
         path: path.to_owned(),
