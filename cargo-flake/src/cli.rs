@@ -215,10 +215,10 @@ pub struct HuntArgs {
 #[derive(Debug, Args)]
 pub struct WindowArgs {
     /// Runs per test to compute over [default: 50, or the configured window]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub window: Option<u32>,
     /// Fewer runs than this is insufficient history [default: 10, or configured]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub min_runs: Option<u32>,
 }
 
@@ -247,10 +247,10 @@ pub struct StatsArgs {
     #[command(flatten)]
     pub quarantine: QuarantineArg,
     /// Runs per test to compute over [default: 50, or the configured window]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub window: Option<u32>,
     /// Fewer runs than this is insufficient history [default: 10, or configured]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub min_runs: Option<u32>,
     /// Only runs of this branch (repeatable) [default: the configured branches, else all]
     #[arg(long, value_name = "NAME")]

@@ -330,3 +330,29 @@ fn a_history_of_the_first_release_is_migrated_and_kept() {
         Some(2)
     );
 }
+
+/// Numbers a user types are bounded before they size anything: a huge
+/// window or `--since` is a usage error (exit 2), never a panic or an abort.
+#[test]
+fn huge_numbers_on_the_command_line_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = history(dir.path());
+    let db_s = db.to_str().unwrap();
+    for args in [
+        &["stats", "--db", db_s, "--window", "4000000000"][..],
+        &["stats", "--db", db_s, "--window", "1000000"],
+        &["stats", "--db", db_s, "--since", "999999999999999d"],
+        &[
+            "quarantine",
+            "sync",
+            "--dry-run",
+            "--db",
+            db_s,
+            "--min-runs",
+            "99999999",
+        ],
+    ] {
+        let out = flake(dir.path(), args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
+}

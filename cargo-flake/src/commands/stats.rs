@@ -67,8 +67,12 @@ fn parse_since(s: &str) -> Result<i64, Error> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t.as_millisecond());
     }
-    if let Some(days) = s.strip_suffix('d').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(flake_core::meta::now_ms() - days * 86_400_000);
+    if let Some(days) = s.strip_suffix('d').and_then(|n| n.parse::<i64>().ok())
+        && let Some(since) = days
+            .checked_mul(86_400_000)
+            .and_then(|ms| flake_core::meta::now_ms().checked_sub(ms))
+    {
+        return Ok(since);
     }
     Err(Usage(format!(
         "`--since {s}` is not a date; expected YYYY-MM-DD, an RFC 3339 time, or a number of days like `14d`"

@@ -46,7 +46,8 @@ fn compute_keys(
     let mut flip_runs = vec![false; table.runs.len()];
     if let Some(min_seq) = min_seq {
         let ids = store.tests_by_key(only)?;
-        let mut samples: Vec<Sample> = Vec::with_capacity(opts.window);
+        // The window is a user's number: allocate as samples arrive beyond a few.
+        let mut samples: Vec<Sample> = Vec::with_capacity(opts.window.min(256));
         // Outcome of this test in every run read so far (window and skipped-over runs).
         let mut seen: Vec<(u32, Outcome)> = Vec::new();
         let mut group_pass: HashMap<u32, bool> = HashMap::new();
