@@ -320,6 +320,7 @@ fn history(flake: &Path, work: &Path, o: &Options) -> Result<String, String> {
         record_history(&mut store, tests, runs)?;
         eprintln!("  {:.1} s", start.elapsed().as_secs_f64());
     }
+    pg.vacuum_analyze();
     let quarantine = work.join("pg-bench-quarantine.toml");
     let _ = std::fs::remove_file(&quarantine);
     let q = quarantine.to_str().unwrap();

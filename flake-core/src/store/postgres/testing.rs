@@ -62,6 +62,19 @@ impl TestDatabase {
         &self.url
     }
 
+    /// Brings the planner's statistics and the visibility map up to date,
+    /// as autovacuum does some time after a bulk load: benchmarks that load
+    /// a history and query it at once would otherwise time a database no
+    /// server in use looks like.
+    pub fn vacuum_analyze(&self) {
+        super::connect::connect(&self.url)
+            .and_then(|mut c| {
+                c.batch_execute("VACUUM ANALYZE")
+                    .map_err(super::sql_err(&self.url))
+            })
+            .unwrap_or_else(|e| panic!("VACUUM ANALYZE of `{}` failed: {e}", self.name));
+    }
+
     /// A plain connection, for tests that must reach under the store.
     #[cfg(test)]
     pub(crate) fn client(&self) -> postgres::Client {

@@ -110,6 +110,8 @@ impl PgBackend {
     ) -> Result<RunWriter<'_>, StoreError> {
         let shown = self.shown.clone();
         let sql = sql_err(&shown);
+        // Pages read before this write would be stale after it.
+        *self.windows.get_mut() = Default::default();
         let mut tx = self.client.get_mut().transaction().map_err(&sql)?;
         // A concurrent writer of the same run id holds the key until it
         // commits; this insert waits for it, then finds its run.
