@@ -103,10 +103,13 @@ impl Drop for TestDatabase {
 /// A connection to the administration database named by the variable.
 fn admin(server: &str) -> postgres::Client {
     super::connect::connect(server).unwrap_or_else(|e| {
-        panic!(
-            "{CARGO_FLAKE_TEST_DATABASE_URL} is set but its server cannot be used: {e} ({})",
-            std::error::Error::source(&e).map_or_else(String::new, ToString::to_string)
-        )
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why = format!("{why}: {c}");
+            cause = c.source();
+        }
+        panic!("{CARGO_FLAKE_TEST_DATABASE_URL} is set but its server cannot be used: {why}")
     })
 }
 
