@@ -60,4 +60,12 @@ pub const ALL: &[(&str, &str)] = &[
         GITHUB_STEP_SUMMARY,
         "under GitHub Actions: `cargo flake test` appends a Markdown summary here",
     ),
+    (
+        "PGPASSWORD, PGPASSFILE",
+        "password of a PostgreSQL history whose URL has none, else the passfile (default ~/.pgpass)",
+    ),
+    (
+        CARGO_FLAKE_TEST_DATABASE_URL,
+        "cargo-flake's own test suite: a PostgreSQL server to create scratch databases on",
+    ),
 ];

@@ -443,3 +443,58 @@ fn twenty_concurrent_writers_all_land_with_exact_counts() {
     assert_eq!((skipped.runs, skipped.skipped), (0, 20));
     assert_eq!(st.tests.iter().map(|t| t.runs).sum::<u64>(), 1_980 * 20);
 }
+
+#[test]
+fn shards_of_one_run_written_at_once_merge_like_shards_written_in_turn() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shards = [
+        "junit/nextest.xml",
+        "go-test/count3.json",
+        "junit/gotestsum.xml",
+        "pytest-json/reruns.json",
+        "rspec/run1.json",
+    ];
+    let opts = |file: &str| IngestOptions {
+        files: vec![report(file)],
+        commit: Some("c1".into()),
+        branch: Some("main".into()),
+        run_id: Some("matrix".into()),
+        cwd: dir.path().to_owned(),
+        ..IngestOptions::default()
+    };
+    std::thread::scope(|s| {
+        for file in shards {
+            let (db, opts) = (&db, &opts);
+            s.spawn(move || ingest(&mut postgres(db, "p"), &opts(file)).unwrap());
+        }
+    });
+    let mut sqlite = Store::open(&dir.path().join("h.db"))
+        .unwrap()
+        .with_project("p")
+        .unwrap();
+    for file in shards {
+        ingest(&mut sqlite, &opts(file)).unwrap();
+    }
+    let counts = |s: &Store| {
+        let run = s.run("matrix").unwrap().unwrap();
+        let results: Vec<_> = s
+            .results_of_run(run.seq)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.outcome, r.attempts))
+            .collect();
+        (
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            results,
+        )
+    };
+    let (pg_counts, pg_results) = counts(&postgres(&db, "p"));
+    let (sqlite_counts, sqlite_results) = counts(&sqlite);
+    assert_eq!(pg_counts, sqlite_counts);
+    assert_eq!(pg_counts, (74, 41, 13, 12, 8));
+    assert_eq!(pg_results, sqlite_results);
+    assert_eq!(postgres(&db, "p").runs().unwrap().len(), 1);
+}

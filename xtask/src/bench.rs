@@ -15,12 +15,12 @@ use std::time::Instant;
 
 /// One timed command: wall seconds and, when measurable, peak RSS in KiB.
 #[derive(Clone, Copy, Debug)]
-struct Sample {
-    wall: f64,
-    rss_kib: Option<u64>,
+pub(crate) struct Sample {
+    pub(crate) wall: f64,
+    pub(crate) rss_kib: Option<u64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 {
@@ -31,7 +31,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs `cmd`, discarding its output; measures wall time and peak RSS.
-fn time(program: &Path, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Result<Sample, String> {
+pub(crate) fn time(
+    program: &Path,
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, &str)],
+) -> Result<Sample, String> {
     let gnu_time = Path::new("/usr/bin/time");
     let rss_file = std::env::temp_dir().join(format!("flake-bench-rss-{}", std::process::id()));
     let mut cmd = if gnu_time.exists() {
@@ -70,7 +75,7 @@ fn time(program: &Path, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Resu
 
 /// Runs `baseline` and `ours` `rounds` times each, alternating which goes
 /// first so drift in machine load hits both alike. Returns their samples.
-fn alternate(
+pub(crate) fn alternate(
     rounds: usize,
     mut baseline: impl FnMut() -> Result<Sample, String>,
     mut ours: impl FnMut() -> Result<Sample, String>,
@@ -94,7 +99,7 @@ fn alternate(
     Ok((base, mine))
 }
 
-fn build_release(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn build_release(root: &Path) -> Result<PathBuf, String> {
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "cargo-flake"])
         .current_dir(root)
@@ -150,24 +155,9 @@ pub fn overhead(root: &Path, rounds: usize) -> Result<String, String> {
 pub fn ingest(root: &Path, rounds: usize) -> Result<String, String> {
     let flake = build_release(root)?;
     let shared = root.join("../shared/bench");
-    if !shared.join("junit_gen.py").exists() {
-        return Err(format!(
-            "{} not found: the ingest benchmark needs shared/bench beside the repository",
-            shared.display()
-        ));
-    }
     let work = root.join("target/xtask-bench");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let big = work.join("big.xml");
-    if !big.exists() {
-        eprintln!("ingest: generating 200,000 test cases");
-        run_ok(
-            Command::new("python3")
-                .arg(shared.join("junit_gen.py"))
-                .arg("200000")
-                .arg(&big),
-        )?;
-    }
+    let big = big_report(root, &work)?;
     let venv = work.join("venv");
     let python = venv.join("bin/python");
     if !python.exists() {
@@ -222,6 +212,28 @@ pub fn ingest(root: &Path, rounds: usize) -> Result<String, String> {
         mib(rss.0),
         mib(rss.1)
     ))
+}
+
+/// `work/big.xml`: `shared/bench/junit_gen.py 200000`, generated once.
+pub(crate) fn big_report(root: &Path, work: &Path) -> Result<PathBuf, String> {
+    let shared = root.join("../shared/bench");
+    if !shared.join("junit_gen.py").exists() {
+        return Err(format!(
+            "{} not found: the ingest benchmarks need shared/bench beside the repository",
+            shared.display()
+        ));
+    }
+    let big = work.join("big.xml");
+    if !big.exists() {
+        eprintln!("ingest: generating 200,000 test cases");
+        run_ok(
+            Command::new("python3")
+                .arg(shared.join("junit_gen.py"))
+                .arg("200000")
+                .arg(&big),
+        )?;
+    }
+    Ok(big)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {

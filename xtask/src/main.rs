@@ -4,10 +4,13 @@
 //! - `bench [--quick]`: every benchmark below, figures for BENCHMARKS.md.
 //! - `bench-overhead [--rounds N]`, `bench-ingest [--rounds N]`, `bench-history [...]`,
 //!   `bench-scale [...]` (the history benchmark at 100,000 tests x 50 runs).
+//! - `bench-pg [...]`: the PostgreSQL backend (ingest, concurrent writers,
+//!   stats) against SQLite, on the server of `CARGO_FLAKE_TEST_DATABASE_URL`.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
 mod bench;
 mod bench_history;
+mod bench_pg;
 mod fixtures;
 mod render_report;
 
@@ -22,6 +25,8 @@ usage: cargo xtask <task>
   bench-ingest [--rounds N]             cargo flake ingest vs the Python baseline
   bench-history [--tests N] [--runs N] [--iterations N] [--dir PATH] [--reuse]
   bench-scale [same flags as bench-history]   stats and report at 100,000 tests x 50 runs
+  bench-pg [--rounds N] [--writers N] [--tests N] [--runs N] [--iterations N]
+                                        PostgreSQL vs SQLite (needs CARGO_FLAKE_TEST_DATABASE_URL)
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
   bench-report [--tests N] [--runs N]   report generation time and size";
 
@@ -52,6 +57,9 @@ fn main() -> ExitCode {
             println!("{row}");
             true
         }),
+        Some("bench-pg") => {
+            bench_pg::Options::parse(rest).and_then(|o| bench_pg::run(root, &o).map(|_| true))
+        }
         Some("bench-history") => bench_history::Options::parse(rest, root)
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
         Some("bench-scale") => bench_history::Options::parse_scale(rest, root)

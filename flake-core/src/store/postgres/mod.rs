@@ -29,7 +29,9 @@
 //! statements and two `COPY`s. Reads are one query each (`runs`, `tests`,
 //! `tests_by_key`, `last_result_runs` over all ids); a test's window is one
 //! index range read by its key, fetched in pages so a long history is not
-//! read past the window.
+//! read past the window, and the first pages of the next 256 tests of a
+//! listing come in one query, so a pass over every test is not a round trip
+//! per test.
 //!
 //! Connections are plain TCP or Unix sockets without TLS (a URL requiring
 //! TLS is refused); the password comes from the URL, `PGPASSWORD` or the
@@ -66,6 +68,7 @@ pub struct PgBackend {
     // a backend is used by one thread at a time (it is `Send`, not `Sync`).
     client: RefCell<Client>,
     shown: String,
+    windows: RefCell<read::WindowCache>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -89,6 +92,7 @@ impl PgBackend {
         Ok(PgBackend {
             client: RefCell::new(client),
             shown,
+            windows: RefCell::default(),
         })
     }
 
@@ -107,6 +111,7 @@ impl PgBackend {
         Ok(PgBackend {
             client: RefCell::new(client),
             shown,
+            windows: RefCell::default(),
         })
     }
 

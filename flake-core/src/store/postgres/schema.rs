@@ -61,7 +61,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, digest)
     );
     -- Keyed (test, run) so a test's window is one index range read, newest
-    -- first; the index on run serves a run's results (reports, and the
+    -- first. The heap is in arrival order (run by run), so a test's rows sit
+    -- on as many pages as it has runs: the key carries the outcome, and the
+    -- stats' scans, once vacuum has marked pages visible, read the index
+    -- only. The index on run serves a run's results (reports, and the
     -- writer merging a shard into a recorded run).
     CREATE TABLE flake_results (
         test        bigint   NOT NULL,
@@ -69,7 +72,7 @@ const MIGRATIONS: &[&str] = &[
         outcome     smallint NOT NULL,
         attempts    integer  NOT NULL,
         duration_ms bigint,
-        PRIMARY KEY (test, run)
+        PRIMARY KEY (test, run) INCLUDE (outcome)
     );
     CREATE INDEX flake_results_run ON flake_results (run);
     CREATE TABLE flake_failures (

@@ -62,6 +62,19 @@ impl TestDatabase {
         &self.url
     }
 
+    /// Brings the planner's statistics and the visibility map up to date,
+    /// as autovacuum does some time after a bulk load: benchmarks that load
+    /// a history and query it at once would otherwise time a database no
+    /// server in use looks like.
+    pub fn vacuum_analyze(&self) {
+        super::connect::connect(&self.url)
+            .and_then(|mut c| {
+                c.batch_execute("VACUUM ANALYZE")
+                    .map_err(super::sql_err(&self.url))
+            })
+            .unwrap_or_else(|e| panic!("VACUUM ANALYZE of `{}` failed: {e}", self.name));
+    }
+
     /// A plain connection, for tests that must reach under the store.
     #[cfg(test)]
     pub(crate) fn client(&self) -> postgres::Client {
@@ -90,10 +103,13 @@ impl Drop for TestDatabase {
 /// A connection to the administration database named by the variable.
 fn admin(server: &str) -> postgres::Client {
     super::connect::connect(server).unwrap_or_else(|e| {
-        panic!(
-            "{CARGO_FLAKE_TEST_DATABASE_URL} is set but its server cannot be used: {e} ({})",
-            std::error::Error::source(&e).map_or_else(String::new, ToString::to_string)
-        )
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why = format!("{why}: {c}");
+            cause = c.source();
+        }
+        panic!("{CARGO_FLAKE_TEST_DATABASE_URL} is set but its server cannot be used: {why}")
     })
 }
 

@@ -110,6 +110,8 @@ impl PgBackend {
     ) -> Result<RunWriter<'_>, StoreError> {
         let shown = self.shown.clone();
         let sql = sql_err(&shown);
+        // Pages read before this write would be stale after it.
+        *self.windows.get_mut() = Default::default();
         let mut tx = self.client.get_mut().transaction().map_err(&sql)?;
         // A concurrent writer of the same run id holds the key until it
         // commits; this insert waits for it, then finds its run.
@@ -354,9 +356,13 @@ impl RunWriter<'_> {
         })
     }
 
-    /// Interns the names of tests new to this run: one sorted insert per
-    /// batch (so concurrent writers lock names in one order and never
-    /// deadlock), then one query for the keys.
+    /// Interns the names of tests new to this run, in sorted batches (so
+    /// concurrent writers adding the same new names lock them in one order
+    /// and never deadlock). Per batch: the names the project already has are
+    /// looked up, and the rest inserted returning their keys. A plain insert
+    /// costs half of an `ON CONFLICT` one, so when the batch looks all new
+    /// it goes first, under a savepoint; if another writer has some of the
+    /// names after all, that is undone and the careful path taken.
     fn intern_tests(&mut self) -> Result<(), StoreError> {
         let sql = self.sql();
         let mut new: Vec<(&str, usize)> = self
@@ -368,28 +374,73 @@ impl RunWriter<'_> {
             .collect();
         new.sort_unstable();
         let tx = self.tx.get_mut();
-        let mut keys = Vec::with_capacity(new.len());
+        let project = &self.project;
+        let select = "SELECT name, id FROM flake_tests WHERE project = $1 AND name = ANY($2)";
+        let mut keys: Vec<(usize, i64)> = Vec::with_capacity(new.len());
+        // Whether the previous batch was all new: then this one likely is too.
+        let mut all_new = false;
         for chunk in new.chunks(INTERN_BATCH) {
             let names: Vec<&str> = chunk.iter().map(|(n, _)| *n).collect();
-            tx.execute(
-                "INSERT INTO flake_tests (project, name) SELECT $1, n FROM unnest($2::text[]) n
-                 ON CONFLICT (project, name) DO NOTHING",
-                &[&self.project, &names],
-            )
-            .map_err(&sql)?;
-            let rows = tx
-                .query(
-                    "SELECT u.i, t.id FROM unnest($2::text[]) WITH ORDINALITY u(n, i)
-                     JOIN flake_tests t ON t.project = $1 AND t.name = u.n",
-                    &[&self.project, &names],
-                )
-                .map_err(&sql)?;
-            if rows.len() != chunk.len() {
-                return Err(damaged(&self.shown, "interned test names went missing"));
+            // Keys by position in `names` (sorted, so rows are matched by search).
+            let mut found: Vec<Option<i64>> = vec![None; names.len()];
+            let missing = |found: &[Option<i64>]| -> Vec<&str> {
+                names
+                    .iter()
+                    .zip(found)
+                    .filter(|(_, k)| k.is_none())
+                    .map(|(n, _)| *n)
+                    .collect()
+            };
+            let mut looked_up = false;
+            if !all_new {
+                let rows = tx.query(select, &[project, &names]).map_err(&sql)?;
+                fill(&names, &rows, &mut found);
+                looked_up = true;
+                all_new = rows.is_empty();
             }
-            for row in rows {
-                let ordinal: i64 = row.get(0);
-                keys.push((chunk[(ordinal - 1) as usize].1, row.get::<_, i64>(1)));
+            if all_new {
+                let mut savepoint = tx.savepoint("flake_intern").map_err(&sql)?;
+                match savepoint.query(
+                    "INSERT INTO flake_tests (project, name) SELECT $1, n FROM unnest($2::text[]) n
+                     RETURNING name, id",
+                    &[project, &names],
+                ) {
+                    Ok(rows) => {
+                        savepoint.commit().map_err(&sql)?;
+                        fill(&names, &rows, &mut found);
+                    }
+                    // Dropping the savepoint undoes the batch.
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => all_new = false,
+                    Err(e) => return Err(sql(e)),
+                }
+            }
+            if !all_new {
+                if !looked_up {
+                    let rows = tx.query(select, &[project, &names]).map_err(&sql)?;
+                    fill(&names, &rows, &mut found);
+                }
+                let absent = missing(&found);
+                if !absent.is_empty() {
+                    let rows = tx
+                        .query(
+                            "INSERT INTO flake_tests (project, name) SELECT $1, n FROM unnest($2::text[]) n
+                             ON CONFLICT (project, name) DO NOTHING RETURNING name, id",
+                            &[project, &absent],
+                        )
+                        .map_err(&sql)?;
+                    fill(&names, &rows, &mut found);
+                    // Names a concurrent writer committed meanwhile.
+                    let raced = missing(&found);
+                    if !raced.is_empty() {
+                        let rows = tx.query(select, &[project, &raced]).map_err(&sql)?;
+                        fill(&names, &rows, &mut found);
+                    }
+                }
+            }
+            for ((_, idx), key) in chunk.iter().zip(found) {
+                let key =
+                    key.ok_or_else(|| damaged(&self.shown, "interned test names went missing"))?;
+                keys.push((*idx, key));
             }
         }
         for (idx, key) in keys {
@@ -461,7 +512,12 @@ impl RunWriter<'_> {
             tx.copy_in(into).map_err(&sql)?,
             &[Type::INT8, Type::INT8, Type::INT2, Type::INT4, Type::INT8],
         );
-        for e in self.entries.iter().filter(|e| e.dirty) {
+        // In key order: the (test, run) index then fills mostly at its end.
+        let mut order: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| self.entries[i].dirty)
+            .collect();
+        order.sort_unstable_by_key(|&i| self.entries[i].test);
+        for e in order.iter().map(|&i| &self.entries[i]) {
             let test = e.test.expect("interned before rows are written");
             copy.write(&[
                 &test,
@@ -639,6 +695,16 @@ impl RunWriter<'_> {
         .map_err(&sql)?;
         tx.commit().map_err(&sql)?;
         Ok(self.summary)
+    }
+}
+
+/// Puts the keys of `rows` (`name, id`) at their names' positions in
+/// `names`, which is sorted.
+fn fill(names: &[&str], rows: &[postgres::Row], found: &mut [Option<i64>]) {
+    for row in rows {
+        if let Ok(i) = names.binary_search(&row.get::<_, &str>(0)) {
+            found[i] = Some(row.get(1));
+        }
     }
 }
 
