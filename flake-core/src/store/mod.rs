@@ -19,6 +19,98 @@
 //! - a database of another program, or of a newer schema, is refused before
 //!   anything is written to it.
 
+/// The [`Backend`] methods every backend answers with an inherent method of
+/// the same name and signature: one list, so two backends cannot drift.
+macro_rules! forward_reads {
+    ($ty:ident) => {
+        fn projects(&self) -> Result<Vec<String>, StoreError> {
+            $ty::projects(self)
+        }
+        fn runs(&self, project: &str) -> Result<Vec<crate::store::RunRecord>, StoreError> {
+            $ty::runs(self, project)
+        }
+        fn run(
+            &self,
+            project: &str,
+            run_id: &str,
+        ) -> Result<Option<crate::store::RunRecord>, StoreError> {
+            $ty::run(self, project, run_id)
+        }
+        fn results_of_run(
+            &self,
+            run_seq: i64,
+        ) -> Result<Vec<crate::store::ResultRecord>, StoreError> {
+            $ty::results_of_run(self, run_seq)
+        }
+        fn tests(&self, project: &str) -> Result<Vec<crate::store::StoredTest>, StoreError> {
+            $ty::tests(self, project)
+        }
+        fn tests_by_key(
+            &self,
+            project: &str,
+            only: Option<i64>,
+        ) -> Result<Vec<crate::store::StoredTest>, StoreError> {
+            $ty::tests_by_key(self, project, only)
+        }
+        fn test_key(&self, project: &str, id: &str) -> Result<Option<i64>, StoreError> {
+            $ty::test_key(self, project, id)
+        }
+        fn window(
+            &self,
+            test: i64,
+            limit: usize,
+        ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
+            $ty::window(self, test, limit)
+        }
+        fn results_since(
+            &self,
+            test: i64,
+            since_run: i64,
+        ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
+            $ty::results_since(self, test, since_run)
+        }
+        fn scan_results(
+            &self,
+            test: i64,
+            since_run: i64,
+            visit: &mut dyn FnMut(i64, crate::model::Outcome) -> bool,
+        ) -> Result<(), StoreError> {
+            $ty::scan_results(self, test, since_run, visit)
+        }
+        fn outcome_in(
+            &self,
+            test: i64,
+            run_seq: i64,
+        ) -> Result<Option<crate::model::Outcome>, StoreError> {
+            $ty::outcome_in(self, test, run_seq)
+        }
+        fn attempts_between(
+            &self,
+            test: i64,
+            from: i64,
+            to: i64,
+        ) -> Result<Vec<crate::store::RunAttempt>, StoreError> {
+            $ty::attempts_between(self, test, from, to)
+        }
+        fn attempts_of_run(
+            &self,
+            run_seq: i64,
+        ) -> Result<Vec<(String, crate::store::RunAttempt)>, StoreError> {
+            $ty::attempts_of_run(self, run_seq)
+        }
+        fn last_result_runs(
+            &self,
+            project: &str,
+            ids: &std::collections::HashSet<String>,
+        ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+            $ty::last_result_runs(self, project, ids)
+        }
+        fn check(&self) -> Result<crate::store::Check, StoreError> {
+            $ty::check_all(self)
+        }
+    };
+}
+
 pub mod copy;
 mod error;
 mod location;

@@ -157,6 +157,8 @@ impl PgBackend {
 const ADOPT_LOCK: i64 = 0x6366_6c6b_6164_7074;
 
 impl crate::store::Backend for PgBackend {
+    forward_reads!(PgBackend);
+
     fn describe(&self) -> String {
         self.shown.clone()
     }
@@ -167,103 +169,6 @@ impl crate::store::Backend for PgBackend {
 
     fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError> {
         self.adopt(project)
-    }
-
-    fn runs(&self, project: &str) -> Result<Vec<crate::store::RunRecord>, StoreError> {
-        PgBackend::runs(self, project)
-    }
-
-    fn run(
-        &self,
-        project: &str,
-        run_id: &str,
-    ) -> Result<Option<crate::store::RunRecord>, StoreError> {
-        PgBackend::run(self, project, run_id)
-    }
-
-    fn results_of_run(&self, run_seq: i64) -> Result<Vec<crate::store::ResultRecord>, StoreError> {
-        PgBackend::results_of_run(self, run_seq)
-    }
-
-    fn tests(&self, project: &str) -> Result<Vec<crate::store::StoredTest>, StoreError> {
-        PgBackend::tests(self, project)
-    }
-
-    fn tests_by_key(
-        &self,
-        project: &str,
-        only: Option<i64>,
-    ) -> Result<Vec<crate::store::StoredTest>, StoreError> {
-        PgBackend::tests_by_key(self, project, only)
-    }
-
-    fn test_key(&self, project: &str, id: &str) -> Result<Option<i64>, StoreError> {
-        PgBackend::test_key(self, project, id)
-    }
-
-    fn window(
-        &self,
-        test: i64,
-        limit: usize,
-    ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
-        PgBackend::window(self, test, limit)
-    }
-
-    fn results_since(
-        &self,
-        test: i64,
-        since_run: i64,
-    ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
-        PgBackend::results_since(self, test, since_run)
-    }
-
-    fn scan_results(
-        &self,
-        test: i64,
-        since_run: i64,
-        visit: &mut dyn FnMut(i64, crate::model::Outcome) -> bool,
-    ) -> Result<(), StoreError> {
-        PgBackend::scan_results(self, test, since_run, visit)
-    }
-
-    fn outcome_in(
-        &self,
-        test: i64,
-        run_seq: i64,
-    ) -> Result<Option<crate::model::Outcome>, StoreError> {
-        PgBackend::outcome_in(self, test, run_seq)
-    }
-
-    fn attempts_between(
-        &self,
-        test: i64,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<crate::store::RunAttempt>, StoreError> {
-        PgBackend::attempts_between(self, test, from, to)
-    }
-
-    fn attempts_of_run(
-        &self,
-        run_seq: i64,
-    ) -> Result<Vec<(String, crate::store::RunAttempt)>, StoreError> {
-        PgBackend::attempts_of_run(self, run_seq)
-    }
-
-    fn projects(&self) -> Result<Vec<String>, StoreError> {
-        PgBackend::projects(self)
-    }
-
-    fn check(&self) -> Result<crate::store::Check, StoreError> {
-        self.check_all()
-    }
-
-    fn last_result_runs(
-        &self,
-        project: &str,
-        ids: &std::collections::HashSet<String>,
-    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        PgBackend::last_result_runs(self, project, ids)
     }
 
     fn begin_run<'a>(

@@ -201,6 +201,18 @@ impl SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// The projects with at least one run, by name.
+    pub(crate) fn projects(&self) -> Result<Vec<String>, StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT project FROM runs ORDER BY project")
+            .map_err(&sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(&sql)?;
+        rows.collect::<Result<_, _>>().map_err(&sql)
+    }
+
     /// See [`crate::store::Backend::check`]: SQLite's own integrity check,
     /// then our invariants, each in one pass over its table.
     fn check_all(&self) -> Result<crate::store::Check, StoreError> {
@@ -296,16 +308,7 @@ impl SqliteBackend {
 }
 
 impl crate::store::Backend for SqliteBackend {
-    fn attempts_of_run(
-        &self,
-        run_seq: i64,
-    ) -> Result<Vec<(String, crate::store::RunAttempt)>, StoreError> {
-        SqliteBackend::attempts_of_run(self, run_seq)
-    }
-
-    fn check(&self) -> Result<crate::store::Check, StoreError> {
-        self.check_all()
-    }
+    forward_reads!(SqliteBackend);
 
     fn describe(&self) -> String {
         self.display_path().display().to_string()
@@ -317,99 +320,6 @@ impl crate::store::Backend for SqliteBackend {
 
     fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError> {
         self.adopt(project)
-    }
-
-    fn projects(&self) -> Result<Vec<String>, StoreError> {
-        let path = self.display_path();
-        let sql = sql_err(&path);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT DISTINCT project FROM runs ORDER BY project")
-            .map_err(&sql)?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(&sql)?;
-        rows.collect::<Result<_, _>>().map_err(&sql)
-    }
-
-    fn runs(&self, project: &str) -> Result<Vec<crate::store::RunRecord>, StoreError> {
-        SqliteBackend::runs(self, project)
-    }
-
-    fn run(
-        &self,
-        project: &str,
-        run_id: &str,
-    ) -> Result<Option<crate::store::RunRecord>, StoreError> {
-        SqliteBackend::run(self, project, run_id)
-    }
-
-    fn results_of_run(&self, run_seq: i64) -> Result<Vec<crate::store::ResultRecord>, StoreError> {
-        SqliteBackend::results_of_run(self, run_seq)
-    }
-
-    fn tests(&self, project: &str) -> Result<Vec<crate::store::StoredTest>, StoreError> {
-        SqliteBackend::tests(self, project)
-    }
-
-    fn tests_by_key(
-        &self,
-        project: &str,
-        only: Option<i64>,
-    ) -> Result<Vec<crate::store::StoredTest>, StoreError> {
-        SqliteBackend::tests_by_key(self, project, only)
-    }
-
-    fn test_key(&self, project: &str, id: &str) -> Result<Option<i64>, StoreError> {
-        SqliteBackend::test_key(self, project, id)
-    }
-
-    fn window(
-        &self,
-        test: i64,
-        limit: usize,
-    ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
-        SqliteBackend::window(self, test, limit)
-    }
-
-    fn results_since(
-        &self,
-        test: i64,
-        since_run: i64,
-    ) -> Result<Vec<crate::store::WindowResult>, StoreError> {
-        SqliteBackend::results_since(self, test, since_run)
-    }
-
-    fn scan_results(
-        &self,
-        test: i64,
-        since_run: i64,
-        visit: &mut dyn FnMut(i64, crate::model::Outcome) -> bool,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::scan_results(self, test, since_run, visit)
-    }
-
-    fn outcome_in(
-        &self,
-        test: i64,
-        run_seq: i64,
-    ) -> Result<Option<crate::model::Outcome>, StoreError> {
-        SqliteBackend::outcome_in(self, test, run_seq)
-    }
-
-    fn attempts_between(
-        &self,
-        test: i64,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<crate::store::RunAttempt>, StoreError> {
-        SqliteBackend::attempts_between(self, test, from, to)
-    }
-
-    fn last_result_runs(
-        &self,
-        project: &str,
-        ids: &std::collections::HashSet<String>,
-    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        SqliteBackend::last_result_runs(self, project, ids)
     }
 
     fn begin_run<'a>(
