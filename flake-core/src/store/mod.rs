@@ -117,6 +117,8 @@ mod location;
 mod merge;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 mod types;
 
 pub use error::{BackendError, StoreError};

@@ -1,0 +1,269 @@
+//! The store's behaviour, the same on every backend: each test runs on an
+//! SQLite file and, when `CARGO_FLAKE_TEST_DATABASE_URL` names a server, on a
+//! fresh PostgreSQL database. Counts come from `Store::check`, not SQL.
+
+use super::*;
+use crate::meta::RunMeta;
+use crate::model::{Attempt, AttemptStatus, Failure, Outcome, TestResult};
+use crate::store::postgres::testing::TestDatabase;
+
+/// Runs `test` on every backend this machine has.
+fn each_backend(test: impl Fn(Store)) {
+    let dir = tempfile::tempdir().unwrap();
+    test(Store::open(&dir.path().join("h.db")).unwrap());
+    if let Some(db) = TestDatabase::create() {
+        let store = Store::connect(&Location::parse(db.url()).unwrap()).unwrap();
+        test(store.with_project("p").unwrap());
+    }
+}
+
+/// Rows of `what` (see [`Check`]) in the store.
+fn count(store: &Store, what: &str) -> u64 {
+    let c = store.check().unwrap();
+    match what {
+        "failures" => c.failures,
+        "tests" => c.tests,
+        "attempts" => c.attempts,
+        "runs" => c.runs,
+        other => panic!("no count of {other}"),
+    }
+}
+
+fn meta(id: &str) -> RunMeta {
+    RunMeta {
+        run_id: id.into(),
+        commit: Some("abc".into()),
+        branch: Some("main".into()),
+        started_at: 1,
+        finished_at: 2,
+        source_format: "nextest".into(),
+        ..RunMeta::default()
+    }
+}
+
+fn fail(msg: &str) -> Attempt {
+    Attempt::failed(
+        AttemptStatus::Fail,
+        Some(5),
+        Failure::from_output(
+            None,
+            &format!("thread 't' panicked at src/lib.rs:1:2:\n{msg}"),
+        ),
+    )
+}
+
+#[test]
+fn records_and_reads_back_a_run() {
+    each_backend(|mut store| {
+        let results = vec![
+            TestResult::new("b ok", vec![Attempt::pass(Some(3))]),
+            TestResult::new("b flaky", vec![fail("boom 1"), Attempt::pass(Some(4))]),
+            TestResult::new("b bad", vec![fail("x"), fail("x"), fail("x")]),
+            TestResult::skipped("b skip"),
+        ];
+        let s = store.record_run(&meta("r1"), &results, None).unwrap();
+        assert_eq!(s.results, 4);
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(run.meta.commit.as_deref(), Some("abc"));
+        let rs = store.results_of_run(run.seq).unwrap();
+        let by: Vec<_> = rs
+            .iter()
+            .map(|r| (r.id.as_str(), r.outcome, r.attempts))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                ("b bad", Outcome::Failed, 3),
+                ("b flaky", Outcome::Flaky, 2),
+                ("b ok", Outcome::Passed, 1),
+                ("b skip", Outcome::Skipped, 1),
+            ]
+        );
+        let attempts = store.attempts("b flaky", run.seq).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].status, AttemptStatus::Fail);
+        assert_eq!(
+            attempts[0].failure.as_ref().map(|f| f.message.as_str()),
+            Some("boom 1")
+        );
+        assert_eq!(
+            attempts[0]
+                .failure
+                .as_ref()
+                .and_then(|f| f.location.as_deref()),
+            Some("src/lib.rs:1:2")
+        );
+        assert_eq!(attempts[1].status, AttemptStatus::Pass);
+        assert!(store.attempts("b ok", run.seq).unwrap().is_empty());
+        // Identical failure texts are stored once.
+        assert_eq!(count(&store, "failures"), 2);
+    });
+}
+
+#[test]
+fn shards_merge_and_sources_are_idempotent() {
+    each_backend(|mut store| {
+        let shard1 = vec![
+            TestResult::new("t", vec![fail("a")]),
+            TestResult::new("u", vec![Attempt::pass(None)]),
+        ];
+        let shard2 = vec![TestResult::new("t", vec![Attempt::pass(Some(1))])];
+        let a = store
+            .record_run(&meta("ci-1"), &shard1, Some("d1"))
+            .unwrap();
+        assert!(!a.merged_into_existing);
+        let b = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(b.merged_into_existing);
+        let again = store
+            .record_run(&meta("ci-1"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(again.duplicate_source);
+        // The same bytes under another run id are that run's results: a
+        // stable suite writes identical reports on every run.
+        let other = store
+            .record_run(&meta("ci-2"), &shard2, Some("d2"))
+            .unwrap();
+        assert!(!other.duplicate_source);
+        assert_eq!(store.run("ci-2").unwrap().unwrap().total, 1);
+        let run = store.run("ci-1").unwrap().unwrap();
+        assert_eq!((run.total, run.passed, run.flaky, run.failed), (2, 1, 1, 0));
+        let hist = store.history("t", 10).unwrap();
+        let outcomes: Vec<_> = hist.iter().map(|h| (h.outcome, h.attempts)).collect();
+        assert_eq!(outcomes, vec![(Outcome::Passed, 1), (Outcome::Flaky, 2)]);
+        let attempts = store.attempts("t", run.seq).unwrap();
+        let statuses: Vec<_> = attempts.iter().map(|a| (a.attempt, a.status)).collect();
+        assert_eq!(
+            statuses,
+            vec![(1, AttemptStatus::Fail), (2, AttemptStatus::Pass)]
+        );
+    });
+}
+
+#[test]
+fn pass_then_failed_rerun_keeps_both_attempts() {
+    each_backend(|mut store| {
+        store
+            .record_run(
+                &meta("r"),
+                &[TestResult::new("t", vec![Attempt::pass(Some(7))])],
+                None,
+            )
+            .unwrap();
+        store
+            .record_run(
+                &meta("r"),
+                &[TestResult::new("t", vec![fail("late")])],
+                None,
+            )
+            .unwrap();
+        let run = store.run("r").unwrap().unwrap();
+        let attempts = store.attempts("t", run.seq).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].duration_ms, Some(7));
+        assert_eq!(store.history("t", 1).unwrap()[0].outcome, Outcome::Flaky);
+    });
+}
+
+#[test]
+fn dropped_writer_leaves_nothing() {
+    each_backend(|mut store| {
+        {
+            let mut w = store.begin_run(&meta("gone")).unwrap();
+            assert!(!w.source_recorded("dx").unwrap());
+            w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
+                .unwrap();
+            w.add_source("dx").unwrap();
+        }
+        assert!(store.runs().unwrap().is_empty());
+        assert!(store.history("t", 5).unwrap().is_empty());
+        // The digest was not recorded either, so a later valid ingest lands.
+        let s = store
+            .record_run(
+                &meta("again"),
+                &[TestResult::new("t", vec![Attempt::pass(None)])],
+                Some("dx"),
+            )
+            .unwrap();
+        assert!(!s.duplicate_source);
+    });
+}
+
+#[test]
+fn a_known_source_is_recognised_and_a_run_of_only_known_sources_is_dropped() {
+    each_backend(|mut store| {
+        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
+        let mut w = store.begin_run(&meta("r")).unwrap();
+        assert!(!w.source_recorded("a").unwrap());
+        w.add(&pass("t1")).unwrap();
+        w.add_source("a").unwrap();
+        // Listed twice in one invocation: the second is known.
+        assert!(w.source_recorded("a").unwrap());
+        assert!(!w.source_recorded("b").unwrap());
+        w.add(&pass("t2")).unwrap();
+        w.add_source("b").unwrap();
+        let summary = w.commit().unwrap();
+        assert!(!summary.duplicate_source);
+        assert_eq!(summary.results, 2);
+        // Another run does not know this run's sources.
+        let w = store.begin_run(&meta("other")).unwrap();
+        assert!(!w.source_recorded("b").unwrap());
+        drop(w);
+        // The same run again (a retried upload) does, and adds nothing.
+        let w = store.begin_run(&meta("r")).unwrap();
+        assert!(w.source_recorded("b").unwrap());
+        assert!(w.commit().unwrap().duplicate_source);
+        assert!(
+            store.run("other").unwrap().is_none(),
+            "no empty run is left behind"
+        );
+        assert_eq!(store.runs().unwrap().len(), 1);
+        assert_eq!(store.run("r").unwrap().unwrap().total, 2);
+    });
+}
+
+#[test]
+fn batches_larger_than_one_statement_land_whole() {
+    each_backend(|mut store| {
+        let results: Vec<_> = (0..1234)
+            .map(|i| TestResult::new(format!("t{i:04}"), vec![Attempt::pass(Some(i))]))
+            .collect();
+        store.record_run(&meta("big"), &results, None).unwrap();
+        let again: Vec<_> = (0..1234)
+            .map(|i| TestResult::new(format!("t{i:04}"), vec![fail("x"), Attempt::pass(None)]))
+            .collect();
+        store.record_run(&meta("big2"), &again, None).unwrap();
+        let run = store.run("big2").unwrap().unwrap();
+        assert_eq!((run.total, run.flaky), (1234, 1234));
+        assert_eq!(store.history("t1233", 5).unwrap().len(), 2);
+        assert_eq!(count(&store, "tests"), 1234, "ids are reused across runs");
+    });
+}
+
+#[test]
+fn history_is_newest_first_and_limited() {
+    each_backend(|mut store| {
+        for i in 0..5 {
+            let r = if i % 2 == 0 {
+                TestResult::new("t", vec![Attempt::pass(None)])
+            } else {
+                TestResult::new("t", vec![fail("f"), Attempt::pass(None)])
+            };
+            store
+                .record_run(&meta(&format!("r{i}")), &[r], None)
+                .unwrap();
+        }
+        let h = store.history("t", 3).unwrap();
+        let outcomes: Vec<_> = h.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Passed, Outcome::Flaky, Outcome::Passed]
+        );
+        assert!(h[0].run_seq > h[1].run_seq);
+    });
+}
