@@ -90,6 +90,14 @@ fn stats_json_lists_tests_that_were_only_skipped_with_runs_zero() {
         "{}",
         human.stdout
     );
+    // The tests that never ran are not counted again as short of history.
+    assert!(
+        human
+            .stdout
+            .contains("10 test(s) with fewer than 10 runs: insufficient history"),
+        "{}",
+        human.stdout
+    );
     let all = flake(dir.path(), &["stats", "--db", db_s, "--all"]);
     assert!(
         all.stdout.contains("./spec/calculator_spec.rb[1:3]"),

@@ -211,7 +211,8 @@ fn human(stats: &Stats, opts: &StatsOptions, config: &Config, all: bool, s: &Sty
     let insufficient = stats
         .tests
         .iter()
-        .filter(|t| t.insufficient(opts.min_runs))
+        // A test that never ran is told apart above, not counted again here.
+        .filter(|t| !t.never_ran() && t.insufficient(opts.min_runs))
         .count();
     out.push('\n');
     if hidden > 0 {
