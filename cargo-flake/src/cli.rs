@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `cargo` with the `flake` subcommand, so `cargo flake --help` reads naturally.
@@ -113,18 +114,18 @@ pub enum DbCommand {
 pub struct CopyArgs {
     /// The history to read: a path, sqlite://PATH or postgres://… (a password
     /// from PGPASSWORD or a passfile).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = NonEmptyStringValueParser::new())]
     pub from: String,
     /// The history to write (created if it is an SQLite file).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = NonEmptyStringValueParser::new())]
     pub to: String,
     /// Copy only this project (default: every project of the source). Runs
     /// recorded before projects existed are copied under `--as`, else the
     /// current repository's project.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
     pub project: Option<String>,
     /// Record the copied runs under this project name in the destination.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
     pub as_project: Option<String>,
 }
 
@@ -380,12 +381,12 @@ pub struct DbArg {
     /// path. Give passwords through PGPASSWORD or a passfile, never in committed
     /// config; a URL is always printed with its password masked
     /// [env: CARGO_FLAKE_DATABASE_URL]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = NonEmptyStringValueParser::new())]
     pub database_url: Option<String>,
     /// Project the runs belong to, so one database can hold many repositories
     /// [env: CARGO_FLAKE_PROJECT] [default: the git remote as host/owner/repo,
     /// else the root folder's name]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
     pub project: Option<String>,
 }
 
@@ -401,13 +402,13 @@ pub struct QuarantineArg {
 #[derive(Debug, Args)]
 pub struct RevisionArgs {
     /// Commit SHA to record (default: git HEAD, else CI variables).
-    #[arg(long, value_name = "SHA")]
+    #[arg(long, value_name = "SHA", value_parser = NonEmptyStringValueParser::new())]
     pub commit: Option<String>,
     /// Branch to record (default: git branch, else CI variables for detached HEADs).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
     pub branch: Option<String>,
     /// Run id; results with the same id form one logical run (shards).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = NonEmptyStringValueParser::new())]
     pub run_id: Option<String>,
 }
 
@@ -714,6 +715,21 @@ mod tests {
         };
         assert!(a.check && !a.dry_run);
         assert!(parse(&["flake", "stats", "--window", "0"]).is_err());
+        // An empty value would record a run under an empty id, commit,
+        // branch or project, or open a throwaway database: refused.
+        for flag in [
+            "--run-id",
+            "--commit",
+            "--branch",
+            "--project",
+            "--database-url",
+        ] {
+            assert!(
+                parse(&["flake", "ingest", "r.xml", &format!("{flag}=")]).is_err(),
+                "{flag}"
+            );
+        }
+        assert!(parse(&["flake", "db", "copy", "--from", "", "--to", "b.db"]).is_err());
         assert!(parse(&["flake", "stats", "--format", "xml"]).is_err());
         assert!(parse(&["flake", "stats", "--sort", "speed"]).is_err());
         assert!(parse(&["flake", "quarantine", "sync", "--force"]).is_err());

@@ -40,6 +40,23 @@ fn a_copied_history_gives_the_same_stats_and_copying_again_adds_nothing() {
     );
     let after = stats_json(dir.path(), &["--db", new_s, "--project", "acme"]);
     assert_eq!(after, before);
+    let itself = flake(
+        dir.path(),
+        &[
+            "db",
+            "copy",
+            "--from",
+            new_s,
+            "--to",
+            &format!("sqlite://{new_s}"),
+        ],
+    );
+    assert_eq!(itself.code, 2, "{}", itself.stderr);
+    assert!(
+        itself.stderr.contains("the same database"),
+        "{}",
+        itself.stderr
+    );
     let again = flake(dir.path(), &["db", "copy", "--from", old_s, "--to", new_s]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(

@@ -84,6 +84,12 @@ fn copy(
     let styles = Styles::stderr(color);
     let from_location = Location::parse(&args.from)?;
     let to_location = Location::parse(&args.to)?;
+    if same_database(&from_location, &to_location) {
+        return Err(super::Usage(format!(
+            "`--from` and `--to` name the same database ({from_location}); nothing was copied"
+        ))
+        .into());
+    }
     let mut from = Store::connect_existing(&from_location)?;
     let mut to = Store::connect(&to_location)?;
     let projects = match &args.project {
@@ -130,4 +136,17 @@ fn copy(
     }
     bar.finish_and_clear();
     Ok(EXIT_OK)
+}
+
+/// Whether two locations are one database (a file by its canonical path,
+/// a server by its URL).
+fn same_database(a: &Location, b: &Location) -> bool {
+    match (a, b) {
+        (Location::Sqlite(x), Location::Sqlite(y)) => {
+            let canon = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+            canon(x) == canon(y)
+        }
+        (Location::Postgres(x), Location::Postgres(y)) => x == y,
+        _ => false,
+    }
 }

@@ -28,8 +28,8 @@ pub enum LocationError {
         /// The URL, password masked.
         shown: String,
     },
-    /// `sqlite://` with nothing after it.
-    #[error("`sqlite://` names no file: write `sqlite://PATH` or just the path")]
+    /// An empty URL, or `sqlite://` with nothing after it.
+    #[error("the database URL names no database: write `postgres://…`, `sqlite://PATH` or a path")]
     EmptyPath,
 }
 
@@ -47,6 +47,11 @@ impl Location {
     /// ```
     pub fn parse(url: &str) -> Result<Location, LocationError> {
         let trimmed = url.trim();
+        if trimmed.is_empty() {
+            // An empty path would open a private temporary database: every
+            // run recorded into it would be lost without a word.
+            return Err(LocationError::EmptyPath);
+        }
         let lower = trimmed.to_ascii_lowercase();
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             return Ok(Location::Postgres(trimmed.to_owned()));
@@ -147,10 +152,12 @@ mod tests {
             Location::parse("history.db").unwrap(),
             Location::Sqlite("history.db".into())
         );
-        assert!(matches!(
-            Location::parse("sqlite://"),
-            Err(LocationError::EmptyPath)
-        ));
+        for empty in ["sqlite://", "", "  "] {
+            assert!(
+                matches!(Location::parse(empty), Err(LocationError::EmptyPath)),
+                "{empty:?}"
+            );
+        }
         let err = Location::parse("mysql://root:hunter2@h/db").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("mysql://root:***@h/db"), "{err}");
