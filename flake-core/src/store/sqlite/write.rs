@@ -213,7 +213,7 @@ impl RunWriter<'_> {
             self.pending_results
                 .push((test, result.outcome.code(), attempts, duration));
             if self.pending_results.len() == BATCH {
-                self.flush()?;
+                self.flush_results()?;
             }
             self.delta[result.outcome.code() as usize] += 1;
             self.summary.results += 1;
@@ -350,7 +350,7 @@ impl RunWriter<'_> {
         let id = self.next_test;
         self.pending_tests.push((id, name.to_owned()));
         if self.pending_tests.len() == BATCH {
-            self.flush()?;
+            self.flush_tests()?;
         }
         self.next_test += 1;
         self.ids.insert(key, id);
@@ -359,6 +359,14 @@ impl RunWriter<'_> {
 
     /// Writes the batched test and result rows.
     fn flush(&mut self) -> Result<(), StoreError> {
+        self.flush_tests()?;
+        self.flush_results()
+    }
+
+    /// Writes the batched test rows. Full batches go alone: flushing the
+    /// other, part-full list with them cost a statement built and prepared
+    /// for an odd row count every time (a tenth of a large ingest).
+    fn flush_tests(&mut self) -> Result<(), StoreError> {
         let sql = sql_err(&self.path);
         if !self.pending_tests.is_empty() {
             let rows = &self.pending_tests;
@@ -382,6 +390,12 @@ impl RunWriter<'_> {
             }
             self.pending_tests.clear();
         }
+        Ok(())
+    }
+
+    /// Writes the batched result rows (see [`RunWriter::flush_tests`]).
+    fn flush_results(&mut self) -> Result<(), StoreError> {
+        let sql = sql_err(&self.path);
         if !self.pending_results.is_empty() {
             let rows = &self.pending_results;
             let run = self.run;
