@@ -41,6 +41,13 @@ pub enum GitError {
 
 /// Reads HEAD of the repository containing `dir`.
 pub fn read(dir: &Path) -> Result<GitInfo, GitError> {
+    read_with(dir, true)
+}
+
+/// [`read`] without the work tree's status when `status` is false (`dirty`
+/// is then `false`): a status walks every tracked file, seconds in a large
+/// monorepo, and is not needed when the commit is given.
+pub fn read_with(dir: &Path, status: bool) -> Result<GitInfo, GitError> {
     let repo = git2::Repository::discover(dir).map_err(|e| {
         if e.code() == git2::ErrorCode::NotFound {
             GitError::NotARepository {
@@ -91,7 +98,7 @@ pub fn read(dir: &Path) -> Result<GitInfo, GitError> {
     opts.include_untracked(false)
         .include_ignored(false)
         .exclude_submodules(true);
-    let dirty = !repo.statuses(Some(&mut opts)).map_err(err)?.is_empty();
+    let dirty = status && !repo.statuses(Some(&mut opts)).map_err(err)?.is_empty();
     Ok(GitInfo {
         root,
         commit: commit.as_ref().map(|c| c.id().to_string()),

@@ -82,7 +82,8 @@ pub enum RecordError {
 /// Merging into a recorded run of another commit or branch is an error.
 pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, RecordError> {
     let ci = ci::detect_from_env();
-    let git = git::read(&opts.cwd).ok();
+    // With `--commit` the work tree's state says nothing about the reports.
+    let git = git::read_with(&opts.cwd, opts.commit.is_none()).ok();
     let digests = opts
         .files
         .iter()
