@@ -43,7 +43,8 @@ pub enum FlipMatch {
     Tree,
 }
 
-/// The policy and statistics settings; [`Config::default`] holds DESIGN.md's defaults.
+/// The policy and statistics settings; [`Config::default`] holds the agreed defaults
+/// (ARCHITECTURE.md, "Contracts and targets").
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Runs per test that rates are computed over (newest first).

@@ -1,8 +1,9 @@
 //! The JSON that cargo-flake prints: public API for scripts, versioned.
 //!
 //! Every object carries `"schema": 1`; a field is never removed or renamed
-//! within a schema version, only added. Arrays that DESIGN.md fixes as
-//! top-level arrays carry the version in each element.
+//! within a schema version, only added. Outputs that are top-level
+//! arrays (ARCHITECTURE.md, "Contracts and targets") carry the version in
+//! each element.
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! `cargo xtask bench-history`: `stats`, `quarantine sync` and `report
 //! --html` over a synthetic history of 5,000 tests x 1,000 runs (5 M
-//! results), against DESIGN.md's targets (<= 0.5 s each, <= 40 bytes per
+//! results), against the targets in ARCHITECTURE.md (<= 0.5 s each, <= 40 bytes per
 //! stored result).
 //!
 //! `cargo xtask bench-scale`: the same over 100,000 distinct tests x 50 runs
