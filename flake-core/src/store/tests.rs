@@ -7,13 +7,22 @@ use crate::meta::RunMeta;
 use crate::model::{Attempt, AttemptStatus, Failure, Outcome, TestResult};
 use crate::store::postgres::testing::TestDatabase;
 
-/// Runs `test` on every backend this machine has.
-fn each_backend(test: impl Fn(Store)) {
+/// Runs `test` on every backend this machine has. `test` gets a function
+/// that opens the one database of that round for a project, as often as
+/// it likes (two projects, two writers).
+fn each_backend(test: impl Fn(&dyn Fn(&str) -> Store)) {
     let dir = tempfile::tempdir().unwrap();
-    test(Store::open(&dir.path().join("h.db")).unwrap());
-    if let Some(db) = TestDatabase::create() {
-        let store = Store::connect(&Location::parse(db.url()).unwrap()).unwrap();
-        test(store.with_project("p").unwrap());
+    let file = Location::Sqlite(dir.path().join("h.db"));
+    let pg = TestDatabase::create();
+    let server = pg.as_ref().map(|db| Location::parse(db.url()).unwrap());
+    for location in std::iter::once(file).chain(server) {
+        let open = |project: &str| {
+            Store::connect(&location)
+                .unwrap()
+                .with_project(project)
+                .unwrap()
+        };
+        test(&open);
     }
 }
 
@@ -54,7 +63,8 @@ fn fail(msg: &str) -> Attempt {
 
 #[test]
 fn records_and_reads_back_a_run() {
-    each_backend(|mut store| {
+    each_backend(|open| {
+        let mut store = open("p");
         let results = vec![
             TestResult::new("b ok", vec![Attempt::pass(Some(3))]),
             TestResult::new("b flaky", vec![fail("boom 1"), Attempt::pass(Some(4))]),
@@ -106,7 +116,8 @@ fn records_and_reads_back_a_run() {
 
 #[test]
 fn shards_merge_and_sources_are_idempotent() {
-    each_backend(|mut store| {
+    each_backend(|open| {
+        let mut store = open("p");
         let shard1 = vec![
             TestResult::new("t", vec![fail("a")]),
             TestResult::new("u", vec![Attempt::pass(None)]),
@@ -147,7 +158,8 @@ fn shards_merge_and_sources_are_idempotent() {
 
 #[test]
 fn pass_then_failed_rerun_keeps_both_attempts() {
-    each_backend(|mut store| {
+    each_backend(|open| {
+        let mut store = open("p");
         store
             .record_run(
                 &meta("r"),
@@ -172,7 +184,8 @@ fn pass_then_failed_rerun_keeps_both_attempts() {
 
 #[test]
 fn dropped_writer_leaves_nothing() {
-    each_backend(|mut store| {
+    each_backend(|open| {
+        let mut store = open("p");
         {
             let mut w = store.begin_run(&meta("gone")).unwrap();
             assert!(!w.source_recorded("dx").unwrap());
@@ -196,7 +209,8 @@ fn dropped_writer_leaves_nothing() {
 
 #[test]
 fn a_known_source_is_recognised_and_a_run_of_only_known_sources_is_dropped() {
-    each_backend(|mut store| {
+    each_backend(|open| {
+        let mut store = open("p");
         let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
         let mut w = store.begin_run(&meta("r")).unwrap();
         assert!(!w.source_recorded("a").unwrap());
@@ -229,7 +243,8 @@ fn a_known_source_is_recognised_and_a_run_of_only_known_sources_is_dropped() {
 
 #[test]
 fn batches_larger_than_one_statement_land_whole() {
-    each_backend(|mut store| {
+    each_backend(|open| {
+        let mut store = open("p");
         let results: Vec<_> = (0..1234)
             .map(|i| TestResult::new(format!("t{i:04}"), vec![Attempt::pass(Some(i))]))
             .collect();
@@ -247,7 +262,8 @@ fn batches_larger_than_one_statement_land_whole() {
 
 #[test]
 fn history_is_newest_first_and_limited() {
-    each_backend(|mut store| {
+    each_backend(|open| {
+        let mut store = open("p");
         for i in 0..5 {
             let r = if i % 2 == 0 {
                 TestResult::new("t", vec![Attempt::pass(None)])
@@ -265,5 +281,143 @@ fn history_is_newest_first_and_limited() {
             vec![Outcome::Passed, Outcome::Flaky, Outcome::Passed]
         );
         assert!(h[0].run_seq > h[1].run_seq);
+    });
+}
+
+#[test]
+fn pass_then_failed_rerun_keeps_both_attempts_and_a_skip_is_replaced() {
+    each_backend(|open| {
+        let mut store = open("p");
+        let first = [
+            TestResult::new("t", vec![Attempt::pass(Some(7))]),
+            TestResult::skipped("s"),
+        ];
+        store.record_run(&meta("r"), &first, None).unwrap();
+        let second = [
+            TestResult::new("t", vec![fail("late")]),
+            TestResult::new("s", vec![fail("real"), Attempt::pass(Some(2))]),
+        ];
+        store.record_run(&meta("r"), &second, None).unwrap();
+        let run = store.run("r").unwrap().unwrap();
+        assert_eq!(
+            (run.total, run.passed, run.flaky, run.failed, run.skipped),
+            (2, 0, 2, 0, 0)
+        );
+        let t: Vec<_> = store
+            .attempts("t", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status, a.duration_ms))
+            .collect();
+        assert_eq!(
+            t,
+            vec![
+                (1, AttemptStatus::Pass, Some(7)),
+                (2, AttemptStatus::Fail, Some(5))
+            ]
+        );
+        let s: Vec<_> = store
+            .attempts("s", run.seq)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect();
+        assert_eq!(s, vec![(1, AttemptStatus::Fail), (2, AttemptStatus::Pass)]);
+        let h = store.history("t", 1).unwrap();
+        assert_eq!(
+            (h[0].outcome, h[0].attempts, h[0].duration_ms),
+            (Outcome::Flaky, 2, Some(5))
+        );
+    });
+}
+
+#[test]
+fn dropped_writer_leaves_nothing_and_a_run_of_known_sources_is_dropped() {
+    each_backend(|open| {
+        let mut store = open("p");
+        {
+            let mut w = store.begin_run(&meta("gone")).unwrap();
+            assert!(!w.source_recorded("dx").unwrap());
+            w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
+                .unwrap();
+            w.add_source("dx").unwrap();
+        }
+        assert_eq!(store.runs().unwrap(), vec![]);
+        assert_eq!(store.history("t", 5).unwrap(), vec![]);
+        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
+        let mut w = store.begin_run(&meta("r")).unwrap();
+        w.add(&pass("t1")).unwrap();
+        w.add_source("a").unwrap();
+        assert!(w.source_recorded("a").unwrap());
+        assert!(!w.source_recorded("b").unwrap());
+        w.add(&pass("t2")).unwrap();
+        w.add_source("b").unwrap();
+        assert_eq!(w.commit().unwrap().results, 2);
+        let w = store.begin_run(&meta("r")).unwrap();
+        assert!(w.source_recorded("b").unwrap());
+        assert!(w.commit().unwrap().duplicate_source);
+        let runs: Vec<_> = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.meta.run_id, r.total))
+            .collect();
+        assert_eq!(runs, vec![("r".to_owned(), 2)]);
+    });
+}
+
+#[test]
+fn reused_run_ids_and_taken_renames_are_refused() {
+    each_backend(|open| {
+        let mut store = open("p");
+        let pass = [TestResult::new("t", vec![Attempt::pass(None)])];
+        store.record_run(&meta("r"), &pass, None).unwrap();
+        let mut other = meta("r");
+        other.commit = Some("def".into());
+        let err = store.record_run(&other, &pass, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run `r` is recorded for commit `abc` on branch `main`, and this one is for commit \
+             `def` on branch `main`: refusing to merge them (use another `--run-id`)"
+        );
+        let mut w = store.begin_run(&meta("pending")).unwrap();
+        w.add(&pass[0]).unwrap();
+        assert!(!w.set_run_id("r").unwrap());
+        // The refused rename left the transaction usable.
+        assert!(w.set_run_id("renamed").unwrap());
+        assert_eq!(w.commit().unwrap().run_id, "renamed");
+        let ids: Vec<_> = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.meta.run_id)
+            .collect();
+        assert_eq!(ids, vec!["r".to_owned(), "renamed".into()]);
+    });
+}
+
+#[test]
+fn big_runs_land_whole_and_keys_are_reused_per_project() {
+    each_backend(|open| {
+        let mut a = open("a");
+        let results: Vec<_> = (0..45_000)
+            .map(|i| TestResult::new(format!("t{i:05}"), vec![Attempt::pass(Some(i))]))
+            .collect();
+        a.record_run(&meta("big"), &results, None).unwrap();
+        let again: Vec<_> = (0..45_000)
+            .map(|i| TestResult::new(format!("t{i:05}"), vec![fail("x"), Attempt::pass(None)]))
+            .collect();
+        a.record_run(&meta("big2"), &again, None).unwrap();
+        let run = a.run("big2").unwrap().unwrap();
+        assert_eq!((run.total, run.flaky), (45_000, 45_000));
+        assert_eq!(a.history("t44999", 5).unwrap().len(), 2);
+        assert_eq!(count(&a, "tests"), 45_000, "ids are reused across runs");
+        assert_eq!(count(&a, "failures"), 1);
+        let mut b = open("b");
+        b.record_run(&meta("big"), &results[..10], None).unwrap();
+        assert_eq!(count(&a, "tests"), 45_010, "projects intern apart");
+        assert_eq!(b.tests().unwrap().len(), 10);
+        assert_eq!(b.runs().unwrap().len(), 1);
+        assert_ne!(b.test_key("t00000").unwrap(), a.test_key("t00000").unwrap());
     });
 }
