@@ -111,6 +111,37 @@ macro_rules! forward_reads {
     };
 }
 
+/// The [`RunWrite`] methods every backend's writer answers with an inherent
+/// method of the same name: one list for both writers.
+macro_rules! forward_run_write {
+    ($ty:ident) => {
+        impl crate::store::RunWrite for $ty<'_> {
+            fn add_keyed(
+                &mut self,
+                key: u128,
+                result: &crate::model::TestResult,
+            ) -> Result<(), StoreError> {
+                $ty::add_keyed(self, key, result)
+            }
+            fn update_meta(&mut self, meta: &crate::meta::RunMeta) -> Result<(), StoreError> {
+                $ty::update_meta(self, meta)
+            }
+            fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
+                $ty::source_recorded(self, digest)
+            }
+            fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
+                $ty::add_source(self, digest)
+            }
+            fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
+                $ty::set_run_id(self, run_id)
+            }
+            fn commit(self: Box<Self>) -> Result<crate::store::WriteSummary, StoreError> {
+                $ty::commit(*self)
+            }
+        }
+    };
+}
+
 pub mod copy;
 mod error;
 mod location;

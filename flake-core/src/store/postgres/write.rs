@@ -20,7 +20,7 @@ use super::{PgBackend, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
 use crate::store::merge::{check_same_revision, failure_digest};
-use crate::store::{RunWrite, StoreError, WriteSummary, name_key};
+use crate::store::{StoreError, WriteSummary, name_key};
 
 /// Names (or failure texts) per interning statement: big enough that a
 /// 200,000-test run costs a handful of round trips, small enough that one
@@ -742,28 +742,4 @@ fn meta_columns(meta: &RunMeta) -> [&(dyn ToSql + Sync); 15] {
     ]
 }
 
-impl RunWrite for RunWriter<'_> {
-    fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
-        RunWriter::add_keyed(self, key, result)
-    }
-
-    fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
-        RunWriter::update_meta(self, meta)
-    }
-
-    fn source_recorded(&self, digest: &str) -> Result<bool, StoreError> {
-        RunWriter::source_recorded(self, digest)
-    }
-
-    fn add_source(&mut self, digest: &str) -> Result<(), StoreError> {
-        RunWriter::add_source(self, digest)
-    }
-
-    fn set_run_id(&mut self, run_id: &str) -> Result<bool, StoreError> {
-        RunWriter::set_run_id(self, run_id)
-    }
-
-    fn commit(self: Box<Self>) -> Result<WriteSummary, StoreError> {
-        RunWriter::commit(*self)
-    }
-}
+forward_run_write!(RunWriter);
