@@ -5,10 +5,10 @@
 //! per `(project, run_key)`, tests interned per `(project, name)` under one
 //! global key sequence, results keyed `(test, run)`, attempts and
 //! de-duplicated failure texts, run sources per run, and the same merge rules
-//! (shared in [`super::merge`] and [`crate::model::RunMerge`]). Tables are
+//! (shared in `store/merge.rs` and [`crate::model::RunMerge`]). Tables are
 //! named `flake_*`, so the database may hold other applications' tables;
 //! migrations are versioned in `flake_schema_version` and run under an
-//! advisory lock ([`schema`]).
+//! advisory lock (`schema.rs`).
 //!
 //! Many writers at once (a CI matrix of 50 jobs):
 //! - one run is one transaction; a killed writer leaves no partial run;
@@ -35,7 +35,7 @@
 //!
 //! Connections are plain TCP or Unix sockets without TLS (a URL requiring
 //! TLS is refused); the password comes from the URL, `PGPASSWORD` or the
-//! passfile ([`connect`]), and only the masked URL ever appears in a message.
+//! passfile (`connect.rs`), and only the masked URL ever appears in a message.
 
 mod connect;
 mod read;

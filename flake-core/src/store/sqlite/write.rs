@@ -198,7 +198,7 @@ impl<'a> RunWriter<'a> {
 }
 
 impl RunWriter<'_> {
-    /// See [`RunWrite::add_keyed`].
+    /// See [`crate::store::RunWrite::add_keyed`].
     fn add_keyed(&mut self, key: u128, result: &TestResult) -> Result<(), StoreError> {
         let sql = sql_err(&self.path);
         let test = self.intern(key, &result.id)?;
