@@ -21,8 +21,18 @@
 
 /// The [`Backend`] methods every backend answers with an inherent method of
 /// the same name and signature: one list, so two backends cannot drift.
-macro_rules! forward_reads {
+macro_rules! forward_backend {
     ($ty:ident) => {
+        fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError> {
+            $ty::adopt(self, project)
+        }
+        fn begin_run<'a>(
+            &'a mut self,
+            project: &str,
+            meta: &crate::meta::RunMeta,
+        ) -> Result<Box<dyn crate::store::RunWrite + 'a>, StoreError> {
+            Ok(Box::new($ty::begin_run(self, project, meta)?))
+        }
         fn projects(&self) -> Result<Vec<String>, StoreError> {
             $ty::projects(self)
         }

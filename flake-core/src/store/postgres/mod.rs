@@ -157,7 +157,7 @@ impl PgBackend {
 const ADOPT_LOCK: i64 = 0x6366_6c6b_6164_7074;
 
 impl crate::store::Backend for PgBackend {
-    forward_reads!(PgBackend);
+    forward_backend!(PgBackend);
 
     fn describe(&self) -> String {
         self.shown.clone()
@@ -165,17 +165,5 @@ impl crate::store::Backend for PgBackend {
 
     fn path(&self) -> Option<&Path> {
         None
-    }
-
-    fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError> {
-        self.adopt(project)
-    }
-
-    fn begin_run<'a>(
-        &'a mut self,
-        project: &str,
-        meta: &crate::meta::RunMeta,
-    ) -> Result<Box<dyn crate::store::RunWrite + 'a>, StoreError> {
-        Ok(Box::new(PgBackend::begin_run(self, project, meta)?))
     }
 }

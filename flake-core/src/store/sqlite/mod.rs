@@ -308,7 +308,7 @@ impl SqliteBackend {
 }
 
 impl crate::store::Backend for SqliteBackend {
-    forward_reads!(SqliteBackend);
+    forward_backend!(SqliteBackend);
 
     fn describe(&self) -> String {
         self.display_path().display().to_string()
@@ -316,17 +316,5 @@ impl crate::store::Backend for SqliteBackend {
 
     fn path(&self) -> Option<&Path> {
         SqliteBackend::path(self)
-    }
-
-    fn adopt_unnamed(&mut self, project: &str) -> Result<(), StoreError> {
-        self.adopt(project)
-    }
-
-    fn begin_run<'a>(
-        &'a mut self,
-        project: &str,
-        meta: &crate::meta::RunMeta,
-    ) -> Result<Box<dyn crate::store::RunWrite + 'a>, StoreError> {
-        Ok(Box::new(SqliteBackend::begin_run(self, project, meta)?))
     }
 }
