@@ -55,6 +55,18 @@ pub fn generate_run_id() -> String {
     ulid::Ulid::new().to_string()
 }
 
+/// A stable id derived from `parts`: `prefix` and 128 bits of BLAKE3 over
+/// the parts, each ended by a NUL so that `["ab", "c"]` and `["a", "bc"]`
+/// differ. Run keys of CI jobs and of content, and copy markers, use it.
+pub fn derived_id<'a>(prefix: &str, parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    format!("{prefix}{}", &hex(h.finalize().as_bytes())[..32])
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

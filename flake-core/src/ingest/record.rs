@@ -103,9 +103,12 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
     };
     match record(store, &ctx, known)? {
         Recorded::Done(outcome) => Ok(*outcome),
-        // The content-derived run exists: record into it, which skips the
-        // reports it already holds. Rare enough (a local re-ingest) that
-        // parsing again beats undoing a transaction's worth of rows.
+        // The content-derived run exists, so these very reports were
+        // recorded for this commit and branch: recording into it skips them
+        // all, reading nothing. The first pass's parse is the waste, rare
+        // enough (a local re-ingest of the same files) to beat deriving the
+        // key before parsing, which reports that carry their own commit
+        // (the CI payload) would get wrong.
         Recorded::Exists(key) => match record(store, &ctx, Some(key))? {
             Recorded::Done(outcome) => Ok(*outcome),
             Recorded::Exists(key) => unreachable!("a known key `{key}` is never derived again"),
@@ -131,18 +134,14 @@ enum Recorded {
 /// The run key of a CI job execution, when the provider names its run.
 fn ci_run_key(ci: &ci::CiInfo, host: Option<&str>) -> Option<String> {
     let run = ci.run.as_deref()?;
-    let mut h = blake3::Hasher::new();
-    for part in [
+    let parts = [
         Some(ci.provider.as_str()),
         Some(run),
         ci.job.as_deref(),
         ci.job_id.as_deref(),
         host,
-    ] {
-        h.update(part.unwrap_or("").as_bytes());
-        h.update(&[0]);
-    }
-    Some(format!("ci-{}", &meta::hex(h.finalize().as_bytes())[..32]))
+    ];
+    Some(meta::derived_id("ci-", parts.map(|p| p.unwrap_or(""))))
 }
 
 /// The run key of reports ingested without a run identity: their content,
@@ -151,15 +150,8 @@ fn content_run_key(digests: &[String], commit: Option<&str>, branch: Option<&str
     let mut sorted: Vec<&str> = digests.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut h = blake3::Hasher::new();
-    for part in [commit.unwrap_or(""), branch.unwrap_or("")]
-        .into_iter()
-        .chain(sorted)
-    {
-        h.update(part.as_bytes());
-        h.update(&[0]);
-    }
-    format!("ingest-{}", &meta::hex(h.finalize().as_bytes())[..32])
+    let revision = [commit.unwrap_or(""), branch.unwrap_or("")];
+    meta::derived_id("ingest-", revision.into_iter().chain(sorted))
 }
 
 /// One attempt at recording: into run `key`, or, without one, into a new run

@@ -76,11 +76,7 @@ pub fn copy_project(
 
 /// The destination's source digest of a copied run.
 fn copy_marker(project: &str, run_id: &str) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(project.as_bytes());
-    h.update(&[0]);
-    h.update(run_id.as_bytes());
-    format!("copy:{}", h.finalize().to_hex())
+    crate::meta::derived_id("copy:", [project, run_id])
 }
 
 /// A run's results as the writer takes them: the stored outcome (which a
