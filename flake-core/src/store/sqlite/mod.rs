@@ -88,18 +88,17 @@ impl SqliteBackend {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
-        Self::init(conn, Some(path.to_owned()))
+        Self::init(conn, Some(path.to_owned()), false)
     }
 
     /// Opens the history at `path` for a command that only reads it: a
     /// missing or empty file is [`StoreError::NoHistory`], and nothing is
     /// created (an older schema of ours is still migrated).
     pub fn open_existing(path: &Path) -> Result<SqliteBackend, StoreError> {
-        let no_history = || StoreError::NoHistory {
-            path: path.to_owned(),
-        };
         if !path.is_file() {
-            return Err(no_history());
+            return Err(StoreError::NoHistory {
+                path: path.to_owned(),
+            });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_URI
@@ -108,10 +107,7 @@ impl SqliteBackend {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
-        if schema::inspect(&conn).map_err(|e| e.with_path(path))? == schema::Contents::Empty {
-            return Err(no_history());
-        }
-        Self::init(conn, Some(path.to_owned()))
+        Self::init(conn, Some(path.to_owned()), true)
     }
 
     /// Opens a private in-memory database (tests, dry runs).
@@ -120,16 +116,25 @@ impl SqliteBackend {
             path: PathBuf::from(":memory:"),
             source: Box::new(source),
         })?;
-        Self::init(conn, None)
+        Self::init(conn, None, false)
     }
 
-    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<SqliteBackend, StoreError> {
+    /// Sets the connection up; `need_history` refuses an empty file
+    /// ([`StoreError::NoHistory`]) instead of creating the schema in it.
+    fn init(
+        mut conn: Connection,
+        path: Option<PathBuf>,
+        need_history: bool,
+    ) -> Result<SqliteBackend, StoreError> {
         let display = path.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
         let sql = sql_err(&display);
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&sql)?;
         // Before the first write (even the journal mode is a write to the
         // header): a file of another program is left exactly as it was.
-        schema::inspect(&conn).map_err(|e| e.with_path(&display))?;
+        let contents = schema::inspect(&conn).map_err(|e| e.with_path(&display))?;
+        if need_history && contents == schema::Contents::Empty {
+            return Err(StoreError::NoHistory { path: display });
+        }
         if path.is_some() {
             // WAL lets readers run beside a writer and makes commits cheap;
             // NORMAL sync is durable across process crashes, which is what a
@@ -144,7 +149,9 @@ impl SqliteBackend {
         }
         conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(&sql)?;
-        schema::migrate(&mut conn).map_err(|e| e.with_path(&display))?;
+        if contents != schema::Contents::Ours(SCHEMA_VERSION) {
+            schema::migrate(&mut conn).map_err(|e| e.with_path(&display))?;
+        }
         Ok(SqliteBackend { conn, path })
     }
 
@@ -169,8 +176,9 @@ impl SqliteBackend {
         let unnamed: bool = self
             .conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE project = '')
-                     OR EXISTS (SELECT 1 FROM tests WHERE project = '')",
+                // Runs only: `(project, run_key)` is indexed, `tests.project`
+                // is not, and every command opens the store this way.
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE project = '')",
                 [],
                 |r| r.get(0),
             )
