@@ -1,8 +1,10 @@
 //! Writer rules every backend shares, kept in one copy so that a run merged
 //! in SQLite and in PostgreSQL ends the same: the revision check of a reused
-//! run id and the content digest that de-duplicates failure texts.
+//! run id, how a repeated result of a test merges into its stored row, and
+//! the content digest that de-duplicates failure texts.
 
 use crate::meta::RunMeta;
+use crate::model::{Outcome, TestResult};
 
 use super::StoreError;
 
@@ -51,4 +53,61 @@ pub(crate) fn failure_digest(message: &str, location: Option<&str>, output: &str
     h.update(&[0]);
     h.update(output.as_bytes());
     h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
+}
+
+/// A test's result row within one run: what both backends store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ResultRow {
+    pub outcome: Outcome,
+    /// Attempts run.
+    pub attempts: i64,
+    /// Duration of the final attempt, ms.
+    pub duration: Option<i64>,
+}
+
+/// What a repeated result of a test (a rerun file, another shard, another
+/// suite) does to its stored row in the same run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowMerge {
+    /// The row afterwards.
+    pub row: ResultRow,
+    /// Number of the first of `result`'s attempts.
+    pub first_attempt: i64,
+    /// The stored row was a plain pass, which keeps no attempt row: attempt
+    /// 1 must be written as a pass of this duration so the list stays whole.
+    pub fill_first_pass: Option<Option<i64>>,
+}
+
+/// Merges `result` (`attempts` run, final `duration`) into the stored row
+/// `old`; `merged` is the outcome [`crate::model::RunMerge`] decided.
+pub(crate) fn merge_row(
+    old: ResultRow,
+    merged: Outcome,
+    result: &TestResult,
+    attempts: i64,
+    duration: Option<i64>,
+) -> RowMerge {
+    if old.outcome == Outcome::Skipped {
+        // The skip was a placeholder; the new report has the real attempts.
+        return RowMerge {
+            row: ResultRow {
+                outcome: merged,
+                attempts,
+                duration,
+            },
+            first_attempt: 1,
+            fill_first_pass: None,
+        };
+    }
+    let skipped = result.outcome == Outcome::Skipped;
+    let plain_pass = old.outcome == Outcome::Passed && old.attempts == 1;
+    RowMerge {
+        row: ResultRow {
+            outcome: merged,
+            attempts: old.attempts + if skipped { 0 } else { attempts },
+            duration: duration.or(old.duration),
+        },
+        first_attempt: old.attempts + 1,
+        fill_first_pass: (plain_pass && !skipped).then_some(old.duration),
+    }
 }

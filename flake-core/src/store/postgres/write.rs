@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use super::{PgBackend, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
-use crate::store::merge::{check_same_revision, failure_digest};
+use crate::store::merge::{ResultRow, check_same_revision, failure_digest, merge_row};
 use crate::store::{StoreError, WriteSummary, name_key};
 
 /// Names (or failure texts) per interning statement: big enough that a
@@ -78,12 +78,6 @@ struct Entry {
 }
 
 #[derive(Clone, Copy)]
-struct ResultRow {
-    outcome: Outcome,
-    attempts: i64,
-    duration: Option<i64>,
-}
-
 struct AttemptRow {
     attempt: i64,
     status: AttemptStatus,
@@ -292,42 +286,23 @@ impl RunWriter<'_> {
         let merged = self.merger.merge(idx, old.outcome, result);
         self.delta[old.outcome.code() as usize] -= 1;
         self.delta[merged.code() as usize] += 1;
-        let entry = &mut self.entries[idx];
-        entry.dirty = true;
-        if old.outcome == Outcome::Skipped {
-            // The skip was a placeholder; the new report has the real attempts.
-            entry.row = ResultRow {
-                outcome: merged,
-                attempts,
-                duration,
-            };
-            return 1;
-        }
-        if old.outcome == Outcome::Passed && old.attempts == 1 && result.outcome != Outcome::Skipped
-        {
-            // The first report's pass had no attempt row; write it so the attempt list stays whole.
+        let m = merge_row(old, merged, result, attempts, duration);
+        if let Some(duration) = m.fill_first_pass {
             self.set_attempt(
                 idx,
                 AttemptRow {
                     attempt: 1,
                     status: AttemptStatus::Pass,
-                    duration: old.duration,
+                    duration,
                     failure: None,
                     replace: false,
                 },
             );
         }
-        let added = if result.outcome == Outcome::Skipped {
-            0
-        } else {
-            attempts
-        };
-        self.entries[idx].row = ResultRow {
-            outcome: merged,
-            attempts: old.attempts + added,
-            duration: duration.or(old.duration),
-        };
-        old.attempts + 1
+        let entry = &mut self.entries[idx];
+        entry.dirty = true;
+        entry.row = m.row;
+        m.first_attempt
     }
 
     /// Records an attempt row: a replacing row wins over any earlier one of

@@ -12,7 +12,7 @@ const BATCH: usize = 200;
 use super::{SqliteBackend, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
-use crate::store::merge::{check_same_revision, failure_digest};
+use crate::store::merge::{ResultRow, check_same_revision, failure_digest, merge_row};
 use crate::store::{StoreError, WriteSummary, name_key};
 
 /// An open transaction recording one run in SQLite (see [`RunWrite`]).
@@ -304,43 +304,30 @@ impl RunWriter<'_> {
             code: old_code,
         })?;
         let merged = self.merger.merge(test, old, result);
-        if old == Outcome::Skipped {
-            // The skip was a placeholder; the new report has the real attempts.
-            self.tx
-                .execute(
-                    "UPDATE results SET outcome = ?3, attempts = ?4, duration_ms = ?5 WHERE test = ?1 AND run = ?2",
-                    params![test, self.run, merged.code(), attempts, duration],
-                )
-                .map_err(&sql)?;
-            self.delta[old.code() as usize] -= 1;
-            self.delta[merged.code() as usize] += 1;
-            return Ok(1);
-        }
-        if old == Outcome::Passed && old_attempts == 1 && result.outcome != Outcome::Skipped {
-            // The first report's pass had no attempt row; write it so the attempt list stays whole.
+        let old = ResultRow {
+            outcome: old,
+            attempts: old_attempts,
+            duration: old_duration,
+        };
+        let m = merge_row(old, merged, result, attempts, duration);
+        if let Some(duration) = m.fill_first_pass {
             self.tx
                 .execute(
                     "INSERT OR IGNORE INTO attempts (test, run, attempt, status, duration_ms, failure)
                      VALUES (?1, ?2, 1, ?3, ?4, NULL)",
-                    params![test, self.run, AttemptStatus::Pass.code(), old_duration],
+                    params![test, self.run, AttemptStatus::Pass.code(), duration],
                 )
                 .map_err(&sql)?;
         }
-        let added = if result.outcome == Outcome::Skipped {
-            0
-        } else {
-            attempts
-        };
         self.tx
             .execute(
-                "UPDATE results SET outcome = ?3, attempts = attempts + ?4, duration_ms = coalesce(?5, duration_ms)
-                 WHERE test = ?1 AND run = ?2",
-                params![test, self.run, merged.code(), added, duration],
+                "UPDATE results SET outcome = ?3, attempts = ?4, duration_ms = ?5 WHERE test = ?1 AND run = ?2",
+                params![test, self.run, m.row.outcome.code(), m.row.attempts, m.row.duration],
             )
             .map_err(&sql)?;
-        self.delta[old.code() as usize] -= 1;
+        self.delta[old.outcome.code() as usize] -= 1;
         self.delta[merged.code() as usize] += 1;
-        Ok(old_attempts + 1)
+        Ok(m.first_attempt)
     }
 
     fn intern(&mut self, key: u128, name: &str) -> Result<i64, StoreError> {
