@@ -49,7 +49,6 @@ pub fn copy_project(
     let mut summary = CopySummary::default();
     let total = runs.len() as u64;
     for (i, run) in runs.iter().enumerate() {
-        let results = results_of(from, run)?;
         let marker = copy_marker(from.project(), &run.meta.run_id);
         let mut writer = to.begin_run(&run.meta)?;
         if writer.source_recorded(&marker)? {
@@ -57,11 +56,12 @@ pub fn copy_project(
             // Commit of a run of only known sources writes nothing.
             writer.commit()?;
         } else {
-            for r in &results {
+            // Read only now: a run copied before costs no read of its results.
+            for r in &results_of(from, run)? {
                 writer.add(r)?;
             }
+            // `begin_run` wrote the run's metadata; nothing to update after.
             writer.add_source(&marker)?;
-            writer.update_meta(&run.meta)?;
             summary.results += writer.commit()?.results;
             summary.copied += 1;
         }
