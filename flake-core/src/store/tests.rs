@@ -157,32 +157,6 @@ fn shards_merge_and_sources_are_idempotent() {
 }
 
 #[test]
-fn pass_then_failed_rerun_keeps_both_attempts() {
-    each_backend(|open| {
-        let mut store = open("p");
-        store
-            .record_run(
-                &meta("r"),
-                &[TestResult::new("t", vec![Attempt::pass(Some(7))])],
-                None,
-            )
-            .unwrap();
-        store
-            .record_run(
-                &meta("r"),
-                &[TestResult::new("t", vec![fail("late")])],
-                None,
-            )
-            .unwrap();
-        let run = store.run("r").unwrap().unwrap();
-        let attempts = store.attempts("t", run.seq).unwrap();
-        assert_eq!(attempts.len(), 2);
-        assert_eq!(attempts[0].duration_ms, Some(7));
-        assert_eq!(store.history("t", 1).unwrap()[0].outcome, Outcome::Flaky);
-    });
-}
-
-#[test]
 fn dropped_writer_leaves_nothing() {
     each_backend(|open| {
         let mut store = open("p");
@@ -328,41 +302,6 @@ fn pass_then_failed_rerun_keeps_both_attempts_and_a_skip_is_replaced() {
             (h[0].outcome, h[0].attempts, h[0].duration_ms),
             (Outcome::Flaky, 2, Some(5))
         );
-    });
-}
-
-#[test]
-fn dropped_writer_leaves_nothing_and_a_run_of_known_sources_is_dropped() {
-    each_backend(|open| {
-        let mut store = open("p");
-        {
-            let mut w = store.begin_run(&meta("gone")).unwrap();
-            assert!(!w.source_recorded("dx").unwrap());
-            w.add(&TestResult::new("t", vec![Attempt::pass(None)]))
-                .unwrap();
-            w.add_source("dx").unwrap();
-        }
-        assert_eq!(store.runs().unwrap(), vec![]);
-        assert_eq!(store.history("t", 5).unwrap(), vec![]);
-        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(None)]);
-        let mut w = store.begin_run(&meta("r")).unwrap();
-        w.add(&pass("t1")).unwrap();
-        w.add_source("a").unwrap();
-        assert!(w.source_recorded("a").unwrap());
-        assert!(!w.source_recorded("b").unwrap());
-        w.add(&pass("t2")).unwrap();
-        w.add_source("b").unwrap();
-        assert_eq!(w.commit().unwrap().results, 2);
-        let w = store.begin_run(&meta("r")).unwrap();
-        assert!(w.source_recorded("b").unwrap());
-        assert!(w.commit().unwrap().duplicate_source);
-        let runs: Vec<_> = store
-            .runs()
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.meta.run_id, r.total))
-            .collect();
-        assert_eq!(runs, vec![("r".to_owned(), 2)]);
     });
 }
 
