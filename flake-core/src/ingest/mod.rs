@@ -23,7 +23,10 @@ mod utf16;
 
 pub use detect::{Format, detect};
 pub use error::{ParseError, Position, SinkError};
-pub use read::{IngestError, ReportSummary, digest_file, parse, read_report, read_report_from};
+pub use read::{
+    IngestError, ReportSummary, digest_file, parse, read_report, read_report_digesting,
+    read_report_from,
+};
 pub use record::{FileSummary, IngestOptions, IngestOutcome, RecordError, collect, ingest};
 
 use crate::model::TestResult;

@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Format, IngestError, ReportMeta, ReportSummary, SinkError, digest_file, read_report};
+use super::{
+    Format, IngestError, ReportMeta, ReportSummary, SinkError, digest_file, read_report,
+    read_report_digesting,
+};
 use crate::ci;
 use crate::git;
 use crate::meta::{self, RunMeta};
@@ -84,24 +87,27 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
     let ci = ci::detect_from_env();
     // With `--commit` the work tree's state says nothing about the reports.
     let git = git::read_with(&opts.cwd, opts.commit.is_none()).ok();
-    let digests = opts
-        .files
-        .iter()
-        .map(|p| digest_file(p))
-        .collect::<Result<Vec<_>, _>>()?;
     let host = meta::host_name();
     let known = opts
         .run_id
         .clone()
         .or_else(|| ci.as_ref().and_then(|c| ci_run_key(c, host.as_deref())));
+    // Digests come first when they decide what to read: a run that may hold
+    // some of these reports already, or two files that may be one. A single
+    // report for a new run is digested while it is parsed.
+    let digests = if known.is_some() || opts.files.len() > 1 {
+        let all = opts.files.iter().map(|p| digest_file(p));
+        Some(all.collect::<Result<Vec<_>, _>>()?)
+    } else {
+        None
+    };
     let ctx = Context {
         opts,
         ci: ci.as_ref(),
         git: git.as_ref(),
-        digests: &digests,
         host,
     };
-    match record(store, &ctx, known)? {
+    match record(store, &ctx, known, digests)? {
         Recorded::Done(outcome) => Ok(*outcome),
         // The content-derived run exists, so these very reports were
         // recorded for this commit and branch: recording into it skips them
@@ -109,9 +115,11 @@ pub fn ingest(store: &mut Store, opts: &IngestOptions) -> Result<IngestOutcome, 
         // enough (a local re-ingest of the same files) to beat deriving the
         // key before parsing, which reports that carry their own commit
         // (the CI payload) would get wrong.
-        Recorded::Exists(key) => match record(store, &ctx, Some(key))? {
+        Recorded::Exists(key, digests) => match record(store, &ctx, Some(key), Some(digests))? {
             Recorded::Done(outcome) => Ok(*outcome),
-            Recorded::Exists(key) => unreachable!("a known key `{key}` is never derived again"),
+            Recorded::Exists(key, _) => {
+                unreachable!("a known key `{key}` is never derived again")
+            }
         },
     }
 }
@@ -121,14 +129,14 @@ struct Context<'a> {
     opts: &'a IngestOptions,
     ci: Option<&'a ci::CiInfo>,
     git: Option<&'a git::GitInfo>,
-    digests: &'a [String],
     host: Option<String>,
 }
 
 enum Recorded {
     Done(Box<IngestOutcome>),
-    /// The run key derived from the content is taken: record into that run.
-    Exists(String),
+    /// The run key derived from the content is taken: record into that run
+    /// (the reports' digests, now known, come along).
+    Exists(String, Vec<String>),
 }
 
 /// The run key of a CI job execution, when the provider names its run.
@@ -155,11 +163,13 @@ fn content_run_key(digests: &[String], commit: Option<&str>, branch: Option<&str
 }
 
 /// One attempt at recording: into run `key`, or, without one, into a new run
-/// whose key is derived once the reports are read.
+/// whose key is derived once the reports are read. `digests` are the
+/// reports' digests, or `None` to take them while parsing.
 fn record(
     store: &mut Store,
     ctx: &Context<'_>,
     key: Option<String>,
+    digests: Option<Vec<String>>,
 ) -> Result<Recorded, RecordError> {
     let opts = ctx.opts;
     let mut warnings = Vec::new();
@@ -180,8 +190,13 @@ fn record(
     let mut writer = store.begin_run(&provisional)?;
     let mut files = Vec::new();
     let mut report_meta = ReportMeta::default();
-    for (path, digest) in opts.files.iter().zip(ctx.digests) {
-        if writer.source_recorded(digest)? {
+    let mut seen_digests = Vec::with_capacity(opts.files.len());
+    for (i, path) in opts.files.iter().enumerate() {
+        let known = digests.as_ref().map(|d| d[i].as_str());
+        if let Some(digest) = known
+            && writer.source_recorded(digest)?
+        {
+            seen_digests.push(digest.to_owned());
             files.push(FileSummary {
                 path: path.clone(),
                 format: None,
@@ -191,8 +206,9 @@ fn record(
             });
             continue;
         }
-        let summary = read_into(path, opts.format, writer.as_mut())?;
-        writer.add_source(digest)?;
+        let (summary, digest) = read_into(path, opts.format, known, writer.as_mut())?;
+        writer.add_source(&digest)?;
+        seen_digests.push(digest);
         let file_warnings = summary
             .meta
             .warnings
@@ -227,7 +243,7 @@ fn record(
     };
     let derived = key.is_none().then(|| {
         report_meta.run_id.clone().unwrap_or_else(|| {
-            content_run_key(ctx.digests, rev.commit.as_deref(), rev.branch.as_deref())
+            content_run_key(&seen_digests, rev.commit.as_deref(), rev.branch.as_deref())
         })
     });
     let run_meta = RunMeta {
@@ -265,7 +281,7 @@ fn record(
         && !writer.set_run_id(&derived)?
     {
         // Dropping the writer rolls this attempt back.
-        return Ok(Recorded::Exists(derived));
+        return Ok(Recorded::Exists(derived, seen_digests));
     }
     writer.update_meta(&run_meta)?;
     let write = writer.commit()?;
@@ -284,12 +300,14 @@ const BATCH: usize = 512;
 
 /// Parses `path` on a second thread while this one writes to the database:
 /// on two cores the parse and the SQLite inserts overlap. The bounded channel
-/// keeps memory bounded by a few batches, not by the report.
+/// keeps memory bounded by a few batches, not by the report. Returns the
+/// report's digest: `digest` if given, else taken while parsing.
 fn read_into(
     path: &Path,
     format: Option<Format>,
+    digest: Option<&str>,
     writer: &mut dyn RunWrite,
-) -> Result<ReportSummary, RecordError> {
+) -> Result<(ReportSummary, String), RecordError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u128, TestResult)>>(8);
         let parser = scope.spawn(move || {
@@ -304,7 +322,10 @@ fn read_into(
                 }
                 Ok(())
             };
-            let result = read_report(path, format, &mut sink);
+            let result = match digest {
+                Some(d) => read_report(path, format, &mut sink).map(|s| (s, d.to_owned())),
+                None => read_report_digesting(path, format, &mut sink),
+            };
             if result.is_ok() && !batch.is_empty() && tx.send(batch).is_err() {
                 return Err(IngestError::Sink {
                     path: path.to_owned(),
