@@ -234,7 +234,9 @@ fn another_programs_sqlite_file_is_refused_and_left_untouched() {
             before,
             "{args:?} modified the file"
         );
-        assert!(!dir.path().join("app.db-wal").exists(), "{args:?}");
+        for journal in ["app.db-wal", "app.db-journal"] {
+            assert!(!dir.path().join(journal).exists(), "{args:?}: {journal}");
+        }
     }
     // A plain text file is refused the same way.
     let text = dir.path().join("notes.txt");

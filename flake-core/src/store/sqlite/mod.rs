@@ -1,8 +1,8 @@
 //! The embedded SQLite backend: the default history, one file per checkout
 //! or CI cache.
 //!
-//! SQLite (bundled) in WAL mode with a busy timeout, so parallel CI jobs that
-//! share one file both land. The schema is created and migrated through
+//! SQLite (bundled) with a rollback journal and a busy timeout, so parallel
+//! CI jobs that share one file both land (see `init` for why not WAL). The schema is created and migrated through
 //! `pragma user_version`; a database from a newer cargo-flake is refused.
 //!
 //! Layout, chosen for rolling-window queries over millions of results:
