@@ -118,6 +118,17 @@ macro_rules! forward_backend {
         fn check(&self) -> Result<crate::store::Check, StoreError> {
             $ty::check_all(self)
         }
+        fn size(&self) -> Result<u64, StoreError> {
+            $ty::size(self)
+        }
+        fn prune(
+            &mut self,
+            project: &str,
+            plan: &crate::store::PrunePlan,
+            dry_run: bool,
+        ) -> Result<crate::store::PruneSummary, StoreError> {
+            $ty::prune(self, project, plan, dry_run)
+        }
     };
 }
 
@@ -166,7 +177,8 @@ pub use error::{BackendError, StoreError};
 pub use location::{Location, LocationError, mask_password};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
-    Check, ResultRecord, RunAttempt, RunRecord, StoredTest, WindowResult, WriteSummary, name_key,
+    Check, PrunePlan, PruneSummary, ResultRecord, RunAttempt, RunRecord, StoredTest, WindowResult,
+    WriteSummary, name_key,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -220,6 +232,20 @@ pub trait Backend: std::fmt::Debug + Send {
     fn attempts_of_run(&self, run_seq: i64) -> Result<Vec<(String, RunAttempt)>, StoreError>;
     /// Counts and consistency of the whole database (`cargo flake db check`).
     fn check(&self) -> Result<Check, StoreError>;
+    /// Bytes the whole database takes (every project).
+    fn size(&self) -> Result<u64, StoreError>;
+    /// Removes from `project` what `plan` lets go ([`PrunePlan`] says
+    /// exactly which rows), in transactions short enough that a run being
+    /// recorded meanwhile still lands, then gives the space back where the
+    /// backend can. `dry_run` counts and changes nothing. Interrupted, it
+    /// leaves a consistent history: every transaction removes whole results
+    /// with their attempts.
+    fn prune(
+        &mut self,
+        project: &str,
+        plan: &PrunePlan,
+        dry_run: bool,
+    ) -> Result<PruneSummary, StoreError>;
     /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
     fn attempts_between(
         &self,
@@ -385,6 +411,16 @@ impl Store {
     /// The database, for messages (a URL's password masked).
     pub fn describe(&self) -> String {
         self.backend.describe()
+    }
+
+    /// Bytes the whole database takes (every project).
+    pub fn size(&self) -> Result<u64, StoreError> {
+        self.backend.size()
+    }
+
+    /// Removes from this project what `plan` lets go (see [`Backend::prune`]).
+    pub fn prune(&mut self, plan: &PrunePlan, dry_run: bool) -> Result<PruneSummary, StoreError> {
+        self.backend.prune(&self.project, plan, dry_run)
     }
 
     /// The projects of this database with at least one run, by name.

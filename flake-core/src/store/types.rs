@@ -125,3 +125,55 @@ pub struct Check {
     /// Problems found, one sentence each.
     pub problems: Vec<String>,
 }
+
+/// What a prune may take from one project, decided above the store
+/// ([`crate::retention`]) so that both backends delete exactly the same rows.
+///
+/// A result of test `t` in run `r` goes when all of these hold:
+/// - `r < before` (the limits let the run go);
+/// - `r < keep_from[t]`, or, for a test absent from `keep_from`, `r` is
+///   older than the test's newest result (every test keeps its newest
+///   result: stale detection reads it);
+/// - `(t, r)` is not in `keep`.
+///
+/// A run goes when it is older than `before`, has no result left and is not
+/// in `keep_runs`. Attempts go with their result, failure texts when no
+/// attempt refers to them any more, interned tests when they have no result
+/// left, report digests with their run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrunePlan {
+    /// Runs with a sequence number below this may go.
+    pub before: i64,
+    /// Per interned test key: the oldest run whose results the statistics
+    /// read (the end of the window and what filling it walked past).
+    pub keep_from: std::collections::HashMap<i64, i64>,
+    /// Single results read besides those, as `(test, run)`: same-code
+    /// passes that turn an old failure into a flip.
+    pub keep: std::collections::HashSet<(i64, i64)>,
+    /// Runs kept as rows even without results: storms that the suite line
+    /// counts, the newest runs it rates.
+    pub keep_runs: std::collections::HashSet<i64>,
+}
+
+/// What a prune removed (or, in a dry run, would remove).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PruneSummary {
+    /// Runs removed.
+    pub runs: u64,
+    /// Results removed.
+    pub results: u64,
+    /// Attempt rows removed.
+    pub attempts: u64,
+    /// Failure texts removed.
+    pub failures: u64,
+    /// Interned tests removed (no result left).
+    pub tests: u64,
+    /// Runs of the project before.
+    pub runs_before: u64,
+    /// Results of the project before.
+    pub results_before: u64,
+    /// Size of the database before, bytes.
+    pub bytes_before: u64,
+    /// Size after; in a dry run, an estimate (the share of results removed).
+    pub bytes_after: u64,
+}

@@ -38,6 +38,7 @@
 //! passfile (`connect.rs`), and only the masked URL ever appears in a message.
 
 mod connect;
+mod prune;
 mod read;
 mod schema;
 #[doc(hidden)]

@@ -20,6 +20,7 @@
 //!   upload never double-counts.
 
 mod detail;
+mod prune;
 mod read;
 mod schema;
 mod write;
@@ -300,14 +301,17 @@ impl SqliteBackend {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT id, run_key, total, passed + flaky + failed + skipped FROM runs")
+            .prepare(
+                "SELECT id, run_key, total, passed + flaky + failed + skipped, pruned FROM runs",
+            )
             .map_err(&sql)?;
         let mut rows = stmt.query([]).map_err(&sql)?;
         let mut wrong = Vec::new();
         while let Some(r) = rows.next().map_err(&sql)? {
             let id: i64 = r.get(0).map_err(&sql)?;
             let (total, sum): (i64, i64) = (r.get(2).map_err(&sql)?, r.get(3).map_err(&sql)?);
-            if total != sum || per_run.get(&id).copied().unwrap_or(0) != total {
+            let pruned: i64 = r.get(4).map_err(&sql)?;
+            if total != sum || per_run.get(&id).copied().unwrap_or(0) + pruned != total {
                 wrong.push(r.get::<_, String>(1).map_err(&sql)?);
             }
         }

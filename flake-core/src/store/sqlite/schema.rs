@@ -127,6 +127,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs_v3 RENAME TO runs;
     CREATE INDEX runs_commit ON runs (commit_sha);
     "#,
+    // 3 -> 4: retention. A run whose results a prune removed keeps its
+    // counters (the storm guard and the suite line read them), and counts
+    // what went, so `db check` can still hold the counters to the results.
+    r#"
+    ALTER TABLE runs ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// `pragma application_id` of a cargo-flake history ("cflk"), so another
