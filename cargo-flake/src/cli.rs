@@ -107,6 +107,61 @@ pub enum DbCommand {
     /// back). Idempotent: runs already copied are skipped, so a cut-short
     /// copy can simply be run again.
     Copy(CopyArgs),
+    /// Remove old runs of this project, keeping whatever the current
+    /// decisions read.
+    #[command(long_about = PRUNE_LONG_ABOUT)]
+    Prune(PruneArgs),
+}
+
+const PRUNE_LONG_ABOUT: &str = "\
+Remove old runs of this project, keeping whatever the current decisions read.
+
+A run goes when any limit lets it go: older than --keep-days, beyond the newest
+--keep-runs, or among the oldest runs while the database is over --max-size.
+Limits not given come from [workspace.metadata.flake.retention] (or the
+[retention] table of flake.toml); with no limit at all nothing is pruned.
+
+Whatever the limits say, every result that `stats`, `quarantine sync` and
+`show` read stays: each test's window (however far back it reaches for a test
+that rarely runs), the same-code passes that made a failure a flip, each
+test's newest result, the storm runs the suite line counts, and the runs
+since each quarantined test was last seen (stale detection counts them). So their
+answers are the same before and after. Failure texts and attempts go with
+their results.
+
+SQLite deletes in short transactions (a run recorded meanwhile still lands)
+and then rewrites the file so it shrinks. Killed midway, the history stays
+consistent; run it again to finish.";
+
+/// `cargo flake db prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub quarantine: QuarantineArg,
+    /// Keep runs that started within this many days.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_525))]
+    pub keep_days: Option<u32>,
+    /// Keep the newest N runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_runs: Option<u32>,
+    /// Remove the oldest runs until the database is at most this size
+    /// (bytes, or with a unit: 500MB, 2GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub max_size: Option<u64>,
+    /// Say what would go (runs, results, bytes) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    flake_core::retention::parse_size(s).ok_or_else(|| {
+        format!("`{s}` is not a size; expected bytes or a number with a unit such as 500MB or 2GiB")
+    })
 }
 
 /// `cargo flake db copy`.

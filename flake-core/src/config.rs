@@ -19,7 +19,15 @@
 //! flip-match = "commit"       # same-code flips: "commit", or "tree" (also same git tree)
 //! stale-after-days = 30       # entries of tests unseen this long are released
 //! suite-target = 0.005        # target share of runs with any flaky test
+//!
+//! [workspace.metadata.flake.retention]   # `cargo flake db prune` (no limit by default)
+//! keep-days = 90              # runs that started within this many days stay
+//! keep-runs = 1000            # the newest this many runs stay
+//! max-size = "1GB"            # oldest runs go until the database fits (bytes or a unit)
 //! ```
+//!
+//! Pruning never removes what the settings above read for a decision (see
+//! [`crate::retention`]).
 //!
 //! The file is read with `toml` rather than through `cargo metadata`: the
 //! workspace root is already known (see [`crate::workspace`]), `[workspace.metadata]`
@@ -74,6 +82,8 @@ pub struct Config {
     pub stale_after_days: u32,
     /// Target share of runs with any flaky test, for the suite-wide line.
     pub suite_target: f64,
+    /// Limits of `cargo flake db prune` (none by default).
+    pub retention: crate::retention::Retention,
 }
 
 impl Default for Config {
@@ -98,6 +108,7 @@ impl Default for Config {
             flip_match: FlipMatch::Commit,
             stale_after_days: 30,
             suite_target: 0.005,
+            retention: crate::retention::Retention::default(),
         }
     }
 }
@@ -126,7 +137,11 @@ pub const KEYS: &[&str] = &[
     "flip-match",
     "stale-after-days",
     "suite-target",
+    "retention",
 ];
+
+/// Keys of the `retention` table.
+pub const RETENTION_KEYS: &[&str] = &["keep-days", "keep-runs", "max-size"];
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +310,17 @@ impl Config {
                 }
                 "stale-after-days" => c.stale_after_days = count(1, MAX_DAYS)? as u32,
                 "suite-target" => c.suite_target = fraction()?,
+                "retention" => {
+                    let table = value
+                        .as_table()
+                        .ok_or_else(|| invalid(format!("{} must be a table", name(key))))?;
+                    let section = if section.is_empty() {
+                        "retention".to_owned()
+                    } else {
+                        format!("{section}.retention")
+                    };
+                    c.retention = retention_from_table(path, &section, table)?;
+                }
                 other => {
                     let hint = suggest(other, KEYS.iter().copied())
                         .map(|s| format!("; did you mean `{s}`?"))
@@ -323,6 +349,53 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// Reads `[….retention]` (named `section` in messages).
+fn retention_from_table(
+    path: &Path,
+    section: &str,
+    table: &toml::Table,
+) -> Result<crate::retention::Retention, ConfigError> {
+    let mut r = crate::retention::Retention::default();
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    for (key, value) in table {
+        let name = format!("`{section}.{key}`");
+        let count = |max: i64| -> Result<i64, ConfigError> {
+            match value.as_integer() {
+                Some(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(invalid(format!(
+                    "{name} must be an integer from 1 to {max}, found `{value}`"
+                ))),
+            }
+        };
+        match key.as_str() {
+            "keep-days" => r.keep_days = Some(count(MAX_DAYS)? as u32),
+            "keep-runs" => r.keep_runs = Some(count(i64::from(u32::MAX))? as usize),
+            "max-size" => {
+                let size = match value {
+                    toml::Value::Integer(n) if *n > 0 => Some(*n as u64),
+                    toml::Value::String(s) => crate::retention::parse_size(s),
+                    _ => None,
+                };
+                r.max_size = Some(size.ok_or_else(|| {
+                    invalid(format!(
+                        "{name} must be a size such as \"500MB\" or \"2GiB\" (or bytes), found `{value}`"
+                    ))
+                })?);
+            }
+            other => {
+                let hint = suggest(other, RETENTION_KEYS.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_else(|| format!("; known keys: {}", RETENTION_KEYS.join(", ")));
+                return Err(invalid(format!("unknown key `{section}.{other}`{hint}")));
+            }
+        }
+    }
+    Ok(r)
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
@@ -407,6 +480,31 @@ mod tests {
         assert_eq!(from, None);
         assert_eq!((c.window, c.min_runs, c.release_clean_runs), (50, 10, 20));
         assert_eq!((c.storm_threshold, c.storm_min_tests), (0.8, 20));
+    }
+
+    #[test]
+    fn reads_retention_limits_and_refuses_bad_ones_with_a_hint() {
+        let (_d, w) = ws(&[(
+            "Cargo.toml",
+            "[workspace]\n[workspace.metadata.flake.retention]\nkeep-days = 90\nkeep-runs = 500\nmax-size = \"1.5GiB\"\n",
+        )]);
+        let (c, _) = Config::load(&w).unwrap();
+        assert_eq!(c.retention.keep_days, Some(90));
+        assert_eq!(c.retention.keep_runs, Some(500));
+        assert_eq!(c.retention.max_size, Some(1_610_612_736));
+        for (body, expect) in [
+            ("keep-dayz = 3", "did you mean `keep-days`?"),
+            ("max-size = \"lots\"", "must be a size"),
+            ("keep-runs = 0", "must be an integer from 1"),
+        ] {
+            let (_d, w) = ws(&[("flake.toml", &format!("[retention]\n{body}\n"))]);
+            let err = Config::load(&w).unwrap_err().to_string();
+            assert!(
+                err.contains(expect) && err.contains("flake.toml"),
+                "{body}: {err}"
+            );
+            assert!(err.contains("`retention."), "{err}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod output;
 pub mod project;
 pub mod quarantine;
 pub mod report;
+pub mod retention;
 pub mod run;
 pub mod runner;
 pub mod stats;

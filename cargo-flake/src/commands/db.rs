@@ -2,11 +2,18 @@
 
 use std::fmt::Write;
 
+use flake_core::config::Config;
+use flake_core::quarantine::QuarantineFile;
+use flake_core::retention::{self, Retention};
 use flake_core::store::copy::{CopyProgress, copy_project};
 use flake_core::store::{Location, Store};
+use flake_core::workspace::Workspace;
 
-use super::{Error, history_location, print_stderr, print_stdout, workspace};
-use crate::cli::{ColorChoice, CopyArgs, DbCommand, ListFormat};
+use super::{
+    Error, Usage, history_location, open_existing_history, print_stderr, print_stdout, show_store,
+    workspace,
+};
+use crate::cli::{ColorChoice, CopyArgs, DbCommand, ListFormat, PruneArgs};
 use crate::style::{Styles, paint};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
 
@@ -73,6 +80,99 @@ pub fn run(cmd: DbCommand, color: ColorChoice) -> Result<u8, Error> {
             })
         }
         DbCommand::Copy(args) => copy(args, &ws, color),
+        DbCommand::Prune(args) => prune(args, &ws, color),
+    }
+}
+
+fn prune(args: PruneArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Error> {
+    let (config, _) = Config::load(ws)?;
+    let flags = Retention {
+        keep_days: args.keep_days,
+        keep_runs: args.keep_runs.map(|n| n as usize),
+        max_size: args.max_size,
+    };
+    let limits = flags.or(&config.retention);
+    if limits.is_empty() {
+        return Err(Box::new(Usage(
+            "nothing to prune by: give --keep-days, --keep-runs or --max-size, or set them under [workspace.metadata.flake.retention]".into(),)
+        ));
+    }
+    let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
+    let mut store = open_existing_history(ws, &args.db)?;
+    let now = flake_core::meta::now_ms();
+    let planned = retention::plan(&store, &config, quarantine.entries(), &limits, now)?;
+    let summary = store.prune(&planned.plan, args.dry_run)?;
+    match args.format {
+        ListFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&serde_json::json!({
+                "project": store.project(),
+                "dry_run": args.dry_run,
+                "old_runs": planned.old_runs,
+                "protected_tests": planned.protected_tests,
+                "removed": summary,
+            }))?;
+            s.push('\n');
+            print_stdout(&s)?;
+        }
+        ListFormat::Human => {
+            let styles = Styles::stdout(color);
+            let verb = if args.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{} ({}): {} of {} runs are old enough for the limits",
+                show_store(&store),
+                store.project(),
+                planned.old_runs,
+                summary.runs_before
+            );
+            let _ = writeln!(
+                out,
+                "  {} {} runs, {} of {} results, {} attempts, {} failure texts, {} tests",
+                paint(styles.bold, verb),
+                summary.runs,
+                summary.results,
+                summary.results_before,
+                summary.attempts,
+                summary.failures,
+                summary.tests
+            );
+            if planned.protected_tests > 0 {
+                let _ = writeln!(
+                    out,
+                    "  kept older results of {} tests whose window reaches back that far",
+                    planned.protected_tests
+                );
+            }
+            let size = if args.dry_run { "about " } else { "" };
+            let _ = writeln!(
+                out,
+                "  size: {} -> {size}{}",
+                human_bytes(summary.bytes_before),
+                human_bytes(summary.bytes_after)
+            );
+            print_stdout(&out)?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
     }
 }
 

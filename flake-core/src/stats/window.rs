@@ -22,20 +22,43 @@ use crate::store::{Store, StoreError, StoredTest};
 /// Computes the statistics of every test with a result in a run the filters
 /// admit (see [`Stats::tests`]).
 pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> {
-    compute_keys(store, opts, None)
+    compute_keys(store, opts, None, None)
+}
+
+/// What [`compute`] reads from the store: per test, the oldest run of its
+/// window (everything newer was read), and the single results it looked up
+/// besides. A prune that keeps these rows cannot change the statistics
+/// ([`crate::retention`]).
+#[derive(Debug, Default)]
+pub struct Footprint {
+    /// Per interned test key: the oldest run sequence number read.
+    pub keep_from: HashMap<i64, i64>,
+    /// `(test, run)` results looked up outside the window (same-code passes).
+    pub keep: std::collections::HashSet<(i64, i64)>,
+}
+
+/// [`compute`], also returning its [`Footprint`].
+pub fn compute_with_footprint(
+    store: &Store,
+    opts: &StatsOptions,
+) -> Result<(Stats, Footprint), StoreError> {
+    let mut footprint = Footprint::default();
+    let stats = compute_keys(store, opts, None, Some(&mut footprint))?;
+    Ok((stats, footprint))
 }
 
 /// [`compute`] for the one test with interned key `key` (`cargo flake show`):
 /// `tests` holds at most that test and `suite` counts its flaky runs only, so
 /// one test costs one window read, not a pass over every test.
 pub fn compute_one(store: &Store, opts: &StatsOptions, key: i64) -> Result<Stats, StoreError> {
-    compute_keys(store, opts, Some(key))
+    compute_keys(store, opts, Some(key), None)
 }
 
 fn compute_keys(
     store: &Store,
     opts: &StatsOptions,
     only: Option<i64>,
+    mut footprint: Option<&mut Footprint>,
 ) -> Result<Stats, StoreError> {
     let table = RunTable::load(store, opts)?;
 
@@ -63,7 +86,10 @@ fn compute_keys(
             // runs, so they do not fill it, but a test made only of them must
             // still be listed (a test that never runs is a finding).
             let (mut skipped, mut storm_runs) = (0u64, 0u64);
+            // Newest first, so the last result visited is the oldest read.
+            let mut oldest_read = None;
             store.scan_results(test, min_seq, &mut |seq, outcome| {
+                oldest_read = Some(seq);
                 let Some(pos) = table.position(seq) else {
                     return true;
                 };
@@ -88,6 +114,9 @@ fn compute_keys(
                 samples.push(Sample { run: pos, class });
                 samples.len() < opts.window
             })?;
+            if let (Some(f), Some(seq)) = (footprint.as_deref_mut(), oldest_read) {
+                f.keep_from.insert(test, seq);
+            }
             if samples.is_empty() && skipped == 0 && storm_runs == 0 {
                 continue;
             }
@@ -110,7 +139,13 @@ fn compute_keys(
                             }
                             let outcome = match seen.iter().find(|(p, _)| *p == other) {
                                 Some(&(_, o)) => Some(o),
-                                None => store.outcome_in(test, table.runs[other as usize].seq)?,
+                                None => {
+                                    let seq = table.runs[other as usize].seq;
+                                    if let Some(f) = footprint.as_deref_mut() {
+                                        f.keep.insert((test, seq));
+                                    }
+                                    store.outcome_in(test, seq)?
+                                }
                             };
                             if matches!(outcome, Some(Outcome::Passed | Outcome::Flaky)) {
                                 found = true;
