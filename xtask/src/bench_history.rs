@@ -135,6 +135,11 @@ struct Generated {
 /// 0.5% failing hard now and then, 1% skipped; every 10th run re-runs the
 /// previous commit (so same-commit flips exist); one storm run in 250 in which
 /// 90% of the tests fail.
+/// [`generate`] for other benchmarks: the same history in `db`.
+pub(crate) fn generate_into(db: &Path, o: &Options) -> Result<(), Box<dyn std::error::Error>> {
+    generate(db, o).map(drop)
+}
+
 fn generate(db: &Path, o: &Options) -> Result<Generated, Box<dyn std::error::Error>> {
     let started = Instant::now();
     for suffix in ["", "-wal", "-shm"] {

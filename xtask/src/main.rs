@@ -3,7 +3,8 @@
 //! - `gen-fixtures [--check] [PROJECT...]`: regenerate report fixtures with the real tools.
 //! - `bench [--quick]`: every benchmark below, figures for BENCHMARKS.md.
 //! - `bench-overhead [--rounds N]`, `bench-ingest [--rounds N]`, `bench-history [...]`,
-//!   `bench-scale [...]` (the history benchmark at 100,000 tests x 50 runs).
+//!   `bench-scale [...]` (the history benchmark at 100,000 tests x 50 runs),
+//!   `bench-prune [...]` (`db prune` of 1 M of the history's 5 M results).
 //! - `bench-pg [...]`: the PostgreSQL backend (ingest, concurrent writers,
 //!   stats) against SQLite, on the server of `CARGO_FLAKE_TEST_DATABASE_URL`.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
@@ -11,6 +12,7 @@
 mod bench;
 mod bench_history;
 mod bench_pg;
+mod bench_prune;
 mod fixtures;
 mod render_report;
 
@@ -25,6 +27,7 @@ usage: cargo xtask <task>
   bench-ingest [--rounds N]             cargo flake ingest vs the Python baseline
   bench-history [--tests N] [--runs N] [--iterations N] [--dir PATH] [--reuse]
   bench-scale [same flags as bench-history]   stats and report at 100,000 tests x 50 runs
+  bench-prune [same flags as bench-history]   db prune of the oldest fifth of the runs
   bench-pg [--rounds N] [--writers N] [--tests N] [--runs N] [--iterations N]
                                         PostgreSQL vs SQLite (needs CARGO_FLAKE_TEST_DATABASE_URL)
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
@@ -62,6 +65,8 @@ fn main() -> ExitCode {
         }
         Some("bench-history") => bench_history::Options::parse(rest, root)
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
+        Some("bench-prune") => bench_prune::options(rest, root)
+            .and_then(|o| bench_prune::run(&o, root).map_err(|e| e.to_string())),
         Some("bench-scale") => bench_history::Options::parse_scale(rest, root)
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
         Some("bench") => {

@@ -360,3 +360,105 @@ fn big_runs_land_whole_and_keys_are_reused_per_project() {
         assert_ne!(b.test_key("t00000").unwrap(), a.test_key("t00000").unwrap());
     });
 }
+
+/// A prune removes exactly what its plan lets go, on every backend: results
+/// below each test's cut-off and the run limit with their attempts, runs and
+/// tests left empty, unreferenced failure texts; nothing of another project.
+/// A dry run reports the same and changes nothing.
+#[test]
+fn a_prune_removes_exactly_what_its_plan_lets_go() {
+    each_backend(|open| {
+        let mut store = open("app");
+        let mut other = open("lib");
+        let mut seqs = Vec::new();
+        for i in 0..6 {
+            let results = vec![
+                TestResult::new("often", vec![Attempt::pass(Some(1))]),
+                TestResult::new(
+                    "flaky",
+                    vec![fail(&format!("boom {i}")), Attempt::pass(None)],
+                ),
+                // Only in the first two runs: keeps its newest result.
+                TestResult::new("gone", vec![Attempt::pass(None)]),
+            ];
+            let n = if i < 2 { 3 } else { 2 };
+            let mut m = meta(&format!("r{i}"));
+            m.commit = Some(format!("c{i}"));
+            store.record_run(&m, &results[..n], None).unwrap();
+            other.record_run(&m, &results[..1], None).unwrap();
+            seqs.push(store.run(&format!("r{i}")).unwrap().unwrap().seq);
+        }
+        let key = |id: &str| store.test_key(id).unwrap().unwrap();
+        let (often, flaky, gone) = (key("often"), key("flaky"), key("gone"));
+        let plan = PrunePlan {
+            // Runs r0..r3 are old enough.
+            before: seqs[4],
+            // `often` reads from r3, `flaky` from r4; `gone` is absent.
+            keep_from: [(often, seqs[3]), (flaky, seqs[4])].into(),
+            // One old result of `flaky` a flip lookup read.
+            keep: [(flaky, seqs[1])].into(),
+            keep_runs: Default::default(),
+        };
+        let check_before = store.check().unwrap();
+        let other_before = other.check().unwrap();
+        let dry = store.prune(&plan, true).unwrap();
+        assert_eq!(
+            store.check().unwrap(),
+            check_before,
+            "a dry run changes nothing"
+        );
+        let done = store.prune(&plan, false).unwrap();
+        for s in [&dry, &done] {
+            // often: r0..r2; flaky: r0, r2, r3; gone: r0 (its newest is r1).
+            assert_eq!(s.results, 7, "{s:?}");
+            assert_eq!((s.runs_before, s.results_before), (6, 14), "{s:?}");
+            // Each removed flaky result had a failed and a passing attempt.
+            assert_eq!(s.attempts, 6, "{s:?}");
+            assert_eq!(s.runs, 2, "r0 and r2 are left without results: {s:?}");
+            assert_eq!(s.tests, 0, "{s:?}");
+        }
+        assert_eq!(done.failures, 3, "texts of boom 0, 2 and 3: {done:?}");
+        assert!(done.bytes_before > 0 && done.bytes_after > 0);
+        let left: Vec<(String, i64)> = store
+            .runs()
+            .unwrap()
+            .iter()
+            .flat_map(|r| store.results_of_run(r.seq).unwrap())
+            .map(|r| (r.id, r.run_seq))
+            .collect();
+        let mut want: Vec<(String, i64)> = Vec::new();
+        for (id, runs) in [
+            ("flaky", &[1, 4, 5][..]),
+            ("gone", &[1]),
+            ("often", &[3, 4, 5]),
+        ] {
+            want.extend(runs.iter().map(|&i| (id.to_owned(), seqs[i])));
+        }
+        want.sort_by_key(|(id, seq)| (*seq, id.clone()));
+        let mut left = left;
+        left.sort_by_key(|(id, seq)| (*seq, id.clone()));
+        assert_eq!(left, want);
+        let runs: Vec<String> = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.meta.run_id)
+            .collect();
+        assert_eq!(runs, ["r1", "r3", "r4", "r5"]);
+        // The kept flaky result still has its attempts and failure text.
+        let attempts = store.attempts_of_run(seqs[1]).unwrap();
+        assert!(
+            attempts
+                .iter()
+                .any(|(id, a)| id == "flaky" && a.failure.is_some())
+        );
+        // Counters still match the results, the pruned ones counted.
+        let after = store.check().unwrap();
+        assert!(after.problems.is_empty(), "{:?}", after.problems);
+        assert_eq!(after.results, check_before.results - 7);
+        // The other project is untouched, and a second prune finds nothing.
+        assert_eq!(other.runs().unwrap().len(), 6);
+        assert_eq!(other_before.results, check_before.results);
+        assert_eq!(store.prune(&plan, false).unwrap().results, 0);
+    });
+}
