@@ -331,3 +331,351 @@ impl Job<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+    use crate::meta::RunMeta;
+    use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
+    use crate::store::postgres::testing::TestDatabase;
+    use crate::store::{Check, ResultRecord, RunAttempt, RunRecord, Store};
+
+    fn open(db: &TestDatabase, project: &str) -> Store {
+        Store::from_backend(Box::new(PgBackend::connect(db.url()).unwrap()))
+            .with_project(project)
+            .unwrap()
+    }
+
+    fn meta(id: &str) -> RunMeta {
+        RunMeta {
+            run_id: id.into(),
+            commit: Some("abc".into()),
+            branch: Some("main".into()),
+            started_at: 1,
+            finished_at: 2,
+            source_format: "nextest".into(),
+            ..RunMeta::default()
+        }
+    }
+
+    fn pass(id: &str) -> TestResult {
+        TestResult::new(id, vec![Attempt::pass(Some(1))])
+    }
+
+    fn fail(id: &str, msg: &str) -> TestResult {
+        TestResult::new(id, vec![failed(msg)])
+    }
+
+    fn failed(msg: &str) -> Attempt {
+        Attempt::failed(
+            AttemptStatus::Fail,
+            Some(5),
+            Failure::from_output(
+                None,
+                &format!("thread 't' panicked at src/lib.rs:1:2:\n{msg}"),
+            ),
+        )
+    }
+
+    /// Project `p` (runs rA, rB, r1, r2, r3, r4, r5) with project `q`'s run q1
+    /// recorded in between; the failure text "b1" is in both projects, "a2"
+    /// in two tests of `p` (a and e), so deleting it needs both gone.
+    fn history(db: &TestDatabase) -> HashMap<String, i64> {
+        let mut p = open(db, "p");
+        let mut q = open(db, "q");
+        let flaky = TestResult::new("c", vec![failed("c1"), Attempt::pass(Some(2))]);
+        p.record_run(&meta("rA"), &[pass("a"), pass("d")], Some("digest-A"))
+            .unwrap();
+        p.record_run(&meta("rB"), &[pass("a"), pass("d")], Some("digest-B"))
+            .unwrap();
+        p.record_run(
+            &meta("r1"),
+            &[pass("a"), fail("b", "b1"), flaky, fail("e", "a2")],
+            None,
+        )
+        .unwrap();
+        p.record_run(&meta("r2"), &[fail("a", "a2"), pass("b"), pass("c")], None)
+            .unwrap();
+        q.record_run(&meta("q1"), &[fail("a", "shared"), fail("b", "b1")], None)
+            .unwrap();
+        p.record_run(
+            &meta("r3"),
+            &[pass("a"), fail("c", "shared"), pass("e")],
+            None,
+        )
+        .unwrap();
+        p.record_run(&meta("r4"), &[pass("a"), pass("f")], Some("digest-4"))
+            .unwrap();
+        p.record_run(&meta("r5"), &[pass("f")], None).unwrap();
+        p.runs()
+            .unwrap()
+            .into_iter()
+            .chain(q.runs().unwrap())
+            .map(|r| (r.meta.run_id, r.seq))
+            .collect()
+    }
+
+    /// Runs rA..r3 may go; a keeps r3 on, d nothing before r4 (so all of
+    /// it), c its r1 result, and rB stays as a row; f would let r4 go, but
+    /// the run is too new.
+    fn plan(db: &TestDatabase, seq: &HashMap<String, i64>) -> PrunePlan {
+        let p = open(db, "p");
+        let key = |id: &str| p.test_key(id).unwrap().unwrap();
+        PrunePlan {
+            before: seq["r4"],
+            keep_from: HashMap::from([
+                (key("a"), seq["r3"]),
+                (key("d"), seq["r4"]),
+                (key("f"), seq["r5"]),
+            ]),
+            keep: HashSet::from([(key("c"), seq["r1"])]),
+            keep_runs: HashSet::from([seq["rB"]]),
+        }
+    }
+
+    fn prune(db: &TestDatabase, plan: &PrunePlan, dry_run: bool, batch: usize) -> PruneSummary {
+        PgBackend::connect(db.url())
+            .unwrap()
+            .prune_batched("p", plan, dry_run, batch)
+            .unwrap()
+    }
+
+    /// Every run of a project with its results and attempts.
+    type Runs = Vec<(RunRecord, Vec<ResultRecord>, Vec<(String, RunAttempt)>)>;
+
+    /// Everything a prune may change, read through the store, plus the
+    /// columns and tables the store does not hand out.
+    #[derive(Debug, PartialEq)]
+    struct Snapshot {
+        check: Check,
+        p: Runs,
+        q: Runs,
+        pruned: Vec<(String, i64)>,
+        sources: Vec<String>,
+    }
+
+    fn snapshot(db: &TestDatabase) -> Snapshot {
+        let runs = |project: &str| -> Runs {
+            let store = open(db, project);
+            store
+                .runs()
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    let results = store.results_of_run(r.seq).unwrap();
+                    let attempts = store.attempts_of_run(r.seq).unwrap();
+                    (r, results, attempts)
+                })
+                .collect()
+        };
+        let mut client = db.client();
+        let pruned = client
+            .query("SELECT run_key, pruned FROM flake_runs ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let sources = client
+            .query("SELECT digest FROM flake_run_sources ORDER BY digest", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Snapshot {
+            check: open(db, "p").check().unwrap(),
+            p: runs("p"),
+            q: runs("q"),
+            pruned,
+            sources,
+        }
+    }
+
+    fn ids(store: &Store, run: i64) -> Vec<String> {
+        let results = store.results_of_run(run).unwrap();
+        results.into_iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn prune_removes_exactly_what_the_plan_lets_go() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let seq = history(&db);
+        let plan = plan(&db, &seq);
+        let before = snapshot(&db);
+        assert!(before.check.problems.is_empty(), "{:?}", before.check);
+        let bytes = open(&db, "p").size().unwrap();
+        assert!(bytes > 0);
+
+        let summary = prune(&db, &plan, false, TEST_BATCH);
+        assert_eq!(
+            (summary.runs, summary.results, summary.attempts),
+            (1, 9, 3),
+            "{summary:?}"
+        );
+        assert_eq!((summary.failures, summary.tests), (1, 1), "{summary:?}");
+        assert_eq!((summary.runs_before, summary.results_before), (7, 17));
+        assert_eq!(summary.bytes_before, bytes);
+        assert_eq!(summary.bytes_after, open(&db, "p").size().unwrap());
+
+        let p = open(&db, "p");
+        let runs: Vec<String> = p
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.meta.run_id)
+            .collect();
+        assert_eq!(runs, ["rB", "r1", "r2", "r3", "r4", "r5"]);
+        assert!(ids(&p, seq["rB"]).is_empty());
+        assert_eq!(ids(&p, seq["r1"]), ["c"]);
+        assert_eq!(ids(&p, seq["r2"]), ["b"]);
+        assert_eq!(ids(&p, seq["r3"]), ["a", "c", "e"]);
+        assert_eq!(ids(&p, seq["r4"]), ["a", "f"]);
+        let tests: Vec<String> = p.tests().unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(tests, ["a", "b", "c", "e", "f"]);
+        assert_eq!(p.test_key("d").unwrap(), None);
+        let window = |id: &str| -> Vec<i64> {
+            let w = p.window(p.test_key(id).unwrap().unwrap(), 10).unwrap();
+            w.into_iter().map(|w| w.run_seq).collect()
+        };
+        assert_eq!(window("a"), [seq["r4"], seq["r3"]]);
+        assert_eq!(window("b"), [seq["r2"]]);
+        assert_eq!(window("c"), [seq["r3"], seq["r1"]]);
+        // The kept flaky result keeps its attempts and failure text.
+        let kept = p.attempts("c", seq["r1"]).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(
+            kept[0].failure.as_ref().map(|f| f.message.as_str()),
+            Some("c1")
+        );
+        assert!(p.attempts("b", seq["r1"]).unwrap().is_empty());
+
+        // Counters still add up: the runs that lost results count them.
+        let after = snapshot(&db);
+        assert!(after.check.problems.is_empty(), "{:?}", after.check);
+        assert_eq!(
+            (
+                after.check.results,
+                after.check.attempts,
+                after.check.failures
+            ),
+            (
+                before.check.results - 9,
+                before.check.attempts - 3,
+                before.check.failures - 1
+            )
+        );
+        let pruned: Vec<(&str, i64)> = after.pruned.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(
+            pruned,
+            [
+                ("rB", 2),
+                ("r1", 3),
+                ("r2", 2),
+                ("q1", 0),
+                ("r3", 0),
+                ("r4", 0),
+                ("r5", 0)
+            ]
+        );
+        let r1 = p.run("r1").unwrap().unwrap();
+        assert_eq!((r1.total, r1.passed, r1.flaky, r1.failed), (4, 1, 1, 2));
+        // The emptied run's report digest went with it.
+        assert_eq!(after.sources, ["digest-4", "digest-B"]);
+        // The other project, and the failure text it shares, are untouched.
+        assert_eq!(after.q, before.q);
+        let q_attempts = &after.q[0].2;
+        assert!(q_attempts.iter().all(|(_, a)| a.failure.is_some()));
+
+        // `db check` holds the counters to the results through `pruned`.
+        db.client()
+            .batch_execute("UPDATE flake_runs SET pruned = 0 WHERE run_key = 'r1'")
+            .unwrap();
+        let problems = p.check().unwrap().problems;
+        assert_eq!(
+            problems,
+            ["run counters disagree with their results (e.g. `r1`)"]
+        );
+    }
+
+    #[test]
+    fn a_dry_run_changes_nothing_and_counts_what_the_prune_removes() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let seq = history(&db);
+        let plan = plan(&db, &seq);
+        let before = snapshot(&db);
+        let dry = prune(&db, &plan, true, TEST_BATCH);
+        assert_eq!(snapshot(&db), before);
+        assert!(dry.bytes_after < dry.bytes_before, "{dry:?}");
+        let estimate = dry.bytes_before - dry.bytes_before * 9 / before.check.results;
+        assert_eq!(dry.bytes_after, estimate);
+
+        let real = prune(&db, &plan, false, TEST_BATCH);
+        let counts = |s: &PruneSummary| {
+            (
+                s.runs,
+                s.results,
+                s.attempts,
+                s.failures,
+                s.tests,
+                s.runs_before,
+                s.results_before,
+            )
+        };
+        assert_eq!(counts(&dry), counts(&real));
+        assert_eq!(counts(&real), (1, 9, 3, 1, 1, 7, 17));
+        assert_ne!(snapshot(&db), before);
+        // Nothing is left for the same plan.
+        let again = prune(&db, &plan, false, TEST_BATCH);
+        assert_eq!((again.runs, again.results, again.tests), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_test_per_transaction_removes_the_same_rows() {
+        let (Some(one), Some(all)) = (TestDatabase::create(), TestDatabase::create()) else {
+            return;
+        };
+        let seq = history(&one);
+        assert_eq!(history(&all), seq);
+        let plan = plan(&one, &seq);
+        assert_eq!(plan, self::plan(&all, &seq));
+        for dry_run in [true, false] {
+            let a = prune(&one, &plan, dry_run, 1);
+            let b = prune(&all, &plan, dry_run, TEST_BATCH);
+            // The text "a2" goes only once both of its tests' batches ran.
+            assert_eq!((a.failures, a.results), (1, 9));
+            assert_eq!(
+                (a.runs, a.results, a.attempts, a.failures, a.tests),
+                (b.runs, b.results, b.attempts, b.failures, b.tests)
+            );
+        }
+        assert_eq!(snapshot(&one), snapshot(&all));
+    }
+
+    #[test]
+    fn writers_merge_into_pruned_runs_and_reuse_pruned_ids() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let seq = history(&db);
+        prune(&db, &plan(&db, &seq), false, TEST_BATCH);
+        let mut p = open(&db, "p");
+        // A late shard of a run that lost results, with a test it lost.
+        let s = p.record_run(&meta("r1"), &[pass("b")], None).unwrap();
+        assert!(s.merged_into_existing);
+        assert_eq!(ids(&p, seq["r1"]), ["b", "c"]);
+        // The id of a removed run, and a removed test, are recorded anew.
+        let s = p.record_run(&meta("rA"), &[fail("d", "a2")], None).unwrap();
+        assert!(!s.merged_into_existing);
+        let ra = p.run("rA").unwrap().unwrap();
+        assert!(ra.seq > seq["r5"]);
+        assert_eq!(ids(&p, ra.seq), ["d"]);
+        assert_eq!(p.attempts("d", ra.seq).unwrap().len(), 1);
+        let check = p.check().unwrap();
+        assert!(check.problems.is_empty(), "{check:?}");
+    }
+}
