@@ -6,7 +6,8 @@
 //! leaves a consistent history (whole results go with their attempts and
 //! their run's `pruned` counter), so a killed prune loses nothing but time.
 //!
-//! Locks, so that a concurrent writer never refers to a deleted row:
+//! Locks, so that a concurrent writer never waits in a cycle with the prune
+//! nor refers to a deleted row:
 //! - the runs whose results a batch deletes are locked first (`FOR UPDATE`,
 //!   in id order), as a writer merging a shard into a run locks it, so the
 //!   two take turns on that run instead of deadlocking on its rows;
@@ -17,15 +18,13 @@
 //! - an emptied run is locked before the statement that checks it is still
 //!   empty and deletes it.
 //!
-//! A dry run is the same work in one transaction rolled back (each batch a
-//! savepoint), so it reports exactly what the prune would remove. It takes
-//! none of the locks above, but until it ends holds the rows it deleted: only
-//! a writer merging a shard into one of the pruned runs, or recording a test
-//! that would vanish, waits for it.
+//! A dry run deletes nothing, so it takes no lock a writer could wait for:
+//! in one snapshot it collects the results the batches would delete in a
+//! temporary table, then counts what would go with them by the same rules.
 
 use std::collections::HashMap;
 
-use postgres::GenericClient;
+use postgres::{Client, IsolationLevel, Transaction};
 
 use super::{INTERN_LOCK, PgBackend, sql_err};
 use crate::store::{PrunePlan, PruneSummary, StoreError};
@@ -51,6 +50,24 @@ const DOOMED: &str = "WITH batch AS (
         SELECT r.test, r.run FROM batch b JOIN flake_results r ON r.test = b.test
         WHERE r.run < b.keep_from AND r.run < $5
           AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.test = r.test AND k.run = r.run))";
+
+/// What a dry run counts once the doomed results are in `flake_prune_gone`
+/// (`$1` the project, `$2` the plan's `before`, `$3` its `keep_runs`): what
+/// the prune deletes with them, each row by the rule that deletes it.
+const COUNT_GONE: &str = "SELECT
+    (SELECT count(*) FROM flake_prune_gone),
+    (SELECT count(*) FROM flake_attempts a JOIN flake_prune_gone g ON g.test = a.test AND g.run = a.run),
+    (SELECT count(*) FROM flake_failures f
+     WHERE f.id IN (SELECT a.failure FROM flake_attempts a
+                    JOIN flake_prune_gone g ON g.test = a.test AND g.run = a.run)
+       AND NOT EXISTS (SELECT 1 FROM flake_attempts a WHERE a.failure = f.id
+           AND NOT EXISTS (SELECT 1 FROM flake_prune_gone g WHERE g.test = a.test AND g.run = a.run))),
+    (SELECT count(*) FROM flake_tests t WHERE t.project = $1
+       AND NOT EXISTS (SELECT 1 FROM flake_results r WHERE r.test = t.id
+           AND NOT EXISTS (SELECT 1 FROM flake_prune_gone g WHERE g.test = r.test AND g.run = r.run))),
+    (SELECT count(*) FROM flake_runs u WHERE u.project = $1 AND u.id < $2 AND u.id <> ALL($3)
+       AND NOT EXISTS (SELECT 1 FROM flake_results r WHERE r.run = u.id
+           AND NOT EXISTS (SELECT 1 FROM flake_prune_gone g WHERE g.test = r.test AND g.run = r.run)))";
 
 impl PgBackend {
     /// See [`crate::store::Backend::size`]: every `flake_*` table of the
@@ -114,14 +131,10 @@ impl PgBackend {
         let job = Job {
             project,
             plan,
-            dry_run,
-            batch,
+            batch: batch.max(1),
         };
         if dry_run {
-            let mut tx = client.transaction().map_err(&sql)?;
-            job.run(&mut tx, &mut summary).map_err(&sql)?;
-            // Dropped, the transaction rolls back: nothing changed.
-            drop(tx);
+            job.count(client, &mut summary).map_err(&sql)?;
             let removed = u128::from(summary.results);
             let estimate = u128::from(bytes_before) * removed / u128::from(all_results.max(1));
             summary.bytes_after = bytes_before.saturating_sub(estimate as u64);
@@ -141,74 +154,135 @@ impl PgBackend {
     }
 }
 
-/// One prune: what to remove and how.
+/// One prune: what to remove and how many tests per transaction.
 struct Job<'a> {
     project: &'a str,
     plan: &'a PrunePlan,
-    dry_run: bool,
     batch: usize,
 }
 
+/// The parameters `$1`..`$4` of [`DOOMED`] for one batch of tests.
+struct BatchParams {
+    keep_from: Vec<Option<i64>>,
+    kept_tests: Vec<i64>,
+    kept_runs: Vec<i64>,
+}
+
 impl Job<'_> {
-    /// Prunes on `conn`, a transaction per batch (a savepoint per batch of
-    /// the dry run's transaction), adding what went to `summary`.
-    fn run(
-        &self,
-        conn: &mut impl GenericClient,
-        summary: &mut PruneSummary,
-    ) -> Result<(), postgres::Error> {
-        let tests: Vec<i64> = conn
+    /// The project's tests, by key: the batches.
+    fn tests(&self, conn: &mut impl postgres::GenericClient) -> Result<Vec<i64>, postgres::Error> {
+        Ok(conn
             .query(
                 "SELECT id FROM flake_tests WHERE project = $1 ORDER BY id",
                 &[&self.project],
             )?
             .iter()
             .map(|r| r.get(0))
-            .collect();
+            .collect())
+    }
+
+    /// The plan's `keep` pairs by test, so each batch sends only its own.
+    fn keep_by_test(&self) -> HashMap<i64, Vec<i64>> {
         let mut keep: HashMap<i64, Vec<i64>> = HashMap::new();
         for &(test, run) in &self.plan.keep {
             keep.entry(test).or_default().push(run);
         }
-        for chunk in tests.chunks(self.batch.max(1)) {
-            let mut tx = conn.transaction()?;
-            self.prune_tests(&mut tx, chunk, &keep, summary)?;
+        keep
+    }
+
+    fn params(&self, tests: &[i64], keep: &HashMap<i64, Vec<i64>>) -> BatchParams {
+        let mut p = BatchParams {
+            keep_from: tests
+                .iter()
+                .map(|t| self.plan.keep_from.get(t).copied())
+                .collect(),
+            kept_tests: Vec::new(),
+            kept_runs: Vec::new(),
+        };
+        for t in tests {
+            for &r in keep.get(t).into_iter().flatten() {
+                p.kept_tests.push(*t);
+                p.kept_runs.push(r);
+            }
+        }
+        p
+    }
+
+    /// Prunes, a transaction per batch, adding what went to `summary`.
+    fn run(&self, client: &mut Client, summary: &mut PruneSummary) -> Result<(), postgres::Error> {
+        let tests = self.tests(client)?;
+        let keep = self.keep_by_test();
+        for chunk in tests.chunks(self.batch) {
+            let mut tx = client.transaction()?;
+            self.prune_tests(&mut tx, chunk, &self.params(chunk, &keep), summary)?;
             tx.commit()?;
         }
-        self.prune_runs(conn, summary)
+        self.prune_runs(client, summary)
+    }
+
+    /// Counts what [`Job::run`] would remove, in one snapshot, changing
+    /// nothing but a temporary table dropped with the transaction.
+    fn count(
+        &self,
+        client: &mut Client,
+        summary: &mut PruneSummary,
+    ) -> Result<(), postgres::Error> {
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .start()?;
+        tx.batch_execute(
+            "CREATE TEMPORARY TABLE flake_prune_gone (test bigint, run bigint, PRIMARY KEY (test, run))
+                 ON COMMIT DROP",
+        )?;
+        let tests = self.tests(&mut tx)?;
+        let keep = self.keep_by_test();
+        for chunk in tests.chunks(self.batch) {
+            let p = self.params(chunk, &keep);
+            tx.execute(
+                &format!("{DOOMED} INSERT INTO flake_prune_gone SELECT test, run FROM doomed"),
+                &[
+                    &chunk,
+                    &p.keep_from,
+                    &p.kept_tests,
+                    &p.kept_runs,
+                    &self.plan.before,
+                ],
+            )?;
+        }
+        tx.batch_execute("ANALYZE flake_prune_gone")?;
+        let keep_runs: Vec<i64> = self.plan.keep_runs.iter().copied().collect();
+        let row = tx.query_one(COUNT_GONE, &[&self.project, &self.plan.before, &keep_runs])?;
+        let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+        summary.results = count(0);
+        summary.attempts = count(1);
+        summary.failures = count(2);
+        summary.tests = count(3);
+        summary.runs = count(4);
+        // Dropped, the transaction rolls back, the temporary table with it.
+        Ok(())
     }
 
     /// Removes the results of `tests` that the plan lets go, their attempts,
     /// then the tests and failure texts left without rows, in `tx`.
     fn prune_tests(
         &self,
-        tx: &mut postgres::Transaction<'_>,
+        tx: &mut Transaction<'_>,
         tests: &[i64],
-        keep: &HashMap<i64, Vec<i64>>,
+        p: &BatchParams,
         summary: &mut PruneSummary,
     ) -> Result<(), postgres::Error> {
-        let keep_from: Vec<Option<i64>> = tests
-            .iter()
-            .map(|t| self.plan.keep_from.get(t).copied())
-            .collect();
-        let (mut kept_tests, mut kept_runs) = (Vec::new(), Vec::new());
-        for t in tests {
-            for &r in keep.get(t).into_iter().flatten() {
-                kept_tests.push(*t);
-                kept_runs.push(r);
-            }
-        }
-        let lock = if self.dry_run { "" } else { " FOR UPDATE" };
         let runs: Vec<i64> = tx
             .query(
                 &format!(
                     "{DOOMED} SELECT u.id FROM flake_runs u
-                     WHERE u.id IN (SELECT run FROM doomed) ORDER BY u.id{lock}"
+                     WHERE u.id IN (SELECT run FROM doomed) ORDER BY u.id FOR UPDATE"
                 ),
                 &[
                     &tests,
-                    &keep_from,
-                    &kept_tests,
-                    &kept_runs,
+                    &p.keep_from,
+                    &p.kept_tests,
+                    &p.kept_runs,
                     &self.plan.before,
                 ],
             )?
@@ -237,9 +311,9 @@ impl Job<'_> {
                 ),
                 &[
                     &tests,
-                    &keep_from,
-                    &kept_tests,
-                    &kept_runs,
+                    &p.keep_from,
+                    &p.kept_tests,
+                    &p.kept_runs,
                     &self.plan.before,
                     &runs,
                 ],
@@ -248,7 +322,7 @@ impl Job<'_> {
             summary.attempts += row.get::<_, i64>(1) as u64;
             let failures: Vec<i64> = row.get(2);
             if !failures.is_empty() {
-                self.intern_lock(tx)?;
+                intern_lock(tx)?;
                 summary.failures += tx.execute(
                     "DELETE FROM flake_failures f WHERE f.id = ANY($1)
                        AND NOT EXISTS (SELECT 1 FROM flake_attempts a WHERE a.failure = f.id)",
@@ -270,7 +344,7 @@ impl Job<'_> {
             .map(|r| r.get(0))
             .collect();
         if !empty.is_empty() {
-            self.intern_lock(tx)?;
+            intern_lock(tx)?;
             summary.tests += tx.execute(
                 "DELETE FROM flake_tests t WHERE t.id = ANY($1) AND t.project = $2
                    AND NOT EXISTS (SELECT 1 FROM flake_results r WHERE r.test = t.id)",
@@ -280,25 +354,15 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Takes [`INTERN_LOCK`] exclusively (for the rest of `tx`) before
-    /// deleting what writers may be about to refer to; a dry run deletes
-    /// nothing for good and does not make writers wait.
-    fn intern_lock(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
-        if !self.dry_run {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INTERN_LOCK])?;
-        }
-        Ok(())
-    }
-
     /// Removes the runs the plan lets go that have no result left, with
     /// their report digests.
     fn prune_runs(
         &self,
-        conn: &mut impl GenericClient,
+        client: &mut Client,
         summary: &mut PruneSummary,
     ) -> Result<(), postgres::Error> {
         let keep_runs: Vec<i64> = self.plan.keep_runs.iter().copied().collect();
-        let runs: Vec<i64> = conn
+        let runs: Vec<i64> = client
             .query(
                 "SELECT id FROM flake_runs u WHERE project = $1 AND id < $2 AND id <> ALL($3)
                    AND NOT EXISTS (SELECT 1 FROM flake_results r WHERE r.run = u.id)
@@ -309,15 +373,13 @@ impl Job<'_> {
             .map(|r| r.get(0))
             .collect();
         for chunk in runs.chunks(RUN_BATCH) {
-            let mut tx = conn.transaction()?;
-            if !self.dry_run {
-                // A shard merged into one of these meanwhile holds its run
-                // until it commits; the delete below then sees its results.
-                tx.execute(
-                    "SELECT 1 FROM flake_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                    &[&chunk],
-                )?;
-            }
+            let mut tx = client.transaction()?;
+            // A shard merged into one of these meanwhile holds its run until
+            // it commits; the delete below then sees its results.
+            tx.execute(
+                "SELECT 1 FROM flake_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&chunk],
+            )?;
             let row = tx.query_one(
                 "WITH gone AS (DELETE FROM flake_runs u WHERE u.id = ANY($1)
                     AND NOT EXISTS (SELECT 1 FROM flake_results r WHERE r.run = u.id) RETURNING u.id),
@@ -330,6 +392,13 @@ impl Job<'_> {
         }
         Ok(())
     }
+}
+
+/// Takes [`INTERN_LOCK`] exclusively for the rest of `tx`, before deleting
+/// what a writer may be about to refer to.
+fn intern_lock(tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INTERN_LOCK])?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -677,5 +746,41 @@ mod tests {
         assert_eq!(p.attempts("d", ra.seq).unwrap().len(), 1);
         let check = p.check().unwrap();
         assert!(check.problems.is_empty(), "{check:?}");
+    }
+
+    #[test]
+    fn runs_recorded_during_prunes_land_and_the_history_stays_consistent() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let seq = history(&db);
+        let plan = plan(&db, &seq);
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut p = open(&db, "p");
+                for i in 0..15 {
+                    // Shards of a run being pruned, with a test and a text
+                    // the prune deletes, and new runs sharing them.
+                    p.record_run(&meta("r1"), &[fail("d", "a2"), pass("b")], None)
+                        .unwrap();
+                    p.record_run(&meta(&format!("w{i}")), &[fail("e", "a2")], None)
+                        .unwrap();
+                }
+            });
+            for _ in 0..8 {
+                prune(&db, &plan, true, 1);
+                prune(&db, &plan, false, 1);
+            }
+            writer.join().unwrap();
+        });
+        let p = open(&db, "p");
+        let check = p.check().unwrap();
+        assert!(check.problems.is_empty(), "{check:?}");
+        for i in 0..15 {
+            let run = p.run(&format!("w{i}")).unwrap().unwrap();
+            let attempts = p.attempts_of_run(run.seq).unwrap();
+            assert_eq!(attempts.len(), 1, "w{i}");
+            assert!(attempts[0].1.failure.is_some(), "w{i}");
+        }
     }
 }
