@@ -157,6 +157,12 @@ impl PgBackend {
 /// The advisory lock of adopting the unnamed project ("cflk" then "adpt").
 const ADOPT_LOCK: i64 = 0x6366_6c6b_6164_7074;
 
+/// The advisory lock between writers, which take it shared while they
+/// intern test names and failure texts and write rows referring to them,
+/// and a prune, which takes it exclusively to delete the names and texts
+/// left without rows ("cflk" then "intn").
+const INTERN_LOCK: i64 = 0x6366_6c6b_696e_746e;
+
 impl crate::store::Backend for PgBackend {
     forward_backend!(PgBackend);
 

@@ -432,7 +432,7 @@ impl PgBackend {
         let wrong = self.query(
             "SELECT u.run_key FROM flake_runs u
              LEFT JOIN (SELECT run, count(*) AS n FROM flake_results GROUP BY run) r ON r.run = u.id
-             WHERE u.total <> u.passed + u.flaky + u.failed + u.skipped OR u.total <> coalesce(r.n, 0)
+             WHERE u.total <> u.passed + u.flaky + u.failed + u.skipped OR u.total <> coalesce(r.n, 0) + u.pruned
              ORDER BY u.id LIMIT 5",
             &[],
         )?;

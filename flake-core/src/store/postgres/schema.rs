@@ -92,6 +92,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (test, run, attempt)
     );
     "#,
+    // 1 -> 2: retention, at the semantics of SQLite schema 4. A run whose
+    // results a prune removed keeps its counters (the storm guard and the
+    // suite line read them) and counts what went, so `db check` still holds
+    // the counters to the results. A prune deletes a failure text once no
+    // attempt refers to it: the index answers that per text instead of a
+    // scan of every attempt per batch (plain passes store no attempt, so it
+    // stays small next to the results).
+    r#"
+    ALTER TABLE flake_runs ADD COLUMN pruned bigint NOT NULL DEFAULT 0;
+    CREATE INDEX flake_attempts_failure ON flake_attempts (failure) WHERE failure IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes to PostgreSQL (its own sequence,
@@ -264,7 +275,10 @@ mod tests {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        assert_eq!(rows, vec![("cargo-flake".to_owned(), 1)]);
+        assert_eq!(
+            rows,
+            vec![("cargo-flake".to_owned(), SCHEMA_VERSION as i32)]
+        );
     }
 
     #[test]
@@ -286,7 +300,7 @@ mod tests {
                 err,
                 StoreError::TooNew {
                     found: 7,
-                    supported: 1,
+                    supported: SCHEMA_VERSION,
                     ..
                 }
             ),

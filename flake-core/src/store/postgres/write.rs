@@ -111,16 +111,7 @@ impl PgBackend {
         // commits; this insert waits for it, then finds its run.
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&project, &meta.run_id];
         params.extend(meta_columns(meta));
-        let created = tx
-            .query_opt(
-                "INSERT INTO flake_runs (project, run_key, commit_sha, branch, tree_sha, dirty, started_at,
-                    finished_at, host, os, target, ci_provider, ci_job, ci_run, runner, runner_version,
-                    source_format)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-                 ON CONFLICT (project, run_key) DO NOTHING RETURNING id",
-                &params,
-            )
-            .map_err(&sql)?;
+        let created = tx.query_opt(INSERT_RUN, &params).map_err(&sql)?;
         let mut writer = RunWriter {
             tx: RefCell::new(tx),
             shown,
@@ -146,7 +137,20 @@ impl PgBackend {
         };
         match created {
             Some(row) => writer.run = row.get(0),
-            None => writer.join_recorded(meta)?,
+            None => {
+                if !writer.join_recorded(meta)? {
+                    // A prune removed the emptied run between the insert and
+                    // the lock: the run is new again.
+                    let row = writer
+                        .tx
+                        .get_mut()
+                        .query_one(INSERT_RUN, &params)
+                        .map_err(&sql)?;
+                    writer.run = row.get(0);
+                    writer.fresh_run = true;
+                    writer.summary.merged_into_existing = false;
+                }
+            }
         }
         Ok(writer)
     }
@@ -158,16 +162,20 @@ impl RunWriter<'_> {
     }
 
     /// Locks the recorded run of this id, checks that it is the same
-    /// revision, and loads its results so that shards merge into them.
-    fn join_recorded(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+    /// revision, and loads its results so that shards merge into them;
+    /// `false` when the run is gone (a prune deleted it after the insert saw it).
+    fn join_recorded(&mut self, meta: &RunMeta) -> Result<bool, StoreError> {
         let sql = self.sql();
         let tx = self.tx.get_mut();
-        let row = tx
-            .query_one(
+        let Some(row) = tx
+            .query_opt(
                 "SELECT id, commit_sha, branch FROM flake_runs WHERE project = $1 AND run_key = $2 FOR UPDATE",
                 &[&self.project, &meta.run_id],
             )
-            .map_err(&sql)?;
+            .map_err(&sql)?
+        else {
+            return Ok(false);
+        };
         let (run, commit, branch): (i64, Option<String>, Option<String>) =
             (row.get(0), row.get(1), row.get(2));
         check_same_revision(&meta.run_id, &commit, &branch, meta)?;
@@ -208,7 +216,7 @@ impl RunWriter<'_> {
                 attempts: Vec::new(),
             });
         }
-        Ok(())
+        Ok(true)
     }
 
     /// See [`RunWrite::add_keyed`]: the SQLite writer's steps, on memory.
@@ -655,6 +663,16 @@ impl RunWriter<'_> {
             // Nothing new: dropping the transaction rolls back the run row too.
             return Ok(self.summary.clone());
         }
+        // Held to commit: a prune deletes tests and failure texts left
+        // without rows only under this lock taken exclusively, so it never
+        // deletes a name or text this write has looked up and will refer to.
+        self.tx
+            .get_mut()
+            .execute(
+                "SELECT pg_advisory_xact_lock_shared($1)",
+                &[&super::INTERN_LOCK],
+            )
+            .map_err(&sql)?;
         self.intern_tests()?;
         self.intern_failures()?;
         self.write_rows()?;
@@ -690,6 +708,12 @@ fn damaged(shown: &str, what: &str) -> StoreError {
         what: what.into(),
     }
 }
+
+/// Creates the run row of a new run id; nothing (no row) when it exists.
+const INSERT_RUN: &str = "INSERT INTO flake_runs (project, run_key, commit_sha, branch, tree_sha, dirty, started_at,
+        finished_at, host, os, target, ci_provider, ci_job, ci_run, runner, runner_version, source_format)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+     ON CONFLICT (project, run_key) DO NOTHING RETURNING id";
 
 /// An attempt count or number as stored (`integer`).
 fn small(n: i64) -> i32 {
