@@ -372,7 +372,7 @@ fn a_prune_removes_exactly_what_its_plan_lets_go() {
         let mut other = open("lib");
         let mut seqs = Vec::new();
         for i in 0..6 {
-            let results = vec![
+            let results = [
                 TestResult::new("often", vec![Attempt::pass(Some(1))]),
                 TestResult::new(
                     "flaky",
@@ -389,7 +389,7 @@ fn a_prune_removes_exactly_what_its_plan_lets_go() {
             seqs.push(store.run(&format!("r{i}")).unwrap().unwrap().seq);
         }
         let key = |id: &str| store.test_key(id).unwrap().unwrap();
-        let (often, flaky, gone) = (key("often"), key("flaky"), key("gone"));
+        let (often, flaky) = (key("often"), key("flaky"));
         let plan = PrunePlan {
             // Runs r0..r3 are old enough.
             before: seqs[4],
