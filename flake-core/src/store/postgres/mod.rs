@@ -21,7 +21,12 @@
 //!   each other instead of deadlocking;
 //! - results and attempts go in by binary `COPY`: straight into the tables
 //!   for a new run, through a temporary table and one set-based upsert when
-//!   merging into a recorded run.
+//!   merging into a recorded run;
+//! - a prune (`prune.rs`) deletes in one short transaction per batch of
+//!   tests, locking the runs it takes results from as a merging shard does,
+//!   and deletes test names and failure texts left without rows only under
+//!   an advisory lock that writers hold shared from interning to commit, so
+//!   a run being recorded never refers to a name or text deleted meanwhile.
 //!
 //! Cost model: the writer holds the run being written in memory (a merged
 //! shard's recorded results included), never the project's tests, so memory

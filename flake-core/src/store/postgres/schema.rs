@@ -329,4 +329,40 @@ mod tests {
             "{err:?}"
         );
     }
+
+    #[test]
+    fn a_schema_1_history_migrates_to_count_pruned_results() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut client = db.client();
+        client.batch_execute(MIGRATIONS[0]).unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO flake_schema_version (application, version) VALUES ('cargo-flake', 1);
+                 INSERT INTO flake_tests (id, project, name) VALUES (1, 'p', 't');
+                 INSERT INTO flake_runs (id, project, run_key, started_at, finished_at, source_format,
+                     total, passed) VALUES (1, 'p', 'r', 1, 2, 'nextest', 1, 1);
+                 INSERT INTO flake_results VALUES (1, 1, 0, 1, NULL);",
+            )
+            .unwrap();
+        let store = crate::store::Store::from_backend(Box::new(
+            super::super::PgBackend::connect(db.url()).unwrap(),
+        ));
+        let check = store.check().unwrap();
+        assert_eq!(check.schema_version, 2);
+        assert!(check.problems.is_empty(), "{check:?}");
+        let pruned: i64 = client
+            .query_one("SELECT pruned FROM flake_runs WHERE id = 1", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(pruned, 0);
+        let indexed = client
+            .query_opt(
+                "SELECT 1 FROM pg_indexes WHERE indexname = 'flake_attempts_failure'",
+                &[],
+            )
+            .unwrap();
+        assert!(indexed.is_some());
+    }
 }
