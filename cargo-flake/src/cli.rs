@@ -84,6 +84,58 @@ pub enum Command {
     /// Look after the history database: migrate, check, copy between databases.
     #[command(subcommand)]
     Db(DbCommand),
+    /// API tokens of the team service (`cargo flake serve`): create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `cargo flake token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for one project and role, and print it once (only
+    /// its hash is stored: it cannot be shown again).
+    Create {
+        #[command(flatten)]
+        db: DbArg,
+        /// What the token may do: upload runs, read, or both (admin).
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// The first day (UTC) on which the token no longer works, YYYY-MM-DD.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        /// A note for people, e.g. which CI uses it.
+        #[arg(long, value_name = "TEXT", value_parser = NonEmptyStringValueParser::new())]
+        name: Option<String>,
+    },
+    /// List the project's tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DbArg,
+        /// Every project's tokens.
+        #[arg(long)]
+        all_projects: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Revoke a token by its id (the number in `cfk_<id>_...`, or from `list`).
+    Revoke {
+        #[command(flatten)]
+        db: DbArg,
+        /// The token's id.
+        id: i64,
+    },
+}
+
+/// `--role` of `token create`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenRole {
+    /// Upload runs (CI jobs).
+    Upload,
+    /// Read statistics, tests and the dashboard.
+    Read,
+    /// Both, and the project's webhooks.
+    Admin,
 }
 
 /// `cargo flake db ...`.

@@ -27,6 +27,7 @@ pub mod run;
 pub mod runner;
 pub mod stats;
 pub mod store;
+pub mod tokens;
 pub mod workspace;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for

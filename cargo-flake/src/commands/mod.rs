@@ -11,6 +11,7 @@ mod report;
 mod show;
 mod stats;
 mod test;
+mod token;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Report(args) => report::run(args),
         Command::Hunt(args) => hunt::run(args, color),
         Command::Db(cmd) => db::run(cmd, color),
+        Command::Token(cmd) => token::run(cmd, color),
     }
 }
 

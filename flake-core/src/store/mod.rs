@@ -129,6 +129,21 @@ macro_rules! forward_backend {
         ) -> Result<crate::store::PruneSummary, StoreError> {
             $ty::prune(self, project, plan, dry_run)
         }
+        fn insert_token(&mut self, token: &crate::store::TokenRecord) -> Result<i64, StoreError> {
+            $ty::insert_token(self, token)
+        }
+        fn token(&self, id: i64) -> Result<Option<crate::store::TokenRecord>, StoreError> {
+            $ty::token(self, id)
+        }
+        fn tokens(
+            &self,
+            project: Option<&str>,
+        ) -> Result<Vec<crate::store::TokenRecord>, StoreError> {
+            $ty::tokens(self, project)
+        }
+        fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+            $ty::revoke_token(self, id, now_ms)
+        }
     };
 }
 
@@ -177,8 +192,8 @@ pub use error::{BackendError, StoreError};
 pub use location::{Location, LocationError, mask_password};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
-    Check, PrunePlan, PruneSummary, ResultRecord, RunAttempt, RunRecord, StoredTest, WindowResult,
-    WriteSummary, name_key,
+    Check, PrunePlan, PruneSummary, ResultRecord, Role, RunAttempt, RunRecord, StoredTest,
+    TokenRecord, WindowResult, WriteSummary, name_key,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -246,6 +261,15 @@ pub trait Backend: std::fmt::Debug + Send {
         plan: &PrunePlan,
         dry_run: bool,
     ) -> Result<PruneSummary, StoreError>;
+    /// Stores a new API token (its hash only); returns its id.
+    fn insert_token(&mut self, token: &TokenRecord) -> Result<i64, StoreError>;
+    /// The token with this id, active or not.
+    fn token(&self, id: i64) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token (of `project`, if given), by id.
+    fn tokens(&self, project: Option<&str>) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes a token at `now_ms`; `false` when there is no such token or
+    /// it was revoked already.
+    fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
     /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
     fn attempts_between(
         &self,
@@ -421,6 +445,26 @@ impl Store {
     /// Removes from this project what `plan` lets go (see [`Backend::prune`]).
     pub fn prune(&mut self, plan: &PrunePlan, dry_run: bool) -> Result<PruneSummary, StoreError> {
         self.backend.prune(&self.project, plan, dry_run)
+    }
+
+    /// Stores a new API token (see [`crate::tokens`]).
+    pub fn insert_token(&mut self, token: &TokenRecord) -> Result<i64, StoreError> {
+        self.backend.insert_token(token)
+    }
+
+    /// The token with this id, active or not.
+    pub fn token(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        self.backend.token(id)
+    }
+
+    /// Every token of the database (of `project`, if given).
+    pub fn tokens(&self, project: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        self.backend.tokens(project)
+    }
+
+    /// Revokes a token; `false` when it does not exist or was revoked already.
+    pub fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        self.backend.revoke_token(id, now_ms)
     }
 
     /// The projects of this database with at least one run, by name.

@@ -462,3 +462,76 @@ fn a_prune_removes_exactly_what_its_plan_lets_go() {
         assert_eq!(store.prune(&plan, false).unwrap().results, 0);
     });
 }
+
+/// Tokens, on every backend: the secret is shown once and stored as a hash,
+/// a token is accepted only whole and only until it is revoked or expires,
+/// and listings are per project.
+#[test]
+fn tokens_are_checked_by_hash_and_end_when_revoked_or_expired() {
+    use crate::tokens::{self, Rejected, Role};
+    each_backend(|open| {
+        let mut store = open("app");
+        let now = 1_000_000;
+        let upload =
+            tokens::create(&mut store, "app", Role::Upload, Some("ci"), None, now).unwrap();
+        let read =
+            tokens::create(&mut store, "lib", Role::Read, None, Some(now + 10), now).unwrap();
+        assert!(
+            upload
+                .token
+                .starts_with(&format!("cfk_{}_", upload.record.id))
+        );
+        assert_ne!(upload.token, read.token);
+        let ok = tokens::authenticate(&store, &upload.token, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((ok.project.as_str(), ok.role), ("app", Role::Upload));
+        assert_eq!(ok.name.as_deref(), Some("ci"));
+        // One wrong character, another token's secret under this id, garbage.
+        let mut wrong = upload.token.clone();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == '0' { '1' } else { '0' });
+        let swapped = format!(
+            "cfk_{}_{}",
+            upload.record.id,
+            read.token.rsplit('_').next().unwrap()
+        );
+        for bad in [wrong.as_str(), swapped.as_str(), "cfk_999_x", "hunter2"] {
+            assert_eq!(
+                tokens::authenticate(&store, bad, now).unwrap(),
+                Err(Rejected::Unknown),
+                "{bad}"
+            );
+        }
+        // Expiry is exclusive; revocation is final and said once.
+        assert!(
+            tokens::authenticate(&store, &read.token, now + 9)
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            tokens::authenticate(&store, &read.token, now + 10).unwrap(),
+            Err(Rejected::Expired)
+        );
+        assert!(store.revoke_token(upload.record.id, now + 1).unwrap());
+        assert!(!store.revoke_token(upload.record.id, now + 2).unwrap());
+        assert!(!store.revoke_token(12345, now).unwrap());
+        assert_eq!(
+            tokens::authenticate(&store, &upload.token, now + 1).unwrap(),
+            Err(Rejected::Revoked)
+        );
+        let listed: Vec<(i64, String)> = store
+            .tokens(Some("app"))
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.id, t.project))
+            .collect();
+        assert_eq!(listed, [(upload.record.id, "app".to_owned())]);
+        assert_eq!(store.tokens(None).unwrap().len(), 2);
+        let stored = store.token(upload.record.id).unwrap().unwrap();
+        assert_eq!(stored.revoked_at, Some(now + 1));
+        // What is stored is not the secret.
+        let secret = upload.token.rsplit('_').next().unwrap();
+        assert_ne!(crate::meta::hex(&stored.hash), secret);
+    });
+}

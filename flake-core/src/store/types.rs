@@ -177,3 +177,78 @@ pub struct PruneSummary {
     /// Size after; in a dry run, an estimate (the share of results removed).
     pub bytes_after: u64,
 }
+
+/// What a token may do. Each role is a set of its own: an upload token
+/// cannot read, a read token cannot upload, an admin token can do both and
+/// manage the project's webhooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Upload runs (CI jobs).
+    Upload,
+    /// Read statistics, tests and the dashboard.
+    Read,
+    /// Everything, for the project.
+    Admin,
+}
+
+impl Role {
+    /// The name stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Upload => "upload",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored or typed name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "upload" => Some(Role::Upload),
+            "read" => Some(Role::Read),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether a token of this role may do what `needed` allows.
+    pub fn allows(self, needed: Role) -> bool {
+        self == Role::Admin || self == needed
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A token as stored (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// Row id: the public part of the token.
+    pub id: i64,
+    /// The project it is scoped to.
+    pub project: String,
+    /// What it may do.
+    pub role: Role,
+    /// A note for people (`--name`).
+    pub name: Option<String>,
+    /// Creation, Unix ms.
+    pub created_at: i64,
+    /// Expiry, Unix ms; `None` never expires.
+    pub expires_at: Option<i64>,
+    /// Revocation, Unix ms.
+    pub revoked_at: Option<i64>,
+    /// BLAKE3 of the secret.
+    #[serde(skip)]
+    pub hash: [u8; 32],
+}
+
+impl TokenRecord {
+    /// Whether the token can be used at `now_ms`.
+    pub fn active(&self, now_ms: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now_ms < e)
+    }
+}

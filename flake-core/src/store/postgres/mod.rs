@@ -48,6 +48,7 @@ mod read;
 mod schema;
 #[doc(hidden)]
 pub mod testing;
+mod tokens;
 mod write;
 
 pub use schema::SCHEMA_VERSION;

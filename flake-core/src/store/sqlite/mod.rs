@@ -23,6 +23,7 @@ mod detail;
 mod prune;
 mod read;
 mod schema;
+mod tokens;
 mod write;
 
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};

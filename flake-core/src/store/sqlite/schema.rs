@@ -133,6 +133,20 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE runs ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4 -> 5: API tokens of `cargo flake serve` (a single node may serve an
+    // SQLite history). Only BLAKE3 of a token's secret is kept.
+    r#"
+    CREATE TABLE tokens (
+        id         INTEGER PRIMARY KEY,
+        project    TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        name       TEXT,
+        hash       BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+    );
+    "#,
 ];
 
 /// `pragma application_id` of a cargo-flake history ("cflk"), so another

@@ -1,0 +1,94 @@
+//! API tokens in PostgreSQL (see [`crate::tokens`]).
+
+use std::path::PathBuf;
+
+use postgres::Row;
+
+use super::{PgBackend, sql_err};
+use crate::store::{Role, StoreError, TokenRecord};
+
+const COLUMNS: &str = "id, project, role, name, hash, created_at, expires_at, revoked_at";
+
+impl PgBackend {
+    /// See [`crate::store::Backend::insert_token`].
+    pub(crate) fn insert_token(&mut self, t: &TokenRecord) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .get_mut()
+            .query_one(
+                "INSERT INTO flake_tokens (project, role, name, hash, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &t.project,
+                    &t.role.name(),
+                    &t.name,
+                    &&t.hash[..],
+                    &t.created_at,
+                    &t.expires_at,
+                ],
+            )
+            .map_err(sql_err(&self.shown))?;
+        Ok(row.get(0))
+    }
+
+    /// See [`crate::store::Backend::token`].
+    pub(crate) fn token(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                &format!("SELECT {COLUMNS} FROM flake_tokens WHERE id = $1"),
+                &[&id],
+            )
+            .map_err(sql_err(&self.shown))?;
+        rows.first().map(|r| self.record(r)).transpose()
+    }
+
+    /// See [`crate::store::Backend::tokens`].
+    pub(crate) fn tokens(&self, project: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM flake_tokens WHERE $1::text IS NULL OR project = $1 ORDER BY id"
+                ),
+                &[&project],
+            )
+            .map_err(sql_err(&self.shown))?;
+        rows.iter().map(|r| self.record(r)).collect()
+    }
+
+    /// See [`crate::store::Backend::revoke_token`].
+    pub(crate) fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let n = self
+            .client
+            .get_mut()
+            .execute(
+                "UPDATE flake_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &now_ms],
+            )
+            .map_err(sql_err(&self.shown))?;
+        Ok(n == 1)
+    }
+
+    fn record(&self, r: &Row) -> Result<TokenRecord, StoreError> {
+        let id: i64 = r.get(0);
+        let damaged = |what: &str| StoreError::Damaged {
+            path: PathBuf::from(&self.shown),
+            what: format!("token {id} has {what}"),
+        };
+        let role: String = r.get(2);
+        let hash: Vec<u8> = r.get(4);
+        Ok(TokenRecord {
+            id,
+            project: r.get(1),
+            role: Role::parse(&role).ok_or_else(|| damaged("an unknown role"))?,
+            name: r.get(3),
+            created_at: r.get(5),
+            expires_at: r.get(6),
+            revoked_at: r.get(7),
+            hash: hash.try_into().map_err(|_| damaged("a malformed hash"))?,
+        })
+    }
+}
