@@ -19,6 +19,7 @@ pub mod pytest_json;
 mod read;
 mod record;
 pub mod rspec;
+mod upload;
 mod utf16;
 
 pub use detect::{Format, detect};
@@ -28,6 +29,10 @@ pub use read::{
     read_report_from,
 };
 pub use record::{FileSummary, IngestOptions, IngestOutcome, RecordError, collect, ingest};
+pub use upload::{
+    Counts, Parsed, TestOutcome, UploadFile, UploadMeta, UploadOutcome, parse_upload,
+    record_upload,
+};
 
 use crate::model::TestResult;
 
