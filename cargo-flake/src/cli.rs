@@ -87,6 +87,32 @@ pub enum Command {
     /// API tokens of the team service (`cargo flake serve`): create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Serve the history over HTTP: uploads from CI jobs and a read API.
+    #[command(long_about = SERVE_LONG_ABOUT)]
+    Serve(ServeArgs),
+}
+
+const SERVE_LONG_ABOUT: &str = "\
+Serve the history over HTTP: uploads from CI jobs and a read API.
+
+Stateless: any number of replicas can share one PostgreSQL history
+(--database-url), and any replica answers any request; an SQLite history
+serves a single node. Every API request needs `Authorization: Bearer <token>`
+(create tokens with `cargo flake token create`). Ctrl-C or SIGTERM stops
+accepting, lets the requests in flight finish, and exits 0. One log line per
+request goes to stderr. Endpoints: docs/service.md.";
+
+/// `cargo flake serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Address and port to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Largest upload accepted (bytes, or with a unit: 256MiB).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size_arg)]
+    pub max_body: u64,
 }
 
 /// `cargo flake token ...`.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod serve;
 mod style;
 
 use std::process::ExitCode;

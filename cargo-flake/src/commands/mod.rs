@@ -49,6 +49,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Hunt(args) => hunt::run(args, color),
         Command::Db(cmd) => db::run(cmd, color),
         Command::Token(cmd) => token::run(cmd, color),
+        Command::Serve(args) => serve(args),
     }
 }
 
@@ -134,4 +135,17 @@ pub fn clip(s: &str, max: usize) -> String {
         out.push('…');
         out
     }
+}
+
+/// `cargo flake serve`.
+fn serve(args: crate::cli::ServeArgs) -> Result<u8, Error> {
+    let (_, ws) = workspace()?;
+    let (location, _) = history_location(&ws, &args.db)?;
+    let settings = crate::serve::Settings {
+        location,
+        listen: args.listen,
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+    };
+    crate::serve::run(settings).map_err(|e| -> Error { e.to_string().into() })?;
+    Ok(crate::EXIT_OK)
 }

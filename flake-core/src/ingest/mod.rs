@@ -30,8 +30,7 @@ pub use read::{
 };
 pub use record::{FileSummary, IngestOptions, IngestOutcome, RecordError, collect, ingest};
 pub use upload::{
-    Counts, Parsed, TestOutcome, UploadFile, UploadMeta, UploadOutcome, parse_upload,
-    record_upload,
+    Counts, Parsed, TestOutcome, UploadFile, UploadMeta, UploadOutcome, parse_upload, record_upload,
 };
 
 use crate::model::TestResult;

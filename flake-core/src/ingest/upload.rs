@@ -164,7 +164,10 @@ pub fn record_upload(store: &mut Store, parsed: &Parsed) -> Result<UploadOutcome
             let mut digests: Vec<&str> = parsed.files.iter().map(|f| f.0.as_str()).collect();
             digests.sort_unstable();
             digests.dedup();
-            let revision = [commit.as_deref().unwrap_or(""), branch.as_deref().unwrap_or("")];
+            let revision = [
+                commit.as_deref().unwrap_or(""),
+                branch.as_deref().unwrap_or(""),
+            ];
             meta::derived_id("upload-", revision.into_iter().chain(digests))
         });
     let now = meta::now_ms();
@@ -272,12 +275,18 @@ mod tests {
         assert!(first.created && !first.duplicate, "{first:?}");
         assert!(first.run_id.starts_with("upload-"), "{}", first.run_id);
         let c = first.counts;
-        assert_eq!((c.passed + c.flaky + c.failed + c.skipped) as usize, first.tests.len());
+        assert_eq!(
+            (c.passed + c.flaky + c.failed + c.skipped) as usize,
+            first.tests.len()
+        );
         assert!(c.failed > 0 && c.skipped > 0, "{c:?}");
         // The same upload again: the same run, nothing counted twice.
         let again = record_upload(&mut store, &parse_upload(files, None, meta).unwrap()).unwrap();
         assert_eq!(again.run_id, first.run_id);
-        assert!(again.duplicate && !again.created && again.results == 0, "{again:?}");
+        assert!(
+            again.duplicate && !again.created && again.results == 0,
+            "{again:?}"
+        );
         assert_eq!(store.runs().unwrap().len(), 1);
         let run = store.run(&first.run_id).unwrap().unwrap();
         assert_eq!(run.total as usize, first.tests.len());

@@ -1,0 +1,457 @@
+//! The handlers of `cargo flake serve`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flake_core::config::Config;
+use flake_core::ingest::{self, Format, UploadFile, UploadMeta};
+use flake_core::output::StatsEntryJson;
+use flake_core::stats::{self, SortKey, StatsOptions};
+use flake_core::store::{Role, Store, TokenRecord};
+use flake_core::tokens::{self, Rejected};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::App;
+
+/// The project a response was about, for the request log.
+#[derive(Clone, Debug)]
+pub struct LoggedProject(pub String);
+
+/// An error answer: `{"error": {"code", "message"}}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    project: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            project: None,
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        // The database's message names the database with its password masked.
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+
+    fn about(mut self, project: &str) -> ApiError {
+        self.project = Some(project.to_owned());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(p) = self.project {
+            response.extensions_mut().insert(LoggedProject(p));
+        }
+        response
+    }
+}
+
+impl From<flake_core::store::StoreError> for ApiError {
+    fn from(e: flake_core::store::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+/// A JSON answer about `project`.
+fn answer(status: StatusCode, project: &str, body: serde_json::Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .extensions_mut()
+        .insert(LoggedProject(project.to_owned()));
+    response
+}
+
+/// Runs `f` with a pooled connection on the blocking pool.
+async fn with_store<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                e.to_string(),
+            )
+        })?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Checks the bearer token of `headers` for `project` and `needed`.
+fn authorize(
+    store: &Store,
+    headers: &HeaderMap,
+    project: &str,
+    needed: Role,
+) -> Result<TokenRecord, ApiError> {
+    let unauthenticated =
+        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthenticated(
+            "this request needs `Authorization: Bearer <token>` (create one with `cargo flake token create`)",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| unauthenticated("the Authorization header must read `Bearer <token>`"))?;
+    let record = match tokens::authenticate(store, token, flake_core::meta::now_ms())? {
+        Ok(r) => r,
+        Err(Rejected::Unknown) => return Err(unauthenticated("unknown token")),
+        Err(Rejected::Revoked) => return Err(unauthenticated("the token was revoked")),
+        Err(Rejected::Expired) => return Err(unauthenticated("the token has expired")),
+    };
+    if record.project != project {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token is for another project",
+        ));
+    }
+    if !record.role.allows(needed) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "a {} token cannot do this; it needs a {needed} token",
+                record.role
+            ),
+        ));
+    }
+    Ok(record)
+}
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    with_store(&app, |store| {
+        store.projects().map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                e.to_string(),
+            )
+        })
+    })
+    .await?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+/// Anything else.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Query parameters of an upload: the run's metadata.
+#[derive(Debug, Default, Deserialize)]
+pub struct UploadParams {
+    run_id: Option<String>,
+    commit: Option<String>,
+    branch: Option<String>,
+    host: Option<String>,
+    os: Option<String>,
+    variant: Option<String>,
+    ci_provider: Option<String>,
+    ci_job: Option<String>,
+    ci_url: Option<String>,
+    format: Option<String>,
+    name: Option<String>,
+}
+
+/// `POST /api/v1/projects/{project}/runs`: one report as the raw body.
+pub async fn upload(
+    State(app): State<Arc<App>>,
+    Path(project): Path<String>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the upload is larger than this server's limit of {} bytes",
+                    app.max_body
+                ),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
+        }
+        .about(&project)
+    })?;
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
+        && encoding.as_bytes() != b"identity"
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "compressed uploads are not supported yet; send the report uncompressed",
+        )
+        .about(&project));
+    }
+    if body.is_empty() {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "empty", "the upload has no report")
+                .about(&project),
+        );
+    }
+    let format = match params.format.as_deref() {
+        None => None,
+        Some(f) => Some(f.parse::<Format>().map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_format", e.to_string()).about(&project)
+        })?),
+    };
+    let meta = UploadMeta {
+        run_id: params.run_id,
+        commit: params.commit,
+        branch: params.branch,
+        host: params.host,
+        os: params.os,
+        target: params.variant,
+        ci_provider: params.ci_provider,
+        ci_job: params.ci_job,
+        ci_run: params.ci_url,
+    };
+    let name = params.name.unwrap_or_else(|| "body".to_owned());
+    let p = project.clone();
+    // Authorise before parsing: an anonymous client gets no CPU.
+    let auth_project = project.clone();
+    with_store(&app, move |store| {
+        authorize(store, &headers, &auth_project, Role::Upload).map(drop)
+    })
+    .await
+    .map_err(|e| e.about(&project))?;
+    let parsed = tokio::task::spawn_blocking(move || {
+        let file = UploadFile {
+            name,
+            bytes: body.to_vec(),
+        };
+        ingest::parse_upload(vec![file], format, meta)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        let code = match e {
+            ingest::IngestError::NoTests { .. } => "no_tests",
+            ingest::IngestError::UnknownFormat { .. } => "unknown_format",
+            _ => "malformed_report",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).about(&project)
+    })?;
+    let outcome = with_store(&app, move |store| {
+        store.select_project(p);
+        ingest::record_upload(store, &parsed).map_err(|e| match e {
+            flake_core::store::StoreError::RunConflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "run_conflict", e.to_string())
+            }
+            other => ApiError::internal(other),
+        })
+    })
+    .await
+    .map_err(|e| e.about(&project))?;
+    let status = if outcome.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
+    Ok(answer(status, &project, body))
+}
+
+/// Read filters shared by the statistics endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReadParams {
+    branch: Option<String>,
+    variant: Option<String>,
+    /// Days back (default 30).
+    since_days: Option<u32>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
+}
+
+fn options(params: &ReadParams, default_days: Option<u32>) -> StatsOptions {
+    let mut opts = StatsOptions::from_config(&Config::default());
+    if let Some(b) = &params.branch {
+        opts.branches = vec![b.clone()];
+    }
+    opts.variant = params.variant.clone();
+    if let Some(days) = params.since_days.or(default_days) {
+        opts.since_ms = Some(flake_core::meta::now_ms() - i64::from(days) * 86_400_000);
+    }
+    opts
+}
+
+/// `GET /api/v1/projects/{project}/stats`: what `stats --format json` gives.
+pub async fn stats(
+    State(app): State<Arc<App>>,
+    Path(project): Path<String>,
+    Query(params): Query<ReadParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = project.clone();
+    let rows = with_store(&app, move |store| {
+        authorize(store, &headers, &p, Role::Read)?;
+        store.select_project(p);
+        let opts = options(&params, None);
+        let mut stats = stats::compute(store, &opts)?;
+        stats.sort(SortKey::Rate, opts.min_runs);
+        let entries = stats
+            .tests
+            .iter()
+            .map(|t| {
+                let clusters = flake_core::cluster::of_window(store, &stats, t)?;
+                let entry = StatsEntryJson::new(t, opts.min_runs).with_clusters(&clusters);
+                serde_json::to_value(entry).map_err(ApiError::internal)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(entries)
+    })
+    .await
+    .map_err(|e| e.about(&project))?;
+    Ok(answer(
+        StatusCode::OK,
+        &project,
+        serde_json::Value::Array(rows),
+    ))
+}
+
+/// `GET /api/v1/projects/{project}/flaky-tests`: tests with flaky evidence
+/// in the last `since_days` (default 30), worst first, a page at a time.
+pub async fn flaky_tests(
+    State(app): State<Arc<App>>,
+    Path(project): Path<String>,
+    Query(params): Query<ReadParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let page_size = params.page_size.unwrap_or(50);
+    if page_size == 0 || page_size > 100 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_page_size",
+            "page_size must be from 1 to 100",
+        )
+        .about(&project));
+    }
+    let start = match params.page_token.as_deref() {
+        None => 0,
+        Some(t) => decode_token(t).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_page_token",
+                "unknown next_page_token",
+            )
+            .about(&project)
+        })?,
+    };
+    let p = project.clone();
+    let body = with_store(&app, move |store| {
+        authorize(store, &headers, &p, Role::Read)?;
+        store.select_project(p.clone());
+        let opts = options(&params, Some(30));
+        let mut stats = stats::compute(store, &opts)?;
+        stats.sort(SortKey::Rate, opts.min_runs);
+        let day_ago = flake_core::meta::now_ms() - 86_400_000;
+        let flaky: Vec<_> = stats.tests.iter().filter(|t| t.flaky > 0).collect();
+        let mut items = Vec::new();
+        for t in flaky.iter().skip(start).take(page_size) {
+            let flaky_runs: Vec<&stats::RunInfo> = t
+                .samples
+                .iter()
+                .filter(|s| s.class.is_flaky())
+                .filter_map(|s| stats.runs.get(s.run as usize))
+                .collect();
+            let at = flake_core::meta::format_time;
+            let first = flaky_runs.iter().map(|r| r.started_at).min();
+            let last = flaky_runs.iter().map(|r| r.started_at).max();
+            let clusters = flake_core::cluster::of_window(store, &stats, t)?;
+            let (class_name, name) = split_id(&t.id);
+            let (low, high) = t.wilson();
+            items.push(json!({
+                "id": t.id,
+                "name": name,
+                "class_name": class_name,
+                "first_occurrence": first.map(at),
+                "last_occurrence": last.map(at),
+                "last_24_hours_count": flaky_runs.iter().filter(|r| r.started_at >= day_ago).count(),
+                "details_url": format!("/api/v1/projects/{}/tests/{}", encode(&p), encode(&t.id)),
+                "flake_rate": t.flake_rate(),
+                "wilson_low": low,
+                "wilson_high": high,
+                "runs": t.runs,
+                "flaky": t.flaky,
+                "quarantined": t.quarantined,
+                "top_cluster": clusters.first().map(|c| json!({
+                    "message": c.sample.message,
+                    "location": c.sample.location,
+                    "count": c.count,
+                })),
+            }));
+        }
+        let next = start + items.len();
+        let next_page_token = (next < flaky.len()).then(|| encode_token(next));
+        Ok(json!({"items": items, "next_page_token": next_page_token}))
+    })
+    .await
+    .map_err(|e| e.about(&project))?;
+    Ok(answer(StatusCode::OK, &project, body))
+}
+
+/// `class::name` into its class and name, where the id has a class.
+fn split_id(id: &str) -> (Option<&str>, &str) {
+    match id.rsplit_once("::") {
+        Some((class, name)) => (Some(class), name),
+        None => (None, id),
+    }
+}
+
+/// Page tokens are opaque to clients: a version letter and the offset.
+fn encode_token(offset: usize) -> String {
+    format!("v1.{offset:x}")
+}
+
+fn decode_token(token: &str) -> Option<usize> {
+    usize::from_str_radix(token.strip_prefix("v1.")?, 16).ok()
+}
+
+/// Percent-encodes a path segment.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! `cargo flake serve`: the team service in front of one history.
+//!
+//! Stateless: every replica holds only a pool of database connections, so
+//! any number of them can share one PostgreSQL and any replica answers any
+//! request. The store is synchronous (rusqlite, the blocking PostgreSQL
+//! client); requests borrow a connection on tokio's blocking pool, so a slow
+//! query never stalls the event loop. Uploads are parsed before a write
+//! transaction opens (`flake_core::ingest::parse_upload`), so a slow or
+//! malformed upload never holds the database.
+//!
+//! Conventions (docs/service.md): JSON under `/api/v1/`, errors as
+//! `{"error": {"code", "message"}}`, bearer tokens scoped to one project and
+//! role (`cargo flake token`), one log line per request on stderr (method,
+//! path, status, duration, project; never a token).
+
+mod api;
+mod pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use flake_core::store::Location;
+
+pub use pool::Pool;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct App {
+    /// Connections to the history.
+    pub pool: Pool,
+    /// Largest request body accepted, bytes.
+    pub max_body: usize,
+}
+
+/// Settings of one server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The history.
+    pub location: Location,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Largest request body, bytes.
+    pub max_body: usize,
+}
+
+/// Runs the server until SIGINT or SIGTERM, then stops accepting, lets the
+/// requests in flight finish (an upload is recorded whole or not at all),
+/// and returns.
+pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // The pool outlives the runtime's tasks: the blocking PostgreSQL client
+    // owns a runtime of its own, which must not be dropped inside an async
+    // context, so the idle connections are closed after `block_on` returns.
+    let pool = Pool::new(settings.location.clone());
+    let served = pool.clone();
+    let result = runtime.block_on(async move {
+        let pool = served;
+        // Fail now, with the database's own message, not at the first request.
+        let shown = {
+            let p = pool.clone();
+            tokio::task::spawn_blocking(move || p.get().map(|s| s.describe())).await??
+        };
+        let app = Arc::new(App {
+            pool,
+            max_body: settings.max_body,
+        });
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        // The one line a script waits for (tests read the port from it).
+        eprintln!("cargo flake serve: listening on http://{addr} (history: {shown})");
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(shutdown())
+            .await?;
+        eprintln!("cargo flake serve: stopped");
+        Ok(())
+    });
+    drop(runtime);
+    drop(pool);
+    result
+}
+
+/// Every route.
+pub fn router(app: Arc<App>) -> Router {
+    let max_body = app.max_body;
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/api/v1/projects/{project}/runs", post(api::upload))
+        .route("/api/v1/projects/{project}/stats", get(api::stats))
+        .route(
+            "/api/v1/projects/{project}/flaky-tests",
+            get(api::flaky_tests),
+        )
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(app.clone(), log_request))
+        .with_state(app)
+}
+
+/// One line per request on stderr.
+async fn log_request(State(_app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let project = response
+        .extensions()
+        .get::<api::LoggedProject>()
+        .map(|p| p.0.as_str())
+        .unwrap_or("-");
+    eprintln!(
+        "{method} {path} {} {:.1}ms project={project}",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    eprintln!("cargo flake serve: stopping; finishing the requests in flight");
+}

@@ -1,0 +1,347 @@
+//! `cargo flake serve`, as a real process on a loopback port, against an
+//! SQLite file and (when `CARGO_FLAKE_TEST_DATABASE_URL` names a server) a
+//! fresh PostgreSQL database: auth, uploads of real reports, idempotent
+//! re-uploads, limits, the read API and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Child;
+
+use flake_core::store::postgres::testing::TestDatabase;
+use flake_core::tokens::{self, Role};
+use flake_tests::{Flake, report};
+
+/// A running server; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path, db: &[&str], extra: &[&str]) -> Server {
+        let args = [&["serve", "--listen", "127.0.0.1:0"][..], db, extra].concat();
+        let mut child = Flake::new(dir, &args).spawn();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status and JSON body of a request (errors included).
+fn call(req: ureq::Request, body: Option<&[u8]>) -> (u16, serde_json::Value) {
+    let result = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    (
+        status,
+        response.into_json().unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// POSTs `len` bytes of spaces over a raw socket, ignoring a failed write
+/// (the server may close early), and reads the answer.
+fn raw_post(server: &Server, token: &str, len: usize) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /api/v1/projects/{PROJECT_IN_URL}/runs HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(&vec![b' '; len]);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    // A chunked body carries its length first: the JSON is the line with a brace.
+    let json = body.lines().find(|l| l.starts_with('{')).unwrap_or("null");
+    (
+        status,
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+const PROJECT: &str = "github.com/org/app";
+const PROJECT_IN_URL: &str = "github.com%2Forg%2Fapp";
+
+fn runs_url(server: &Server, query: &str) -> String {
+    server.url(&format!("/api/v1/projects/{PROJECT_IN_URL}/runs?{query}"))
+}
+
+/// Every scenario, against the database named by `db` (CLI flags).
+fn scenario(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
+    let mut store = flake_core::store::Store::connect(location).unwrap();
+    let now = flake_core::meta::now_ms();
+    let upload = tokens::create(&mut store, PROJECT, Role::Upload, None, None, now).unwrap();
+    let read = tokens::create(&mut store, PROJECT, Role::Read, None, None, now).unwrap();
+    let other = tokens::create(&mut store, "other", Role::Admin, None, None, now).unwrap();
+    let expired = tokens::create(
+        &mut store,
+        PROJECT,
+        Role::Admin,
+        None,
+        Some(now - 1),
+        now - 10,
+    )
+    .unwrap();
+    let revoked = tokens::create(&mut store, PROJECT, Role::Admin, None, None, now).unwrap();
+    assert!(store.revoke_token(revoked.record.id, now).unwrap());
+    drop(store);
+
+    let server = Server::start(dir, db, &["--max-body", "200KiB"]);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (status, body) = call(ureq::get(&server.url("/healthz")), None);
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, _) = call(ureq::get(&server.url("/readyz")), None);
+    assert_eq!(status, 200);
+
+    // Auth: every failure is a JSON error with the right status.
+    let rspec = std::fs::read(report("rspec/run1.json")).unwrap();
+    let post = |token: Option<&str>, query: &str, bytes: &[u8]| {
+        let mut req = ureq::post(&runs_url(&server, query));
+        if let Some(t) = token {
+            req = req.set("Authorization", &bearer(t));
+        }
+        call(req, Some(bytes))
+    };
+    for (token, status, code) in [
+        (None, 401, "unauthenticated"),
+        (Some("cfk_1_nope"), 401, "unauthenticated"),
+        (Some(expired.token.as_str()), 401, "unauthenticated"),
+        (Some(revoked.token.as_str()), 401, "unauthenticated"),
+        (Some(other.token.as_str()), 403, "forbidden"),
+        (Some(read.token.as_str()), 403, "forbidden"),
+    ] {
+        let (got, body) = post(token, "commit=c1&branch=main", &rspec);
+        assert_eq!(got, status, "{token:?}: {body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().len() > 5);
+    }
+    let (_, body) = post(Some(expired.token.as_str()), "", &rspec);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+
+    // Uploads of every report family: 201 with counts and outcomes.
+    for (i, rel) in [
+        "rspec/run1.json",
+        "pytest-json/reruns.json",
+        "go-test/count3.json",
+        "jest/jest.json",
+        "libtest/mixed.json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = report(rel);
+        if !path.exists() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let query = format!("commit=c{i}&branch=main&run_id=ci-{i}&name={rel}");
+        let (status, body) = post(Some(&upload.token), &query, &bytes);
+        assert_eq!(status, 201, "{rel}: {body}");
+        assert_eq!(body["run_id"], format!("ci-{i}"));
+        let counts = &body["counts"];
+        let total: u64 = ["passed", "flaky", "failed", "skipped"]
+            .iter()
+            .map(|k| counts[k].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            total as usize,
+            body["tests"].as_array().unwrap().len(),
+            "{rel}"
+        );
+        // The same upload again: 200, nothing counted twice.
+        let (status, again) = post(Some(&upload.token), &query, &bytes);
+        assert_eq!(status, 200, "{rel}: {again}");
+        assert_eq!(
+            (again["duplicate"].as_bool(), again["results"].as_u64()),
+            (Some(true), Some(0))
+        );
+    }
+
+    // A malformed report: 400 naming the file and the position; nothing stored.
+    let (status, body) = post(
+        Some(&upload.token),
+        "name=broken.json",
+        &rspec[..rspec.len() / 2],
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("broken.json") && message.contains("line"),
+        "{message}"
+    );
+    // Too big: 413 with a JSON body. The server answers as soon as the
+    // declared length is over the limit, so the client may find the
+    // connection closed while still sending: a raw socket reads the answer
+    // whatever happened to the rest of the body.
+    let (status, body) = raw_post(&server, &upload.token, 300 * 1024);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
+
+    // A flip: the same commit fails then passes in two runs: a flaky test,
+    // found through the read API a page at a time.
+    let junit = |outcome: &str, n: usize| {
+        let mut x = String::from("<testsuite name=\"s\">");
+        for t in 0..n {
+            let fail = if t < 3 && outcome == "fail" {
+                "<failure message=\"boom\">assertion failed</failure>"
+            } else {
+                ""
+            };
+            x.push_str(&format!(
+                "<testcase classname=\"app.Mod\" name=\"t{t}\">{fail}</testcase>"
+            ));
+        }
+        x.push_str("</testsuite>");
+        x.into_bytes()
+    };
+    for (run, outcome) in [("flip-1", "fail"), ("flip-2", "pass")] {
+        let query = format!("commit=samecommit&branch=main&run_id={run}");
+        let (status, body) = post(Some(&upload.token), &query, &junit(outcome, 5));
+        assert_eq!(status, 201, "{body}");
+    }
+    let flaky_url = |query: &str| {
+        server.url(&format!(
+            "/api/v1/projects/{PROJECT_IN_URL}/flaky-tests?{query}"
+        ))
+    };
+    let get =
+        |url: &str, token: &str| call(ureq::get(url).set("Authorization", &bearer(token)), None);
+    let (status, body) = get(&flaky_url(""), &upload.token);
+    assert_eq!(status, 403, "an upload token cannot read: {body}");
+    let mut seen = Vec::new();
+    let mut query = "page_size=2".to_owned();
+    loop {
+        let (status, page) = get(&flaky_url(&query), &read.token);
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        for item in items {
+            seen.push(item["id"].as_str().unwrap().to_owned());
+            // The fixtures' own flaky tests (pytest reruns, a Jest retry) are
+            // listed too; the flips are checked in detail.
+            if !item["id"].as_str().unwrap().starts_with("app.Mod::") {
+                continue;
+            }
+            assert_eq!(item["class_name"], "app.Mod");
+            assert_eq!(item["runs"], 2);
+            assert!(item["flake_rate"].as_f64().unwrap() > 0.0);
+            assert!(item["wilson_low"].as_f64().unwrap() < item["wilson_high"].as_f64().unwrap());
+            assert_eq!(item["top_cluster"]["count"], 1, "{item}");
+            assert!(item["last_occurrence"].is_string() && item["first_occurrence"].is_string());
+        }
+        match page["next_page_token"].as_str() {
+            Some(t) => query = format!("page_size=2&page_token={t}"),
+            None => break,
+        }
+    }
+    let total = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), total, "no test on two pages");
+    let flips: Vec<&String> = seen
+        .iter()
+        .filter(|id| id.starts_with("app.Mod::"))
+        .collect();
+    assert_eq!(flips, ["app.Mod::t0", "app.Mod::t1", "app.Mod::t2"]);
+    let (status, body) = get(&flaky_url("page_size=500"), &read.token);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_page_size"))
+    );
+    // The stats endpoint gives what `stats --format json` gives.
+    let (status, rows) = get(
+        &server.url(&format!("/api/v1/projects/{PROJECT_IN_URL}/stats")),
+        &read.token,
+    );
+    assert_eq!(status, 200);
+    let t0 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "app.Mod::t0")
+        .unwrap();
+    assert_eq!(
+        (t0["flip_flaky"].as_u64(), t0["schema"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (status, body) = call(ureq::get(&server.url("/nope")), None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // SIGTERM: the server stops accepting and exits 0.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn the_service_authenticates_records_and_answers_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let location = flake_core::store::Location::Sqlite(db.clone());
+    scenario(dir.path(), &["--db", db.to_str().unwrap()], &location);
+}
+
+#[test]
+fn the_service_authenticates_records_and_answers_on_postgres() {
+    let Some(pg) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let location = flake_core::store::Location::parse(pg.url()).unwrap();
+    scenario(dir.path(), &["--database-url", pg.url()], &location);
+}
