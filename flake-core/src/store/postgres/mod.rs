@@ -43,6 +43,7 @@
 //! passfile (`connect.rs`), and only the masked URL ever appears in a message.
 
 mod connect;
+mod partition;
 mod prune;
 mod read;
 mod schema;
@@ -75,6 +76,9 @@ pub struct PgBackend {
     client: RefCell<Client>,
     shown: String,
     windows: RefCell<read::WindowCache>,
+    // Months whose partitions this connection made or found: a writer
+    // checks again under the month's lock, so a stale entry costs only that.
+    buckets: RefCell<std::collections::HashSet<i32>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -99,6 +103,7 @@ impl PgBackend {
             client: RefCell::new(client),
             shown,
             windows: RefCell::default(),
+            buckets: RefCell::default(),
         })
     }
 
@@ -118,6 +123,7 @@ impl PgBackend {
             client: RefCell::new(client),
             shown,
             windows: RefCell::default(),
+            buckets: RefCell::default(),
         })
     }
 

@@ -103,6 +103,66 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE flake_runs ADD COLUMN pruned bigint NOT NULL DEFAULT 0;
     CREATE INDEX flake_attempts_failure ON flake_attempts (failure) WHERE failure IS NOT NULL;
     "#,
+    // 2 -> 3: results and attempts partitioned by the month their run was
+    // created in, so that a prune drops an old month instead of deleting its
+    // rows one by one. A run's `bucket` is fixed when the run row is created
+    // (later metadata never moves its rows) and is the only thing routing
+    // them: every result and attempt carries its run's bucket. Bucket 0 holds
+    // what a prune kept of the months it dropped. The tables are rebuilt
+    // (copied month by month, the indexes built afterwards in bulk), since
+    // PostgreSQL cannot turn a table into a partitioned one in place.
+    r#"
+    ALTER TABLE flake_runs ADD COLUMN bucket integer;
+    UPDATE flake_runs SET bucket = to_char(
+        to_timestamp(least(greatest(started_at, -62135596800000), 253402300799000) / 1000.0)
+            AT TIME ZONE 'UTC', 'YYYYMM')::integer;
+    ALTER TABLE flake_runs ALTER COLUMN bucket SET NOT NULL;
+    CREATE TABLE flake_results_new (
+        test        bigint   NOT NULL,
+        run         bigint   NOT NULL,
+        bucket      integer  NOT NULL,
+        outcome     smallint NOT NULL,
+        attempts    integer  NOT NULL,
+        duration_ms bigint
+    ) PARTITION BY LIST (bucket);
+    CREATE TABLE flake_attempts_new (
+        test        bigint   NOT NULL,
+        run         bigint   NOT NULL,
+        bucket      integer  NOT NULL,
+        attempt     integer  NOT NULL,
+        status      smallint NOT NULL,
+        duration_ms bigint,
+        failure     bigint
+    ) PARTITION BY LIST (bucket);
+    CREATE TABLE flake_results_retained PARTITION OF flake_results_new FOR VALUES IN (0);
+    CREATE TABLE flake_attempts_retained PARTITION OF flake_attempts_new FOR VALUES IN (0);
+    DO $$
+    DECLARE b integer;
+    BEGIN
+        FOR b IN SELECT DISTINCT bucket FROM flake_runs WHERE bucket <> 0 LOOP
+            EXECUTE format('CREATE TABLE flake_results_p%s PARTITION OF flake_results_new FOR VALUES IN (%s)', b, b);
+            EXECUTE format('CREATE TABLE flake_attempts_p%s PARTITION OF flake_attempts_new FOR VALUES IN (%s)', b, b);
+        END LOOP;
+    END $$;
+    -- Rows of a missing run (which `db check` reports) keep to bucket 0.
+    INSERT INTO flake_results_new (test, run, bucket, outcome, attempts, duration_ms)
+        SELECT r.test, r.run, coalesce(u.bucket, 0), r.outcome, r.attempts, r.duration_ms
+        FROM flake_results r LEFT JOIN flake_runs u ON u.id = r.run ORDER BY r.test, r.run;
+    INSERT INTO flake_attempts_new (test, run, bucket, attempt, status, duration_ms, failure)
+        SELECT a.test, a.run, coalesce(u.bucket, 0), a.attempt, a.status, a.duration_ms, a.failure
+        FROM flake_attempts a LEFT JOIN flake_runs u ON u.id = a.run;
+    DROP TABLE flake_results;
+    DROP TABLE flake_attempts;
+    ALTER TABLE flake_results_new RENAME TO flake_results;
+    ALTER TABLE flake_attempts_new RENAME TO flake_attempts;
+    -- A partitioned table's keys must hold the partition key; the bucket
+    -- follows from the run, so (test, run) stays unique in practice.
+    ALTER TABLE flake_results ADD PRIMARY KEY (test, run, bucket) INCLUDE (outcome);
+    CREATE INDEX flake_results_run ON flake_results (run);
+    ALTER TABLE flake_attempts ADD PRIMARY KEY (test, run, attempt, bucket);
+    CREATE INDEX flake_attempts_failure ON flake_attempts (failure) WHERE failure IS NOT NULL;
+    CREATE INDEX flake_runs_bucket ON flake_runs (bucket);
+    "#,
 ];
 
 /// The schema version this build writes to PostgreSQL (its own sequence,
@@ -350,7 +410,7 @@ mod tests {
             super::super::PgBackend::connect(db.url()).unwrap(),
         ));
         let check = store.check().unwrap();
-        assert_eq!(check.schema_version, 2);
+        assert_eq!(check.schema_version, SCHEMA_VERSION);
         assert!(check.problems.is_empty(), "{check:?}");
         let pruned: i64 = client
             .query_one("SELECT pruned FROM flake_runs WHERE id = 1", &[])
