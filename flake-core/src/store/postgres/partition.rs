@@ -115,7 +115,9 @@ pub(super) fn exists(
 pub(super) fn ensure(client: &mut Client, shown: &str, bucket: i32) -> Result<(), StoreError> {
     let sql = sql_err(shown);
     // The common case, a month already made, takes no lock.
-    if exists(client, shown, bucket)? && exists(client, shown, next_bucket(bucket))? {
+    if bucket == RETAINED
+        || exists(client, shown, bucket)? && exists(client, shown, next_bucket(bucket))?
+    {
         return Ok(());
     }
     let mut tx = client.transaction().map_err(&sql)?;
@@ -168,5 +170,261 @@ mod tests {
         assert_eq!(bucket_of(i64::MIN), 101);
         assert_eq!(next_bucket(202_412), 202_501);
         assert_eq!(next_bucket(202_401), 202_402);
+    }
+}
+
+#[cfg(test)]
+mod pg_tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+    use crate::meta::RunMeta;
+    use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
+    use crate::store::postgres::PgBackend;
+    use crate::store::postgres::testing::TestDatabase;
+    use crate::store::{PrunePlan, Store};
+
+    /// 2020-01-15 and 2020-02-15, Unix ms.
+    const JAN: i64 = 1_579_046_400_000;
+    const FEB: i64 = 1_581_724_800_000;
+
+    fn open(db: &TestDatabase, project: &str) -> Store {
+        Store::from_backend(Box::new(PgBackend::connect(db.url()).unwrap()))
+            .with_project(project)
+            .unwrap()
+    }
+
+    fn meta(id: &str, started_at: i64) -> RunMeta {
+        RunMeta {
+            run_id: id.into(),
+            commit: Some("abc".into()),
+            started_at,
+            finished_at: started_at + 1,
+            source_format: "nextest".into(),
+            ..RunMeta::default()
+        }
+    }
+
+    fn pass(id: &str) -> TestResult {
+        TestResult::new(id, vec![Attempt::pass(Some(1))])
+    }
+
+    fn failed(msg: &str) -> Attempt {
+        Attempt::failed(
+            AttemptStatus::Fail,
+            Some(5),
+            Failure::from_output(
+                None,
+                &format!("thread 't' panicked at src/a.rs:1:2:\n{msg}"),
+            ),
+        )
+    }
+
+    fn fail(id: &str, msg: &str) -> TestResult {
+        TestResult::new(id, vec![failed(msg)])
+    }
+
+    /// The attached partitions of `parent`, by name.
+    fn partitions(db: &TestDatabase, parent: &str) -> Vec<String> {
+        db.client()
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = $1::text::regclass ORDER BY 1",
+                &[&parent],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    #[test]
+    fn a_run_of_a_new_month_creates_its_partitions_and_the_next_months() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut p = open(&db, "p");
+        // 2031-12-10.
+        p.record_run(&meta("r", 1_954_886_400_000), &[fail("a", "x")], None)
+            .unwrap();
+        assert_eq!(
+            partitions(&db, "flake_results"),
+            [
+                "flake_results_p203112",
+                "flake_results_p203201",
+                "flake_results_retained"
+            ]
+        );
+        assert_eq!(
+            partitions(&db, "flake_attempts"),
+            [
+                "flake_attempts_p203112",
+                "flake_attempts_p203201",
+                "flake_attempts_retained"
+            ]
+        );
+        let n: i64 = db
+            .client()
+            .query_one("SELECT count(*) FROM flake_attempts_p203112", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+        let key = p.test_key("a").unwrap().unwrap();
+        assert_eq!(p.window(key, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn writers_starting_a_new_month_at_once_all_land() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        drop(open(&db, "p"));
+        let barrier = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let (db, barrier) = (&db, &barrier);
+                    s.spawn(move || {
+                        let mut p = open(db, "p");
+                        barrier.wait();
+                        // 2033-03-01 and on: all four in one new month.
+                        let started = 1_993_766_400_000 + i64::from(i) * 1_000;
+                        p.record_run(&meta(&format!("w{i}"), started), &[pass("a")], None)
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        let p = open(&db, "p");
+        assert_eq!(p.runs().unwrap().len(), 4);
+        let key = p.test_key("a").unwrap().unwrap();
+        assert_eq!(p.window(key, 10).unwrap().len(), 4);
+        assert!(partitions(&db, "flake_results").contains(&"flake_results_p203303".to_owned()));
+        assert!(p.check().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn a_prune_drops_a_whole_old_month_and_keeps_what_the_plan_keeps() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut p = open(&db, "p");
+        let flaky = TestResult::new("c", vec![failed("c1"), Attempt::pass(Some(2))]);
+        p.record_run(
+            &meta("j1", JAN),
+            &[pass("a"), fail("b", "b1"), pass("old")],
+            None,
+        )
+        .unwrap();
+        p.record_run(&meta("j2", JAN + 1), &[pass("a"), pass("b"), flaky], None)
+            .unwrap();
+        p.record_run(
+            &meta("j3", JAN + 2),
+            &[fail("a", "a3"), pass("b"), pass("c")],
+            None,
+        )
+        .unwrap();
+        p.record_run(&meta("f1", FEB), &[pass("a"), pass("b"), pass("c")], None)
+            .unwrap();
+        p.record_run(&meta("f2", FEB + 1), &[pass("a"), pass("b")], None)
+            .unwrap();
+        let seq: HashMap<String, i64> = p
+            .runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.meta.run_id, r.seq))
+            .collect();
+        let keys: HashMap<&str, i64> = ["a", "b", "c", "old"]
+            .into_iter()
+            .map(|id| (id, p.test_key(id).unwrap().unwrap()))
+            .collect();
+        let key = |id: &str| keys[id];
+        // a keeps j3 on, b and c February, "old" (no entry) its newest, and
+        // c's flaky j2 result is read besides: 3 of January's 9 results stay.
+        let plan = PrunePlan {
+            before: seq["f1"],
+            keep_from: HashMap::from([
+                (key("a"), seq["j3"]),
+                (key("b"), seq["f1"]),
+                (key("c"), seq["f1"]),
+            ]),
+            keep: HashSet::from([(key("c"), seq["j2"])]),
+            keep_runs: HashSet::new(),
+        };
+        let before = p.check().unwrap();
+        let dry = p.prune(&plan, true).unwrap();
+        assert!(partitions(&db, "flake_results").contains(&"flake_results_p202001".to_owned()));
+        let real = p.prune(&plan, false).unwrap();
+        let counts =
+            |s: &crate::store::PruneSummary| (s.runs, s.results, s.attempts, s.failures, s.tests);
+        // Every January run keeps a result, so none goes; b's failed attempt
+        // goes with its text "b1".
+        assert_eq!(counts(&real), counts(&dry));
+        assert_eq!(counts(&real), (0, 6, 1, 1, 0));
+
+        assert!(!partitions(&db, "flake_results").contains(&"flake_results_p202001".to_owned()));
+        assert!(!partitions(&db, "flake_attempts").contains(&"flake_attempts_p202001".to_owned()));
+        let mut client = db.client();
+        let retained: Vec<(i64, i64)> = client
+            .query(
+                "SELECT test, run FROM flake_results_retained ORDER BY run, test",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut expected = vec![
+            (key("old"), seq["j1"]),
+            (key("c"), seq["j2"]),
+            (key("a"), seq["j3"]),
+        ];
+        expected.sort_by_key(|&(t, r)| (r, t));
+        assert_eq!(retained, expected);
+        let buckets: Vec<i32> = client
+            .query("SELECT bucket FROM flake_runs ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(buckets, [0, 0, 0, 202_002, 202_002]);
+
+        // The kept rows are read as before, attempts and failure text included.
+        let runs = |w: Vec<crate::store::WindowResult>| -> Vec<i64> {
+            w.into_iter().map(|w| w.run_seq).collect()
+        };
+        assert_eq!(
+            runs(p.window(key("a"), 10).unwrap()),
+            [seq["f2"], seq["f1"], seq["j3"]]
+        );
+        assert_eq!(
+            runs(p.results_since(key("c"), seq["j1"]).unwrap()),
+            [seq["f1"], seq["j2"]]
+        );
+        assert_eq!(runs(p.window(key("old"), 10).unwrap()), [seq["j1"]]);
+        let kept = p.attempts("c", seq["j2"]).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(
+            kept[0].failure.as_ref().map(|f| f.message.as_str()),
+            Some("c1")
+        );
+        assert_eq!(p.attempts("a", seq["j3"]).unwrap().len(), 1);
+        assert_eq!(p.results_of_run(seq["j2"]).unwrap().len(), 1);
+        let check = p.check().unwrap();
+        assert!(check.problems.is_empty(), "{check:?}");
+        assert_eq!(check.results, before.results - 6);
+        assert_eq!(check.attempts, before.attempts - 1);
+
+        // A late shard of a run of the dropped month lands in bucket 0.
+        let s = p
+            .record_run(&meta("j2", JAN + 1), &[pass("d")], None)
+            .unwrap();
+        assert!(s.merged_into_existing);
+        assert_eq!(p.results_of_run(seq["j2"]).unwrap().len(), 2);
+        let check = p.check().unwrap();
+        assert!(check.problems.is_empty(), "{check:?}");
+        assert!(!partitions(&db, "flake_results").contains(&"flake_results_p202001".to_owned()));
     }
 }

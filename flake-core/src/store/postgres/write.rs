@@ -108,8 +108,18 @@ impl PgBackend {
         let sql = sql_err(&shown);
         // Pages read before this write would be stale after it.
         *self.windows.get_mut() = Default::default();
-        let bucket = partition::bucket_of(meta.started_at);
         let client = self.client.get_mut();
+        // A further shard goes to its run's month, which may be an old one
+        // (or bucket 0): its partitions exist, and none is made for the
+        // month of this shard's start.
+        let recorded: Option<i32> = client
+            .query_opt(
+                "SELECT bucket FROM flake_runs WHERE project = $1 AND run_key = $2",
+                &[&project, &meta.run_id],
+            )
+            .map_err(&sql)?
+            .map(|r| r.get(0));
+        let bucket = recorded.unwrap_or_else(|| partition::bucket_of(meta.started_at));
         if !self.buckets.get_mut().contains(&bucket) {
             partition::ensure(client, &shown, bucket)?;
             self.buckets.get_mut().insert(bucket);
@@ -591,8 +601,15 @@ impl RunWriter<'_> {
                 let failure = a.failure.map(|i| self.failures[i].id);
                 let status = a.status.code() as i16;
                 let attempt = small(a.attempt);
-                let mut row: Vec<&(dyn ToSql + Sync)> =
-                    vec![&test, &run, &bucket, &attempt, &status, &a.duration, &failure];
+                let mut row: Vec<&(dyn ToSql + Sync)> = vec![
+                    &test,
+                    &run,
+                    &bucket,
+                    &attempt,
+                    &status,
+                    &a.duration,
+                    &failure,
+                ];
                 if !fresh {
                     row.push(&a.replace);
                 }
