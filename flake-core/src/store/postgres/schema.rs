@@ -425,4 +425,107 @@ mod tests {
             .unwrap();
         assert!(indexed.is_some());
     }
+
+    #[test]
+    fn a_schema_2_history_migrates_to_monthly_partitions_and_reads_the_same() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut client = db.client();
+        client.batch_execute(MIGRATIONS[0]).unwrap();
+        client.batch_execute(MIGRATIONS[1]).unwrap();
+        // Runs 1 and 2 in January 2020, run 3 in March 2020; test 1 flaky in run 2.
+        client
+            .batch_execute(
+                "INSERT INTO flake_schema_version (application, version) VALUES ('cargo-flake', 2);
+                 INSERT INTO flake_tests (id, project, name) VALUES (1, 'p', 'a'), (2, 'p', 'b');
+                 INSERT INTO flake_runs (id, project, run_key, started_at, finished_at, source_format,
+                     total, passed, flaky) VALUES
+                     (1, 'p', 'r1', 1579046400000, 1579046400001, 'nextest', 2, 2, 0),
+                     (2, 'p', 'r2', 1579046400002, 1579046400003, 'nextest', 2, 1, 1),
+                     (3, 'p', 'r3', 1584230400000, 1584230400001, 'nextest', 1, 1, 0);
+                 INSERT INTO flake_results VALUES (1, 1, 0, 1, 5), (2, 1, 0, 1, 5),
+                     (1, 2, 1, 2, 7), (2, 2, 0, 1, 5), (1, 3, 0, 1, 4);
+                 INSERT INTO flake_failures (id, digest, message, output) VALUES (1, '\\x01', 'boom', '');
+                 INSERT INTO flake_attempts VALUES (1, 2, 1, 1, 3, 1), (1, 2, 2, 0, 7, NULL);",
+            )
+            .unwrap();
+        let store = crate::store::Store::from_backend(Box::new(
+            super::super::PgBackend::connect(db.url()).unwrap(),
+        ))
+        .with_project("p")
+        .unwrap();
+        let check = store.check().unwrap();
+        assert_eq!(check.schema_version, SCHEMA_VERSION);
+        assert!(check.problems.is_empty(), "{check:?}");
+        assert_eq!((check.results, check.attempts), (5, 2));
+        let parts: Vec<String> = client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'flake_results'::regclass ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "flake_results_p202001",
+                "flake_results_p202003",
+                "flake_results_retained"
+            ]
+        );
+        let in_jan: i64 = client
+            .query_one("SELECT count(*) FROM flake_attempts_p202001", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(in_jan, 2);
+        let buckets: Vec<i32> = client
+            .query("SELECT bucket FROM flake_runs ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(buckets, [202_001, 202_001, 202_003]);
+        let window: Vec<(i64, i64)> = store
+            .window(1, 10)
+            .unwrap()
+            .iter()
+            .map(|w| (w.run_seq, w.attempts))
+            .collect();
+        assert_eq!(window, [(3, 1), (2, 2), (1, 1)]);
+        assert_eq!(store.results_since(2, 2).unwrap().len(), 1);
+        let attempts = store.attempts("a", 2).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(
+            attempts[0].failure.as_ref().map(|f| f.message.as_str()),
+            Some("boom")
+        );
+        assert_eq!(store.results_of_run(2).unwrap().len(), 2);
+        // The window read stays an index range read per partition (the
+        // planner is told off the plans a table of five rows would get).
+        client
+            .batch_execute(
+                "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off",
+            )
+            .unwrap();
+        let plan: Vec<String> = client
+            .query(
+                "EXPLAIN SELECT run, outcome FROM flake_results WHERE test = 1 AND run >= 0
+                 ORDER BY run DESC",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Merge Append"), "{plan}");
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Sort  ("),
+            "{plan}"
+        );
+    }
 }
