@@ -177,7 +177,6 @@ mod tests {
 mod pg_tests {
     use std::collections::{HashMap, HashSet};
 
-    use super::*;
     use crate::meta::RunMeta;
     use crate::model::{Attempt, AttemptStatus, Failure, TestResult};
     use crate::store::postgres::PgBackend;
