@@ -164,7 +164,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
     // 1 % of the tests do not run in February: they keep their newest
     // result, in January, as rarely run tests do.
     let feb: Vec<TestResult> = (1..=tests)
-        .filter(|i| !i.is_multiple_of(100))
+        .filter(|i| i % 100 != 0)
         .map(|i| pass(&format!("test_{i}")))
         .collect();
     let in_feb: HashSet<&str> = feb.iter().map(|r| r.id.as_str()).collect();
