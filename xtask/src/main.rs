@@ -12,6 +12,7 @@
 mod bench;
 mod bench_history;
 mod bench_pg;
+mod bench_pg_month;
 mod bench_prune;
 mod fixtures;
 mod render_report;
@@ -28,6 +29,7 @@ usage: cargo xtask <task>
   bench-history [--tests N] [--runs N] [--iterations N] [--dir PATH] [--reuse]
   bench-scale [same flags as bench-history]   stats and report at 100,000 tests x 50 runs
   bench-prune [same flags as bench-history]   db prune of the oldest fifth of the runs
+  bench-pg-month [--results N] [--tests N]   PostgreSQL db prune dropping a month of 10 M results
   bench-pg [--rounds N] [--writers N] [--tests N] [--runs N] [--iterations N]
                                         PostgreSQL vs SQLite (needs CARGO_FLAKE_TEST_DATABASE_URL)
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Some("bench-pg") => {
             bench_pg::Options::parse(rest).and_then(|o| bench_pg::run(root, &o).map(|_| true))
         }
+        Some("bench-pg-month") => bench_pg_month::run(rest).map(|_| true),
         Some("bench-history") => bench_history::Options::parse(rest, root)
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
         Some("bench-prune") => bench_prune::options(rest, root)

@@ -43,6 +43,7 @@
 //! passfile (`connect.rs`), and only the masked URL ever appears in a message.
 
 mod connect;
+mod partition;
 mod prune;
 mod read;
 mod schema;
@@ -76,6 +77,9 @@ pub struct PgBackend {
     client: RefCell<Client>,
     shown: String,
     windows: RefCell<read::WindowCache>,
+    // Months whose partitions this connection made or found: a writer
+    // checks again under the month's lock, so a stale entry costs only that.
+    buckets: RefCell<std::collections::HashSet<i32>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -100,6 +104,7 @@ impl PgBackend {
             client: RefCell::new(client),
             shown,
             windows: RefCell::default(),
+            buckets: RefCell::default(),
         })
     }
 
@@ -119,6 +124,7 @@ impl PgBackend {
             client: RefCell::new(client),
             shown,
             windows: RefCell::default(),
+            buckets: RefCell::default(),
         })
     }
 

@@ -24,8 +24,10 @@
 
 use std::collections::HashMap;
 
+use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, Transaction};
 
+use super::partition::{self, RETAINED};
 use super::{INTERN_LOCK, PgBackend, sql_err};
 use crate::store::{PrunePlan, PruneSummary, StoreError};
 
@@ -36,6 +38,22 @@ const TEST_BATCH: usize = 500;
 
 /// Emptied runs deleted per transaction.
 const RUN_BATCH: usize = 1_000;
+
+/// A month is dropped when the results it keeps are at most this share
+/// (1/n) of it: moving them costs about what deleting as many would, so
+/// beyond that the row path is as cheap and leaves bucket 0 small.
+const KEPT_SHARE: i64 = 2;
+
+/// How long a month's drop waits for the table locks it needs (writers
+/// committing, readers) before leaving the month to the row path.
+const DROP_LOCK_TIMEOUT: &str = "3s";
+
+/// What dropping one month removed.
+struct Dropped {
+    results: u64,
+    attempts: u64,
+    failures: u64,
+}
 
 /// The results of the batch's tests that the plan lets go, as `(test, run)`:
 /// `$1`/`$2` the batch's tests with their `keep_from` (NULL: keep the
@@ -113,10 +131,12 @@ impl PgBackend {
         let client = self.client.get_mut();
         let row = client
             .query_one(
+                // From the runs' counters (`total = results + pruned`, which
+                // `db check` holds): counting the rows would read every
+                // result, seconds on a long history, longer than a drop.
                 "SELECT (SELECT count(*) FROM flake_runs WHERE project = $1),
-                    (SELECT count(*) FROM flake_results r JOIN flake_runs u ON u.id = r.run
-                     WHERE u.project = $1),
-                    (SELECT count(*) FROM flake_results)",
+                    (SELECT coalesce(sum(total - pruned), 0)::bigint FROM flake_runs WHERE project = $1),
+                    (SELECT coalesce(sum(total - pruned), 0)::bigint FROM flake_runs)",
                 &[&project],
             )
             .map_err(&sql)?;
@@ -140,8 +160,8 @@ impl PgBackend {
             summary.bytes_after = bytes_before.saturating_sub(estimate as u64);
             return Ok(summary);
         }
-        job.run(client, &mut summary).map_err(&sql)?;
-        if summary.results > 0 {
+        let deleted = job.run(client, &mut summary).map_err(&sql)?;
+        if deleted > 0 {
             // Plain VACUUM takes no lock writers wait for, and makes the
             // freed pages reusable and the index-only scans of the stats
             // index-only again; VACUUM FULL would lock the tables.
@@ -208,16 +228,183 @@ impl Job<'_> {
         p
     }
 
-    /// Prunes, a transaction per batch, adding what went to `summary`.
-    fn run(&self, client: &mut Client, summary: &mut PruneSummary) -> Result<(), postgres::Error> {
+    /// Prunes, a transaction per dropped month then per batch of tests,
+    /// adding what went to `summary`; returns the results deleted row by row.
+    fn run(&self, client: &mut Client, summary: &mut PruneSummary) -> Result<u64, postgres::Error> {
         let tests = self.tests(client)?;
         let keep = self.keep_by_test();
+        self.drop_months(client, &tests, summary)?;
+        let dropped = summary.results;
         for chunk in tests.chunks(self.batch) {
             let mut tx = client.transaction()?;
             self.prune_tests(&mut tx, chunk, &self.params(chunk, &keep), summary)?;
             tx.commit()?;
         }
-        self.prune_runs(client, summary)
+        self.prune_runs(client, summary)?;
+        Ok(summary.results - dropped)
+    }
+
+    /// Drops the months (buckets) that hold only this project's runs, all
+    /// of them older than `before`, and keep few results: their kept results
+    /// and attempts move to bucket 0 first. One transaction per month, so a
+    /// month's drop is all or nothing. A month that does not qualify, or
+    /// whose locks do not come in time, is left to the row-deleting batches,
+    /// which remove the same rows, only slower.
+    fn drop_months(
+        &self,
+        client: &mut Client,
+        tests: &[i64],
+        summary: &mut PruneSummary,
+    ) -> Result<(), postgres::Error> {
+        let months: Vec<i32> = client
+            .query(
+                "SELECT bucket FROM flake_runs WHERE bucket <> $3 GROUP BY bucket
+                 HAVING bool_and(project = $1 AND id < $2) ORDER BY bucket",
+                &[&self.project, &self.plan.before, &RETAINED],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if months.is_empty() {
+            return Ok(());
+        }
+        let keep_from: Vec<Option<i64>> = tests
+            .iter()
+            .map(|t| self.plan.keep_from.get(t).copied())
+            .collect();
+        let (kept_tests, kept_runs): (Vec<i64>, Vec<i64>) = self.plan.keep.iter().copied().unzip();
+        for month in months {
+            let mut tx = client.transaction()?;
+            match self.drop_month(&mut tx, month, tests, &keep_from, &kept_tests, &kept_runs) {
+                Ok(Some(gone)) => {
+                    tx.commit()?;
+                    summary.results += gone.results;
+                    summary.attempts += gone.attempts;
+                    summary.failures += gone.failures;
+                }
+                // Dropping the transaction rolls it back.
+                Ok(None) => {}
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(&SqlState::LOCK_NOT_AVAILABLE | &SqlState::T_R_DEADLOCK_DETECTED)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the results of `month` the plan keeps to bucket 0 and drops the
+    /// month's partitions, in `tx`; `None` when the month no longer
+    /// qualifies once locked (a run recorded into it meanwhile) or keeps
+    /// too much for a move to pay.
+    fn drop_month(
+        &self,
+        tx: &mut Transaction<'_>,
+        month: i32,
+        tests: &[i64],
+        keep_from: &[Option<i64>],
+        kept_tests: &[i64],
+        kept_runs: &[i64],
+    ) -> Result<Option<Dropped>, postgres::Error> {
+        // Dropping a partition locks the whole table for a moment: waiting
+        // for a long run's commit meanwhile would stall every reader queued
+        // behind, so the month is left to the row path instead.
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))?;
+        // Writers hold the month's lock shared from before they create or
+        // join one of its runs to their commit: once it is held here, no run
+        // of the month is being written, and none starts until commit.
+        tx.execute(&partition::bucket_lock(true), &[&month])?;
+        let row = tx.query_one(
+            "WITH locked AS (SELECT id, project, total, pruned FROM flake_runs WHERE bucket = $1
+                             ORDER BY id FOR UPDATE)
+             SELECT bool_and(project = $2 AND id < $3), coalesce(sum(total - pruned), 0)::bigint
+             FROM locked",
+            &[&month, &self.project, &self.plan.before],
+        )?;
+        if row.get::<_, Option<bool>>(0) != Some(true) {
+            return Ok(None);
+        }
+        // `total = results + pruned` holds per run (`db check`): the month's
+        // results counted without reading its millions of rows.
+        let stored: i64 = row.get(1);
+        tx.batch_execute(
+            "CREATE TEMPORARY TABLE flake_prune_kept (test bigint, run bigint, PRIMARY KEY (test, run))
+                 ON COMMIT DROP",
+        )?;
+        // Every run of the month is older than `before`, so a result stays
+        // exactly when it is at or after its test's `keep_from` (its newest
+        // result, for a test without one) or in `keep`: one range read per
+        // test, of the rows kept only.
+        let kept = tx.execute(
+            "INSERT INTO flake_prune_kept
+             WITH k AS (
+                SELECT b.test, coalesce(b.keep_from,
+                    (SELECT max(m.run) FROM flake_results m WHERE m.test = b.test)) AS keep_from
+                FROM unnest($2::bigint[], $3::bigint[]) b(test, keep_from))
+             SELECT r.test, r.run FROM k JOIN flake_results r ON r.test = k.test AND r.run >= k.keep_from
+             WHERE r.bucket = $1
+             UNION
+             SELECT r.test, r.run FROM unnest($4::bigint[], $5::bigint[]) p(test, run)
+             JOIN flake_results r ON r.test = p.test AND r.run = p.run WHERE r.bucket = $1",
+            &[&month, &tests, &keep_from, &kept_tests, &kept_runs],
+        )? as i64;
+        if kept * KEPT_SHARE > stored {
+            return Ok(None);
+        }
+        let attempts: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM flake_attempts WHERE bucket = $1",
+                &[&month],
+            )?
+            .get(0);
+        let failures: Vec<i64> = tx
+            .query(
+                "SELECT DISTINCT failure FROM flake_attempts WHERE bucket = $1 AND failure IS NOT NULL",
+                &[&month],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            "INSERT INTO flake_results (test, run, bucket, outcome, attempts, duration_ms)
+             SELECT r.test, r.run, $2, r.outcome, r.attempts, r.duration_ms
+             FROM flake_prune_kept k JOIN flake_results r ON r.test = k.test AND r.run = k.run
+             WHERE r.bucket = $1",
+            &[&month, &RETAINED],
+        )?;
+        let moved_attempts = tx.execute(
+            "INSERT INTO flake_attempts (test, run, bucket, attempt, status, duration_ms, failure)
+             SELECT a.test, a.run, $2, a.attempt, a.status, a.duration_ms, a.failure
+             FROM flake_prune_kept k JOIN flake_attempts a ON a.test = k.test AND a.run = k.run
+             WHERE a.bucket = $1",
+            &[&month, &RETAINED],
+        )? as i64;
+        tx.execute(
+            "UPDATE flake_runs u SET bucket = $2,
+                pruned = u.total - coalesce((SELECT count(*) FROM flake_prune_kept k WHERE k.run = u.id), 0)
+             WHERE u.bucket = $1",
+            &[&month, &RETAINED],
+        )?;
+        let [results_part, attempts_part] = partition::partition_names(month);
+        tx.batch_execute(&format!(
+            "DROP TABLE {results_part}; DROP TABLE {attempts_part};"
+        ))?;
+        let mut gone = Dropped {
+            results: (stored - kept).max(0) as u64,
+            attempts: (attempts - moved_attempts).max(0) as u64,
+            failures: 0,
+        };
+        if !failures.is_empty() {
+            intern_lock(tx)?;
+            gone.failures = tx.execute(
+                "DELETE FROM flake_failures f WHERE f.id = ANY($1)
+                   AND NOT EXISTS (SELECT 1 FROM flake_attempts a WHERE a.failure = f.id)",
+                &[&failures],
+            )?;
+        }
+        Ok(Some(gone))
     }
 
     /// Counts what [`Job::run`] would remove, in one snapshot, changing

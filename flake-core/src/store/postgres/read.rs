@@ -103,7 +103,9 @@ impl PgBackend {
     pub(crate) fn results_of_run(&self, run_seq: i64) -> Result<Vec<ResultRecord>, StoreError> {
         let rows = self.query(
             "SELECT t.name, r.run, r.outcome, r.attempts, r.duration_ms FROM flake_results r
-             JOIN flake_tests t ON t.id = r.test WHERE r.run = $1 ORDER BY t.name",
+             JOIN flake_tests t ON t.id = r.test
+             WHERE r.run = $1 AND r.bucket = (SELECT bucket FROM flake_runs WHERE id = $1)
+             ORDER BY t.name",
             &[&run_seq],
         )?;
         rows.iter()
@@ -345,7 +347,8 @@ impl PgBackend {
             "SELECT a.run, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output, t.name
              FROM flake_attempts a JOIN flake_tests t ON t.id = a.test
              LEFT JOIN flake_failures f ON f.id = a.failure
-             WHERE a.run = $1 ORDER BY t.name, a.attempt",
+             WHERE a.run = $1 AND a.bucket = (SELECT bucket FROM flake_runs WHERE id = $1)
+             ORDER BY t.name, a.attempt",
             &[&run_seq],
         )?;
         self.decode_attempts(&rows)
@@ -422,6 +425,11 @@ impl PgBackend {
                 "SELECT count(*) FROM flake_attempts a WHERE a.failure IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM flake_failures f WHERE f.id = a.failure)",
                 "attempts point to a missing failure text",
+            ),
+            (
+                "SELECT count(*) FROM flake_results r JOIN flake_runs u ON u.id = r.run
+                 WHERE r.bucket <> u.bucket",
+                "results are in another month's partition than their run",
             ),
         ] {
             let n = count(q)?;

@@ -117,6 +117,66 @@ const MIGRATIONS: &[&str] = &[
         revoked_at bigint
     );
     "#,
+    // 3 -> 4: results and attempts partitioned by the month their run was
+    // created in, so that a prune drops an old month instead of deleting its
+    // rows one by one. A run's `bucket` is fixed when the run row is created
+    // (later metadata never moves its rows) and is the only thing routing
+    // them: every result and attempt carries its run's bucket. Bucket 0 holds
+    // what a prune kept of the months it dropped. The tables are rebuilt
+    // (copied month by month, the indexes built afterwards in bulk), since
+    // PostgreSQL cannot turn a table into a partitioned one in place.
+    r#"
+    ALTER TABLE flake_runs ADD COLUMN bucket integer;
+    UPDATE flake_runs SET bucket = to_char(
+        to_timestamp(least(greatest(started_at, -62135596800000), 253402300799000) / 1000.0)
+            AT TIME ZONE 'UTC', 'YYYYMM')::integer;
+    ALTER TABLE flake_runs ALTER COLUMN bucket SET NOT NULL;
+    CREATE TABLE flake_results_new (
+        test        bigint   NOT NULL,
+        run         bigint   NOT NULL,
+        bucket      integer  NOT NULL,
+        outcome     smallint NOT NULL,
+        attempts    integer  NOT NULL,
+        duration_ms bigint
+    ) PARTITION BY LIST (bucket);
+    CREATE TABLE flake_attempts_new (
+        test        bigint   NOT NULL,
+        run         bigint   NOT NULL,
+        bucket      integer  NOT NULL,
+        attempt     integer  NOT NULL,
+        status      smallint NOT NULL,
+        duration_ms bigint,
+        failure     bigint
+    ) PARTITION BY LIST (bucket);
+    CREATE TABLE flake_results_retained PARTITION OF flake_results_new FOR VALUES IN (0);
+    CREATE TABLE flake_attempts_retained PARTITION OF flake_attempts_new FOR VALUES IN (0);
+    DO $$
+    DECLARE b integer;
+    BEGIN
+        FOR b IN SELECT DISTINCT bucket FROM flake_runs WHERE bucket <> 0 LOOP
+            EXECUTE format('CREATE TABLE flake_results_p%s PARTITION OF flake_results_new FOR VALUES IN (%s)', b, b);
+            EXECUTE format('CREATE TABLE flake_attempts_p%s PARTITION OF flake_attempts_new FOR VALUES IN (%s)', b, b);
+        END LOOP;
+    END $$;
+    -- Rows of a missing run (which `db check` reports) keep to bucket 0.
+    INSERT INTO flake_results_new (test, run, bucket, outcome, attempts, duration_ms)
+        SELECT r.test, r.run, coalesce(u.bucket, 0), r.outcome, r.attempts, r.duration_ms
+        FROM flake_results r LEFT JOIN flake_runs u ON u.id = r.run ORDER BY r.test, r.run;
+    INSERT INTO flake_attempts_new (test, run, bucket, attempt, status, duration_ms, failure)
+        SELECT a.test, a.run, coalesce(u.bucket, 0), a.attempt, a.status, a.duration_ms, a.failure
+        FROM flake_attempts a LEFT JOIN flake_runs u ON u.id = a.run;
+    DROP TABLE flake_results;
+    DROP TABLE flake_attempts;
+    ALTER TABLE flake_results_new RENAME TO flake_results;
+    ALTER TABLE flake_attempts_new RENAME TO flake_attempts;
+    -- A partitioned table's keys must hold the partition key; the bucket
+    -- follows from the run, so (test, run) stays unique in practice.
+    ALTER TABLE flake_results ADD PRIMARY KEY (test, run, bucket) INCLUDE (outcome);
+    CREATE INDEX flake_results_run ON flake_results (run);
+    ALTER TABLE flake_attempts ADD PRIMARY KEY (test, run, attempt, bucket);
+    CREATE INDEX flake_attempts_failure ON flake_attempts (failure) WHERE failure IS NOT NULL;
+    CREATE INDEX flake_runs_bucket ON flake_runs (bucket);
+    "#,
 ];
 
 /// The schema version this build writes to PostgreSQL (its own sequence,
@@ -378,5 +438,108 @@ mod tests {
             )
             .unwrap();
         assert!(indexed.is_some());
+    }
+
+    #[test]
+    fn a_schema_2_history_migrates_to_monthly_partitions_and_reads_the_same() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let mut client = db.client();
+        client.batch_execute(MIGRATIONS[0]).unwrap();
+        client.batch_execute(MIGRATIONS[1]).unwrap();
+        // Runs 1 and 2 in January 2020, run 3 in March 2020; test 1 flaky in run 2.
+        client
+            .batch_execute(
+                "INSERT INTO flake_schema_version (application, version) VALUES ('cargo-flake', 2);
+                 INSERT INTO flake_tests (id, project, name) VALUES (1, 'p', 'a'), (2, 'p', 'b');
+                 INSERT INTO flake_runs (id, project, run_key, started_at, finished_at, source_format,
+                     total, passed, flaky) VALUES
+                     (1, 'p', 'r1', 1579046400000, 1579046400001, 'nextest', 2, 2, 0),
+                     (2, 'p', 'r2', 1579046400002, 1579046400003, 'nextest', 2, 1, 1),
+                     (3, 'p', 'r3', 1584230400000, 1584230400001, 'nextest', 1, 1, 0);
+                 INSERT INTO flake_results VALUES (1, 1, 0, 1, 5), (2, 1, 0, 1, 5),
+                     (1, 2, 1, 2, 7), (2, 2, 0, 1, 5), (1, 3, 0, 1, 4);
+                 INSERT INTO flake_failures (id, digest, message, output) VALUES (1, '\\x01', 'boom', '');
+                 INSERT INTO flake_attempts VALUES (1, 2, 1, 1, 3, 1), (1, 2, 2, 0, 7, NULL);",
+            )
+            .unwrap();
+        let store = crate::store::Store::from_backend(Box::new(
+            super::super::PgBackend::connect(db.url()).unwrap(),
+        ))
+        .with_project("p")
+        .unwrap();
+        let check = store.check().unwrap();
+        assert_eq!(check.schema_version, SCHEMA_VERSION);
+        assert!(check.problems.is_empty(), "{check:?}");
+        assert_eq!((check.results, check.attempts), (5, 2));
+        let parts: Vec<String> = client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'flake_results'::regclass ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "flake_results_p202001",
+                "flake_results_p202003",
+                "flake_results_retained"
+            ]
+        );
+        let in_jan: i64 = client
+            .query_one("SELECT count(*) FROM flake_attempts_p202001", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(in_jan, 2);
+        let buckets: Vec<i32> = client
+            .query("SELECT bucket FROM flake_runs ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(buckets, [202_001, 202_001, 202_003]);
+        let window: Vec<(i64, i64)> = store
+            .window(1, 10)
+            .unwrap()
+            .iter()
+            .map(|w| (w.run_seq, w.attempts))
+            .collect();
+        assert_eq!(window, [(3, 1), (2, 2), (1, 1)]);
+        assert_eq!(store.results_since(2, 2).unwrap().len(), 1);
+        let attempts = store.attempts("a", 2).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(
+            attempts[0].failure.as_ref().map(|f| f.message.as_str()),
+            Some("boom")
+        );
+        assert_eq!(store.results_of_run(2).unwrap().len(), 2);
+        // The window read stays an index range read per partition (the
+        // planner is told off the plans a table of five rows would get).
+        client
+            .batch_execute(
+                "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off",
+            )
+            .unwrap();
+        let plan: Vec<String> = client
+            .query(
+                "EXPLAIN SELECT run, outcome FROM flake_results WHERE test = 1 AND run >= 0
+                 ORDER BY run DESC",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Merge Append"), "{plan}");
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Sort  ("),
+            "{plan}"
+        );
     }
 }

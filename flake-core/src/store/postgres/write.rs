@@ -16,7 +16,7 @@ use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use rustc_hash::FxHashMap;
 
-use super::{PgBackend, sql_err};
+use super::{PgBackend, partition, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
 use crate::store::merge::{ResultRow, check_same_revision, failure_digest, merge_row};
@@ -35,6 +35,8 @@ pub(crate) struct RunWriter<'a> {
     shown: String,
     project: String,
     run: i64,
+    // The run's bucket (see `partition.rs`), whose lock this transaction holds shared.
+    bucket: i32,
     // Whether this transaction created the run row: then no result of it
     // exists yet and rows can be copied straight into the tables.
     fresh_run: bool,
@@ -106,17 +108,44 @@ impl PgBackend {
         let sql = sql_err(&shown);
         // Pages read before this write would be stale after it.
         *self.windows.get_mut() = Default::default();
-        let mut tx = self.client.get_mut().transaction().map_err(&sql)?;
+        let client = self.client.get_mut();
+        // A further shard goes to its run's month, which may be an old one
+        // (or bucket 0): its partitions exist, and none is made for the
+        // month of this shard's start.
+        let recorded: Option<i32> = client
+            .query_opt(
+                "SELECT bucket FROM flake_runs WHERE project = $1 AND run_key = $2",
+                &[&project, &meta.run_id],
+            )
+            .map_err(&sql)?
+            .map(|r| r.get(0));
+        let bucket = recorded.unwrap_or_else(|| partition::bucket_of(meta.started_at));
+        if !self.buckets.get_mut().contains(&bucket) {
+            partition::ensure(client, &shown, bucket)?;
+            self.buckets.get_mut().insert(bucket);
+        }
+        let mut tx = client.transaction().map_err(&sql)?;
+        tx.execute(&partition::bucket_lock(false), &[&bucket])
+            .map_err(&sql)?;
+        if !partition::exists(&mut tx, &shown, bucket)? {
+            // A prune dropped the month since its partitions were made (a
+            // late run of an old month): made again here, in the run's
+            // transaction, which is rare enough that its longer lock on the
+            // parent tables does not matter.
+            partition::ensure_in(&mut tx, &shown, bucket)?;
+        }
         // A concurrent writer of the same run id holds the key until it
         // commits; this insert waits for it, then finds its run.
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&project, &meta.run_id];
         params.extend(meta_columns(meta));
+        params.push(&bucket);
         let created = tx.query_opt(INSERT_RUN, &params).map_err(&sql)?;
         let mut writer = RunWriter {
             tx: RefCell::new(tx),
             shown,
             project: project.to_owned(),
             run: 0,
+            bucket,
             fresh_run: created.is_some(),
             recorded_rev: None,
             index: FxHashMap::default(),
@@ -167,9 +196,28 @@ impl RunWriter<'_> {
     fn join_recorded(&mut self, meta: &RunMeta) -> Result<bool, StoreError> {
         let sql = self.sql();
         let tx = self.tx.get_mut();
+        // The recorded run's bucket is locked before the run itself, in the
+        // order a prune dropping the month takes them, so the two never wait
+        // for each other in a cycle; a prune that moved the run meanwhile
+        // moved it to bucket 0, which is never dropped.
         let Some(row) = tx
             .query_opt(
-                "SELECT id, commit_sha, branch FROM flake_runs WHERE project = $1 AND run_key = $2 FOR UPDATE",
+                "SELECT bucket FROM flake_runs WHERE project = $1 AND run_key = $2",
+                &[&self.project, &meta.run_id],
+            )
+            .map_err(&sql)?
+        else {
+            return Ok(false);
+        };
+        let bucket: i32 = row.get(0);
+        if bucket != self.bucket && bucket != partition::RETAINED {
+            tx.execute(&partition::bucket_lock(false), &[&bucket])
+                .map_err(&sql)?;
+        }
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id, commit_sha, branch, bucket FROM flake_runs WHERE project = $1 AND run_key = $2
+                 FOR UPDATE",
                 &[&self.project, &meta.run_id],
             )
             .map_err(&sql)?
@@ -178,9 +226,14 @@ impl RunWriter<'_> {
         };
         let (run, commit, branch): (i64, Option<String>, Option<String>) =
             (row.get(0), row.get(1), row.get(2));
+        let recorded: i32 = row.get(3);
+        if recorded != bucket && recorded != partition::RETAINED {
+            return Err(damaged(&self.shown, "a run moved to another month"));
+        }
         check_same_revision(&meta.run_id, &commit, &branch, meta)?;
         self.recorded_rev = Some((commit, branch));
         self.run = run;
+        self.bucket = recorded;
         tx.execute(
             "UPDATE flake_runs SET started_at = least(started_at, $2), finished_at = greatest(finished_at, $3),
                 commit_sha = coalesce(commit_sha, $4), branch = coalesce(branch, $5)
@@ -191,8 +244,8 @@ impl RunWriter<'_> {
         let rows = tx
             .query(
                 "SELECT r.test, t.name, r.outcome, r.attempts, r.duration_ms FROM flake_results r
-                 JOIN flake_tests t ON t.id = r.test WHERE r.run = $1",
-                &[&run],
+                 JOIN flake_tests t ON t.id = r.test WHERE r.run = $1 AND r.bucket = $2",
+                &[&run, &self.bucket],
             )
             .map_err(&sql)?;
         for row in rows {
@@ -476,6 +529,7 @@ impl RunWriter<'_> {
     fn write_rows(&mut self) -> Result<(), StoreError> {
         let sql = self.sql();
         let run = self.run;
+        let bucket = self.bucket;
         let fresh = self.fresh_run;
         let tx = self.tx.get_mut();
         if !fresh {
@@ -487,13 +541,20 @@ impl RunWriter<'_> {
             .map_err(&sql)?;
         }
         let into = if fresh {
-            "COPY flake_results (test, run, outcome, attempts, duration_ms) FROM STDIN BINARY"
+            "COPY flake_results (test, run, bucket, outcome, attempts, duration_ms) FROM STDIN BINARY"
         } else {
-            "COPY flake_stage_results (test, run, outcome, attempts, duration_ms) FROM STDIN BINARY"
+            "COPY flake_stage_results (test, run, bucket, outcome, attempts, duration_ms) FROM STDIN BINARY"
         };
         let mut copy = BinaryCopyInWriter::new(
             tx.copy_in(into).map_err(&sql)?,
-            &[Type::INT8, Type::INT8, Type::INT2, Type::INT4, Type::INT8],
+            &[
+                Type::INT8,
+                Type::INT8,
+                Type::INT4,
+                Type::INT2,
+                Type::INT4,
+                Type::INT8,
+            ],
         );
         // In key order: the (test, run) index then fills mostly at its end.
         let mut order: Vec<usize> = (0..self.entries.len())
@@ -505,6 +566,7 @@ impl RunWriter<'_> {
             copy.write(&[
                 &test,
                 &run,
+                &bucket,
                 &(e.row.outcome.code() as i16),
                 &small(e.row.attempts),
                 &e.row.duration,
@@ -514,14 +576,16 @@ impl RunWriter<'_> {
         copy.finish().map_err(&sql)?;
 
         let into = if fresh {
-            "COPY flake_attempts (test, run, attempt, status, duration_ms, failure) FROM STDIN BINARY"
+            "COPY flake_attempts (test, run, bucket, attempt, status, duration_ms, failure)
+             FROM STDIN BINARY"
         } else {
-            "COPY flake_stage_attempts (test, run, attempt, status, duration_ms, failure, replace)
+            "COPY flake_stage_attempts (test, run, bucket, attempt, status, duration_ms, failure, replace)
              FROM STDIN BINARY"
         };
         let mut types = vec![
             Type::INT8,
             Type::INT8,
+            Type::INT4,
             Type::INT4,
             Type::INT2,
             Type::INT8,
@@ -537,8 +601,15 @@ impl RunWriter<'_> {
                 let failure = a.failure.map(|i| self.failures[i].id);
                 let status = a.status.code() as i16;
                 let attempt = small(a.attempt);
-                let mut row: Vec<&(dyn ToSql + Sync)> =
-                    vec![&test, &run, &attempt, &status, &a.duration, &failure];
+                let mut row: Vec<&(dyn ToSql + Sync)> = vec![
+                    &test,
+                    &run,
+                    &bucket,
+                    &attempt,
+                    &status,
+                    &a.duration,
+                    &failure,
+                ];
                 if !fresh {
                     row.push(&a.replace);
                 }
@@ -549,16 +620,19 @@ impl RunWriter<'_> {
 
         if !fresh {
             tx.batch_execute(
-                "INSERT INTO flake_results SELECT * FROM flake_stage_results
-                 ON CONFLICT (test, run) DO UPDATE SET outcome = excluded.outcome,
+                "INSERT INTO flake_results (test, run, bucket, outcome, attempts, duration_ms)
+                    SELECT test, run, bucket, outcome, attempts, duration_ms FROM flake_stage_results
+                 ON CONFLICT (test, run, bucket) DO UPDATE SET outcome = excluded.outcome,
                     attempts = excluded.attempts, duration_ms = excluded.duration_ms;
-                 INSERT INTO flake_attempts SELECT test, run, attempt, status, duration_ms, failure
+                 INSERT INTO flake_attempts (test, run, bucket, attempt, status, duration_ms, failure)
+                    SELECT test, run, bucket, attempt, status, duration_ms, failure
                     FROM flake_stage_attempts WHERE replace
-                 ON CONFLICT (test, run, attempt) DO UPDATE SET status = excluded.status,
+                 ON CONFLICT (test, run, attempt, bucket) DO UPDATE SET status = excluded.status,
                     duration_ms = excluded.duration_ms, failure = excluded.failure;
-                 INSERT INTO flake_attempts SELECT test, run, attempt, status, duration_ms, failure
+                 INSERT INTO flake_attempts (test, run, bucket, attempt, status, duration_ms, failure)
+                    SELECT test, run, bucket, attempt, status, duration_ms, failure
                     FROM flake_stage_attempts WHERE NOT replace
-                 ON CONFLICT (test, run, attempt) DO NOTHING;",
+                 ON CONFLICT (test, run, attempt, bucket) DO NOTHING;",
             )
             .map_err(&sql)?;
         }
@@ -711,8 +785,8 @@ fn damaged(shown: &str, what: &str) -> StoreError {
 
 /// Creates the run row of a new run id; nothing (no row) when it exists.
 const INSERT_RUN: &str = "INSERT INTO flake_runs (project, run_key, commit_sha, branch, tree_sha, dirty, started_at,
-        finished_at, host, os, target, ci_provider, ci_job, ci_run, runner, runner_version, source_format)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        finished_at, host, os, target, ci_provider, ci_job, ci_run, runner, runner_version, source_format, bucket)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
      ON CONFLICT (project, run_key) DO NOTHING RETURNING id";
 
 /// An attempt count or number as stored (`integer`).
