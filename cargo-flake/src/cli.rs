@@ -113,6 +113,40 @@ pub struct ServeArgs {
     /// Largest upload accepted (bytes, or with a unit: 256MiB).
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size_arg)]
     pub max_body: u64,
+    /// Prune every project on this schedule (e.g. 6h, 1d, 30m); off by
+    /// default. One replica prunes at a time; what went shows in /metrics.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub prune_every: Option<std::time::Duration>,
+    /// Scheduled prunes keep runs that started within this many days.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_525))]
+    pub keep_days: Option<u32>,
+    /// Scheduled prunes keep each project's newest N runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_runs: Option<u32>,
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; expected e.g. 30m, 6h or 1d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a duration; expected e.g. 30m, 6h or 1d"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err("the prune interval must be longer than 0".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// `cargo flake token ...`.

@@ -70,11 +70,14 @@ pub struct Planned {
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Plans a prune of the project of `store` under `limits`, at time `now_ms`,
-/// keeping what the decisions of `config` over the quarantine `entries` read.
+/// keeping what the decisions of `config` over the quarantine `entries`
+/// read. `None` for entries (the service, which has no quarantine file):
+/// any test may be quarantined, so run rows are kept from the oldest last
+/// sighting of any test.
 pub fn plan(
     store: &Store,
     config: &Config,
-    entries: &[Entry],
+    entries: Option<&[Entry]>,
     limits: &Retention,
     now_ms: i64,
 ) -> Result<Planned, StoreError> {
@@ -145,6 +148,21 @@ pub fn plan(
             .map(|r| r.seq),
     );
     // Stale detection counts the runs since each entry's test was last seen.
+    let every_test;
+    let entries = match entries {
+        Some(e) => e,
+        None => {
+            every_test = store
+                .tests()?
+                .into_iter()
+                .map(|t| Entry {
+                    id: t.id,
+                    ..Entry::default()
+                })
+                .collect::<Vec<_>>();
+            &every_test[..]
+        }
+    };
     let last_seen = stats::last_seen(store, entries.iter().map(|e| e.id.as_str()))?;
     let oldest_reference = entries
         .iter()

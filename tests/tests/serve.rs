@@ -345,3 +345,107 @@ fn the_service_authenticates_records_and_answers_on_postgres() {
     let location = flake_core::store::Location::parse(pg.url()).unwrap();
     scenario(dir.path(), &["--database-url", pg.url()], &location);
 }
+
+/// `--prune-every`: the service prunes on its schedule, says so in
+/// `/metrics`, and the statistics the default policy reads are the same.
+#[test]
+fn the_service_prunes_on_a_schedule_and_counts_it_in_metrics() {
+    use flake_core::meta::RunMeta;
+    use flake_core::model::{Attempt, AttemptStatus, Failure, TestResult};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut store = flake_core::store::Store::open(&db)
+        .unwrap()
+        .with_project(PROJECT)
+        .unwrap();
+    // 80 runs of 30 tests, a day apart, one test flaky now and then: more
+    // than the default window (50), so the oldest runs can go.
+    let now = flake_core::meta::now_ms();
+    for i in 0..80i64 {
+        let meta = RunMeta {
+            run_id: format!("r{i}"),
+            commit: Some(format!("{i:040x}")),
+            branch: Some("main".into()),
+            started_at: now - (80 - i) * 86_400_000,
+            finished_at: now - (80 - i) * 86_400_000 + 1,
+            source_format: "synthetic".into(),
+            ..RunMeta::default()
+        };
+        let results: Vec<TestResult> = (0..30)
+            .map(|t| {
+                let attempts = if t == 0 && i % 5 == 0 {
+                    let f = Failure::from_output(Some("timeout"), "timed out");
+                    vec![
+                        Attempt::failed(AttemptStatus::Fail, Some(3), f),
+                        Attempt::pass(Some(2)),
+                    ]
+                } else {
+                    vec![Attempt::pass(Some(1))]
+                };
+                TestResult::new(format!("mod::t{t}"), attempts)
+            })
+            .collect();
+        store.record_run(&meta, &results, None).unwrap();
+    }
+    let opts = flake_core::stats::StatsOptions::default();
+    let before = flake_core::stats::compute(&store, &opts).unwrap();
+    let results_before = store.check().unwrap().results;
+    drop(store);
+
+    let db_arg = ["--db", db.to_str().unwrap()];
+    let server = Server::start(
+        dir.path(),
+        &db_arg,
+        &["--prune-every", "1s", "--keep-runs", "5"],
+    );
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = ureq::get(&server.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        if metric(&text, "flake_prunes_total").unwrap_or(0.0) >= 1.0 {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prune within 20 s:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let pruned = metric(&text, "flake_pruned_results_total").unwrap();
+    assert!(pruned > 0.0, "{text}");
+    assert!(
+        metric(&text, "flake_last_prune_timestamp_seconds").is_some(),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "flake_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    drop(server);
+    let store = flake_core::store::Store::open_existing(&db)
+        .unwrap()
+        .with_project(PROJECT)
+        .unwrap();
+    let after = flake_core::stats::compute(&store, &opts).unwrap();
+    let check = store.check().unwrap();
+    assert!(check.results < results_before, "{check:?}");
+    assert!(check.problems.is_empty(), "{check:?}");
+    let rows = |s: &flake_core::stats::Stats| -> Vec<(String, u64, u64, u64)> {
+        s.tests
+            .iter()
+            .map(|t| (t.id.clone(), t.runs, t.flaky, t.passed))
+            .collect()
+    };
+    assert_eq!(rows(&before), rows(&after));
+    assert_eq!(before.suite, after.suite);
+}

@@ -100,7 +100,7 @@ fn prune(args: PruneArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Erro
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
     let mut store = open_existing_history(ws, &args.db)?;
     let now = flake_core::meta::now_ms();
-    let planned = retention::plan(&store, &config, quarantine.entries(), &limits, now)?;
+    let planned = retention::plan(&store, &config, Some(quarantine.entries()), &limits, now)?;
     let summary = store.prune(&planned.plan, args.dry_run)?;
     match args.format {
         ListFormat::Json => {

@@ -141,10 +141,30 @@ pub fn clip(s: &str, max: usize) -> String {
 fn serve(args: crate::cli::ServeArgs) -> Result<u8, Error> {
     let (_, ws) = workspace()?;
     let (location, _) = history_location(&ws, &args.db)?;
+    let limits = flake_core::retention::Retention {
+        keep_days: args.keep_days,
+        keep_runs: args.keep_runs.map(|n| n as usize),
+        max_size: None,
+    };
+    let prune = match (args.prune_every, limits.is_empty()) {
+        (Some(every), false) => Some(crate::serve::Schedule { every, limits }),
+        (Some(_), true) => {
+            return Err(Box::new(Usage(
+                "--prune-every needs a limit: --keep-days or --keep-runs".into(),
+            )));
+        }
+        (None, false) => {
+            return Err(Box::new(Usage(
+                "--keep-days and --keep-runs set scheduled prunes: add --prune-every".into(),
+            )));
+        }
+        (None, true) => None,
+    };
     let settings = crate::serve::Settings {
         location,
         listen: args.listen,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        prune,
     };
     crate::serve::run(settings).map_err(|e| -> Error { e.to_string().into() })?;
     Ok(crate::EXIT_OK)

@@ -165,6 +165,15 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
     Ok(Json(json!({"status": "ready"})))
 }
 
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
 /// Anything else.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
@@ -282,6 +291,7 @@ pub async fn upload(
     let status = if outcome.duplicate {
         StatusCode::OK
     } else {
+        app.metrics.upload(outcome.results);
         StatusCode::CREATED
     };
     let body = serde_json::to_value(&outcome).map_err(ApiError::internal)?;

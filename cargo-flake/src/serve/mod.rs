@@ -14,6 +14,8 @@
 //! path, status, duration, project; never a token).
 
 mod api;
+mod maintenance;
+mod metrics;
 mod pool;
 
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use flake_core::store::Location;
 
+pub use maintenance::Schedule;
 pub use pool::Pool;
 
 /// What the handlers share.
@@ -36,6 +39,8 @@ pub struct App {
     pub pool: Pool,
     /// Largest request body accepted, bytes.
     pub max_body: usize,
+    /// What this replica has done (`/metrics`).
+    pub metrics: metrics::Metrics,
 }
 
 /// Settings of one server.
@@ -47,6 +52,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Largest request body, bytes.
     pub max_body: usize,
+    /// Scheduled pruning, if any.
+    pub prune: Option<Schedule>,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then stops accepting, lets the
@@ -71,7 +78,11 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
         let app = Arc::new(App {
             pool,
             max_body: settings.max_body,
+            metrics: metrics::Metrics::default(),
         });
+        if let Some(schedule) = settings.prune.clone() {
+            tokio::spawn(maintenance::run(app.clone(), schedule));
+        }
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -95,34 +106,65 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
         .route("/api/v1/projects/{project}/runs", post(api::upload))
         .route("/api/v1/projects/{project}/stats", get(api::stats))
         .route(
             "/api/v1/projects/{project}/flaky-tests",
             get(api::flaky_tests),
         )
+        .route_layer(middleware::from_fn(tag_route))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
 }
 
-/// One line per request on stderr.
-async fn log_request(State(_app): State<Arc<App>>, request: Request, next: Next) -> Response {
+/// The matched route's template, carried on the response to the log layer
+/// (which runs outside routing and so never sees the match itself).
+#[derive(Clone, Debug)]
+struct RouteTemplate(String);
+
+async fn tag_route(
+    matched: Option<axum::extract::MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let template = matched.map(|m| m.as_str().to_owned());
+    let mut response = next.run(request).await;
+    if let Some(t) = template {
+        response.extensions_mut().insert(RouteTemplate(t));
+    }
+    response
+}
+
+/// One line per request on stderr, and its count in `/metrics`.
+async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+
     let response = next.run(request).await;
     let project = response
         .extensions()
         .get::<api::LoggedProject>()
         .map(|p| p.0.as_str())
         .unwrap_or("-");
+    // The route's template, not the path: a label per project or test id
+    // would grow without bound.
+    let route = response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or("unmatched", |r| r.0.as_str())
+        .to_owned();
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
     eprintln!(
-        "{method} {path} {} {:.1}ms project={project}",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
+        "{method} {path} {status} {:.1}ms project={project}",
+        seconds * 1000.0
     );
+    app.metrics
+        .request(method.as_str(), &route, status, seconds);
     response
 }
 

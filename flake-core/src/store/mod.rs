@@ -144,6 +144,12 @@ macro_rules! forward_backend {
         fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
             $ty::revoke_token(self, id, now_ms)
         }
+        fn try_maintenance_lock(&mut self) -> Result<bool, StoreError> {
+            $ty::try_maintenance_lock(self)
+        }
+        fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
+            $ty::release_maintenance_lock(self)
+        }
     };
 }
 
@@ -270,6 +276,12 @@ pub trait Backend: std::fmt::Debug + Send {
     /// Revokes a token at `now_ms`; `false` when there is no such token or
     /// it was revoked already.
     fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
+    /// Takes the database-wide maintenance lock (scheduled prunes) for this
+    /// connection without waiting: `false` when another process holds it,
+    /// so that of many service replicas one prunes at a time.
+    fn try_maintenance_lock(&mut self) -> Result<bool, StoreError>;
+    /// Releases [`Backend::try_maintenance_lock`].
+    fn release_maintenance_lock(&mut self) -> Result<(), StoreError>;
     /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
     fn attempts_between(
         &self,
@@ -465,6 +477,16 @@ impl Store {
     /// Revokes a token; `false` when it does not exist or was revoked already.
     pub fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         self.backend.revoke_token(id, now_ms)
+    }
+
+    /// See [`Backend::try_maintenance_lock`].
+    pub fn try_maintenance_lock(&mut self) -> Result<bool, StoreError> {
+        self.backend.try_maintenance_lock()
+    }
+
+    /// See [`Backend::release_maintenance_lock`].
+    pub fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
+        self.backend.release_maintenance_lock()
     }
 
     /// The projects of this database with at least one run, by name.

@@ -7,6 +7,9 @@ use postgres::Row;
 use super::{PgBackend, sql_err};
 use crate::store::{Role, StoreError, TokenRecord};
 
+/// The advisory lock of scheduled maintenance ("cflk" then "mant").
+const MAINTENANCE_LOCK: i64 = 0x6366_6c6b_6d61_6e74;
+
 const COLUMNS: &str = "id, project, role, name, hash, created_at, expires_at, revoked_at";
 
 impl PgBackend {
@@ -59,6 +62,27 @@ impl PgBackend {
         rows.iter().map(|r| self.record(r)).collect()
     }
 
+    /// See [`crate::store::Backend::try_maintenance_lock`]: a session-level
+    /// advisory lock, held by this connection until released (or until the
+    /// connection ends, so a replica that dies mid-prune frees it).
+    pub(crate) fn try_maintenance_lock(&mut self) -> Result<bool, StoreError> {
+        let row = self
+            .client
+            .get_mut()
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK])
+            .map_err(sql_err(&self.shown))?;
+        Ok(row.get(0))
+    }
+
+    /// See [`crate::store::Backend::release_maintenance_lock`].
+    pub(crate) fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
+        self.client
+            .get_mut()
+            .execute("SELECT pg_advisory_unlock($1)", &[&MAINTENANCE_LOCK])
+            .map_err(sql_err(&self.shown))?;
+        Ok(())
+    }
+
     /// See [`crate::store::Backend::revoke_token`].
     pub(crate) fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let n = self
@@ -90,5 +114,31 @@ impl PgBackend {
             revoked_at: r.get(7),
             hash: hash.try_into().map_err(|_| damaged("a malformed hash"))?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::postgres::testing::TestDatabase;
+    use crate::store::{Location, Store};
+
+    /// Of two replicas, one holds the maintenance lock at a time; it is free
+    /// again once released, and when its holder's connection ends.
+    #[test]
+    fn one_connection_at_a_time_holds_the_maintenance_lock() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let location = Location::parse(db.url()).unwrap();
+        let mut a = Store::connect(&location).unwrap();
+        let mut b = Store::connect(&location).unwrap();
+        assert!(a.try_maintenance_lock().unwrap());
+        assert!(!b.try_maintenance_lock().unwrap());
+        a.release_maintenance_lock().unwrap();
+        assert!(b.try_maintenance_lock().unwrap());
+        drop(b);
+        let mut c = Store::connect(&location).unwrap();
+        assert!(c.try_maintenance_lock().unwrap(), "a closed connection frees it");
+        c.release_maintenance_lock().unwrap();
     }
 }

@@ -62,6 +62,18 @@ impl SqliteBackend {
         rows.into_iter().map(|r| record(r, &path)).collect()
     }
 
+    /// See [`crate::store::Backend::try_maintenance_lock`]. An SQLite history
+    /// is served by a single node, and a prune's short transactions already
+    /// serialise with every writer: there is no second replica to exclude.
+    pub(crate) fn try_maintenance_lock(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// See [`crate::store::Backend::release_maintenance_lock`].
+    pub(crate) fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// See [`crate::store::Backend::revoke_token`].
     pub(crate) fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let sql = sql_err(&self.display_path());
