@@ -138,7 +138,10 @@ mod tests {
         assert!(b.try_maintenance_lock().unwrap());
         drop(b);
         let mut c = Store::connect(&location).unwrap();
-        assert!(c.try_maintenance_lock().unwrap(), "a closed connection frees it");
+        assert!(
+            c.try_maintenance_lock().unwrap(),
+            "a closed connection frees it"
+        );
         c.release_maintenance_lock().unwrap();
     }
 }
