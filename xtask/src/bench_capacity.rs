@@ -326,7 +326,6 @@ pub fn run(root: &Path, o: &Options, args: &[String]) -> Result<(), String> {
     let pg_server = std::env::var("CARGO_FLAKE_TEST_DATABASE_URL")
         .ok()
         .filter(|s| !s.trim().is_empty());
-    let results = o.tests * o.runs;
 
     // SQLite.
     let fresh = |name: &str| {
@@ -383,9 +382,10 @@ pub fn run(root: &Path, o: &Options, args: &[String]) -> Result<(), String> {
             json_bytes: json,
         }
     };
+    print_rows("SQLite", &sqlite_pr, &sqlite_h, o);
 
     // PostgreSQL.
-    let pg = if pg_server.is_some() {
+    if pg_server.is_some() {
         let scratch = TestDatabase::create().ok_or("no PostgreSQL server")?;
         let loc = Location::parse(scratch.url()).map_err(|e| e.to_string())?;
         eprintln!("bench-capacity: PostgreSQL, per-result phases");
@@ -417,88 +417,85 @@ pub fn run(root: &Path, o: &Options, args: &[String]) -> Result<(), String> {
             &["--database-url", scratch.url(), "--project", "bench"],
             o.iterations,
         )?;
-        Some((
-            pr,
-            History {
-                written,
-                vacuum,
-                bytes,
-                predicted,
-                results: counted,
-                stats,
-                stats_rss_kib: rss,
-                json_bytes: json,
-            },
-        ))
+        let h = History {
+            written,
+            vacuum,
+            bytes,
+            predicted,
+            results: counted,
+            stats,
+            stats_rss_kib: rss,
+            json_bytes: json,
+        };
+        print_rows("PostgreSQL", &pr, &h, o);
     } else {
         eprintln!("bench-capacity: CARGO_FLAKE_TEST_DATABASE_URL unset, PostgreSQL skipped");
-        None
-    };
-
-    let mut backends = vec![("SQLite", sqlite_pr, sqlite_h)];
-    if let Some((pr, h)) = pg {
-        backends.push(("PostgreSQL", pr, h));
     }
+
+    Ok(())
+}
+
+/// Prints one backend's rows of the table (as soon as they are measured, so
+/// a long run that is stopped keeps what it has).
+fn print_rows(name: &str, pr: &[(Phase, Measured)], h: &History, o: &Options) {
+    let results = o.tests * o.runs;
     println!("\n| Backend | What | Measured | Compared with |\n|---|---|---:|---|");
-    for (name, pr, h) in &backends {
-        for (phase, m) in pr {
-            let what = match phase {
-                Phase::Pass => "passing result (1 attempt)",
-                Phase::Fail => "failing result (3 attempts, same text each run)",
-                Phase::FailNewText => "failing result (3 attempts, a new text each time)",
-            };
-            println!(
-                "| {name} | bytes per {what} | {:.1} B | {} results, {} runs of {} |",
-                m.bytes_per_result, m.results, o.runs_per_phase, o.run_size
-            );
-            println!(
-                "| {name} | inserted, {what} | {:.0} /s wall, {:.0} /s CPU | {:.2} s wall, {:.2} s CPU{} |",
-                m.results as f64 / m.wall,
-                m.results as f64 / m.cpu,
-                m.wall,
-                m.cpu,
-                if *name == "PostgreSQL" {
-                    " (client + server)"
-                } else {
-                    ""
-                }
-            );
-        }
-        let how = if *name == "SQLite" {
-            "generated (bench-history's direct INSERTs, not the writer)"
-        } else {
-            "written through the writer (bench-pg's history)"
+    for (phase, m) in pr {
+        let what = match phase {
+            Phase::Pass => "passing result (1 attempt)",
+            Phase::Fail => "failing result (3 attempts, same text each run)",
+            Phase::FailNewText => "failing result (3 attempts, a new text each time)",
         };
         println!(
-            "| {name} | history of {} tests x {} runs {how} | {:.0} s wall, {:.0} s CPU = {:.0} results/s wall, {:.0} /CPU s{} | |",
-            o.tests,
-            o.runs,
-            h.written.0,
-            h.written.1,
-            results as f64 / h.written.0,
-            results as f64 / h.written.1,
-            if h.vacuum > 0.0 {
-                format!("; VACUUM ANALYZE {:.0} s", h.vacuum)
+            "| {name} | bytes per {what} | {:.1} B | {} results, {} runs of {} |",
+            m.bytes_per_result, m.results, o.runs_per_phase, o.run_size
+        );
+        println!(
+            "| {name} | inserted, {what} | {:.0} /s wall, {:.0} /s CPU | {:.2} s wall, {:.2} s CPU{} |",
+            m.results as f64 / m.wall,
+            m.results as f64 / m.cpu,
+            m.wall,
+            m.cpu,
+            if name == "PostgreSQL" {
+                " (client + server)"
             } else {
-                String::new()
+                ""
             }
         );
-        println!(
-            "| {name} | size at {} results | {:.0} MB = {:.1} B/result | predicted from the per-result figures: {:.0} MB ({:+.1}%) |",
-            h.results,
-            h.bytes as f64 / 1e6,
-            h.bytes as f64 / h.results.max(1) as f64,
-            h.predicted / 1e6,
-            (h.bytes as f64 / h.predicted - 1.0) * 100.0
-        );
-        println!(
-            "| {name} | `stats --format json` at {} results (stand-in for `flaky-tests`) | {:.2} s, peak RSS {:.0} MiB, {:.1} MB of JSON | median of {} after a warm-up |",
-            h.results,
-            h.stats,
-            h.stats_rss_kib as f64 / 1024.0,
-            h.json_bytes as f64 / 1e6,
-            o.iterations
-        );
     }
-    Ok(())
+    let how = if name == "SQLite" {
+        "generated (bench-history's direct INSERTs, not the writer)"
+    } else {
+        "written through the writer (bench-pg's history)"
+    };
+    println!(
+        "| {name} | history of {} tests x {} runs {how} | {:.1} s wall, {:.1} s CPU = {:.0} results/s wall, {:.0} /CPU s{} | |",
+        o.tests,
+        o.runs,
+        h.written.0,
+        h.written.1,
+        results as f64 / h.written.0,
+        results as f64 / h.written.1,
+        if h.vacuum > 0.0 {
+            format!("; VACUUM ANALYZE {:.1} s", h.vacuum)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "| {name} | size at {} results | {:.0} MB = {:.1} B/result | predicted from the per-result figures: {:.0} MB ({:+.1}%) |",
+        h.results,
+        h.bytes as f64 / 1e6,
+        h.bytes as f64 / h.results.max(1) as f64,
+        h.predicted / 1e6,
+        (h.bytes as f64 / h.predicted - 1.0) * 100.0
+    );
+    println!(
+        "| {name} | `stats --format json` at {} results (stand-in for `flaky-tests`) | {:.2} s, peak RSS {:.0} MiB, {:.1} MB of JSON | median of {} after a warm-up |",
+        h.results,
+        h.stats,
+        h.stats_rss_kib as f64 / 1024.0,
+        h.json_bytes as f64 / 1e6,
+        o.iterations
+    );
 }
