@@ -341,7 +341,7 @@ pub fn run(root: &Path, o: &Options, args: &[String]) -> Result<(), String> {
     );
     let db = fresh("per-result.db");
     let sqlite_pr = per_result(&Location::Sqlite(db.clone()), o, &|| ())?;
-    let _ = std::fs::remove_file(&db);
+    fresh("per-result.db");
     let sqlite_h = {
         let db = fresh("history.db");
         eprintln!(
@@ -369,7 +369,7 @@ pub fn run(root: &Path, o: &Options, args: &[String]) -> Result<(), String> {
         let (stats, rss, json) =
             stats_time(&flake, &work, &["--db", db.to_str().unwrap()], o.iterations)?;
         if !o.keep {
-            let _ = std::fs::remove_file(&db);
+            fresh("history.db");
         }
         History {
             written,
