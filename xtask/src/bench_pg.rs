@@ -237,7 +237,7 @@ impl Rng {
 /// Records the synthetic history into `store`: 2% of tests flaky at 2-20%
 /// per run, 0.5% failing now and then, 1% skipped; every 10th run re-runs
 /// the previous commit, so same-code flips exist.
-fn record_history(store: &mut Store, tests: usize, runs: usize) -> Result<(), String> {
+pub(crate) fn record_history(store: &mut Store, tests: usize, runs: usize) -> Result<(), String> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let shape: Vec<(f64, bool, bool)> = (0..tests)
         .map(|i| {

@@ -7,9 +7,13 @@
 //!   `bench-prune [...]` (`db prune` of 1 M of the history's 5 M results).
 //! - `bench-pg [...]`: the PostgreSQL backend (ingest, concurrent writers,
 //!   stats) against SQLite, on the server of `CARGO_FLAKE_TEST_DATABASE_URL`.
+//! - `bench-capacity [...]`: bytes per stored result, results inserted per
+//!   second, `stats` at 10 M results, on SQLite and PostgreSQL: the figures
+//!   of the capacity model in BENCHMARKS.md.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
 mod bench;
+mod bench_capacity;
 mod bench_history;
 mod bench_pg;
 mod bench_pg_month;
@@ -32,6 +36,8 @@ usage: cargo xtask <task>
   bench-pg-month [--results N] [--tests N]   PostgreSQL db prune dropping a month of 10 M results
   bench-pg [--rounds N] [--writers N] [--tests N] [--runs N] [--iterations N]
                                         PostgreSQL vs SQLite (needs CARGO_FLAKE_TEST_DATABASE_URL)
+  bench-capacity [--tests N] [--runs N] [--iterations N] [--run-size N] [--runs-per-phase N] [--keep]
+                                        bytes/result, inserts/s, stats at 10 M results (both backends)
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
   bench-report [--tests N] [--runs N]   report generation time and size";
 
@@ -66,6 +72,8 @@ fn main() -> ExitCode {
             bench_pg::Options::parse(rest).and_then(|o| bench_pg::run(root, &o).map(|_| true))
         }
         Some("bench-pg-month") => bench_pg_month::run(rest).map(|_| true),
+        Some("bench-capacity") => bench_capacity::Options::parse(rest)
+            .and_then(|o| bench_capacity::run(root, &o, rest).map(|()| true)),
         Some("bench-history") => bench_history::Options::parse(rest, root)
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
         Some("bench-prune") => bench_prune::options(rest, root)
