@@ -285,3 +285,44 @@ fn a_prune_without_limits_is_a_usage_error_and_touches_nothing() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("500MB"), "{}", out.stderr);
 }
+
+/// A prune killed at any moment leaves a consistent history, and running it
+/// again finishes the job with the same decisions.
+#[test]
+fn a_killed_prune_leaves_a_consistent_history_and_a_second_one_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flake.toml"),
+        "window = 10\nmin-runs = 3\nrelease-clean-runs = 5\nstale-after-days = 20\n",
+    )
+    .unwrap();
+    let db = dir.path().join("h.db");
+    let db_s = db.to_str().unwrap();
+    synthetic_history(&db, flake_core::meta::now_ms());
+    let before = decisions(dir.path(), db_s);
+    let args = [
+        "db",
+        "prune",
+        "--db",
+        db_s,
+        "--project",
+        "synthetic",
+        "--keep-runs",
+        "5",
+    ];
+    // Kill it at a few points of its work; each time the file must be a
+    // consistent history.
+    for delay_ms in [30, 120, 300] {
+        let mut child = flake_tests::Flake::new(dir.path(), &args).spawn();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let check = check_ok(dir.path(), db_s);
+        assert!(check["problems"].as_array().unwrap().is_empty(), "{check}");
+    }
+    let out = flake(dir.path(), &[&args[..], &["--format", "json"]].concat());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_same(&before, &decisions(dir.path(), db_s));
+    let again = flake(dir.path(), &[&args[..], &["--format", "json"]].concat());
+    assert_eq!(again.json()["removed"]["results"], 0, "{}", again.stdout);
+}
