@@ -221,6 +221,95 @@ fn scenario(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "too_large");
 
+    // Compressed bodies: gzip and zstd decode to the same report (the same
+    // run, so the second is a repeat); a gzip bomb is refused, not inflated.
+    let go = std::fs::read(report("go-test/count1.json")).unwrap();
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&go).unwrap();
+        e.finish().unwrap()
+    };
+    let zst =
+        ruzstd::encoding::compress_to_vec(&go[..], ruzstd::encoding::CompressionLevel::Fastest);
+    let send = |encoding: &str, body: &[u8], query: &str| {
+        let req = ureq::post(&runs_url(&server, query))
+            .set("Authorization", &bearer(&upload.token))
+            .set("Content-Encoding", encoding);
+        call(req, Some(body))
+    };
+    let (status, body) = send("gzip", &gz, "commit=cz&branch=main&run_id=compressed");
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send("zstd", &zst, "commit=cz&branch=main&run_id=compressed");
+    assert_eq!(
+        (status, body["duplicate"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let bomb = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![b' '; 20 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    assert!(
+        bomb.len() < 200 * 1024,
+        "the bomb fits the body limit: {}",
+        bomb.len()
+    );
+    let (status, body) = send("gzip", &bomb, "");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+    let (status, body) = send("br", &gz, "");
+    assert_eq!(status, 415, "{body}");
+
+    // Several reports in one multipart request form one run; metadata may
+    // come as headers; a truncated multipart body is a 400, nothing stored.
+    let boundary = "xX-flake-boundary-Xx";
+    let part = |name: &str, bytes: &[u8]| {
+        let mut p = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"report\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        p.extend_from_slice(bytes);
+        p.extend_from_slice(b"\r\n");
+        p
+    };
+    let pytest = std::fs::read(report("pytest-json/no-reruns.json")).unwrap();
+    let mut form = part("rspec.json", &rspec);
+    form.extend(part("pytest.json", &pytest));
+    form.extend(format!("--{boundary}--\r\n").into_bytes());
+    let multipart = |body: &[u8]| {
+        let req = ureq::post(&runs_url(&server, ""))
+            .set("Authorization", &bearer(&upload.token))
+            .set(
+                "Content-Type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            )
+            .set("Flake-Run-Id", "matrix-7")
+            .set("Flake-Commit", "cm")
+            .set("Flake-Branch", "main");
+        call(req, Some(body))
+    };
+    let (status, body) = multipart(&form);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["run_id"], "matrix-7");
+    let ids: Vec<&str> = body["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().any(|i| i.starts_with("./spec/")) && ids.iter().any(|i| i.contains(".py::")),
+        "{ids:?}"
+    );
+    let (status, body) = multipart(&form[..form.len() - 40]);
+    assert_eq!(status, 400, "{body}");
+
     // A flip: the same commit fails then passes in two runs: a flaky test,
     // found through the read API a page at a time.
     let junit = |outcome: &str, n: usize| {

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -195,88 +194,211 @@ pub struct UploadParams {
     name: Option<String>,
 }
 
-/// `POST /api/v1/projects/{project}/runs`: one report as the raw body.
+/// Decompressed bytes allowed per compressed byte: real reports compress
+/// 5-20x; a bomb compresses a million to one.
+const MAX_RATIO: usize = 200;
+
+/// The run metadata of an upload: query parameters, else `Flake-*` headers.
+fn upload_meta(params: UploadParams, headers: &HeaderMap) -> (UploadMeta, Option<String>) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let meta = UploadMeta {
+        run_id: params.run_id.or_else(|| header("flake-run-id")),
+        commit: params.commit.or_else(|| header("flake-commit")),
+        branch: params.branch.or_else(|| header("flake-branch")),
+        host: params.host.or_else(|| header("flake-host")),
+        os: params.os.or_else(|| header("flake-os")),
+        target: params.variant.or_else(|| header("flake-variant")),
+        ci_provider: params.ci_provider.or_else(|| header("flake-ci-provider")),
+        ci_job: params.ci_job.or_else(|| header("flake-ci-job")),
+        ci_run: params.ci_url.or_else(|| header("flake-ci-url")),
+    };
+    let format = params.format.or_else(|| header("flake-format"));
+    (meta, format)
+}
+
+/// Undoes `Content-Encoding` within `limit` bytes and [`MAX_RATIO`].
+fn decode(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use std::io::Read;
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    let reader: Box<dyn Read + '_> = match encoding.as_deref() {
+        None | Some("identity") => return Ok(body.to_vec()),
+        Some("gzip" | "x-gzip") => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        Some("zstd") => Box::new(ruzstd::decoding::StreamingDecoder::new(&body[..]).map_err(
+            |e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_encoding",
+                    format!("not zstd data: {e}"),
+                )
+            },
+        )?),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!("Content-Encoding `{other}` is not supported; send gzip, zstd or none"),
+            ));
+        }
+    };
+    let cap = limit.min(body.len().saturating_mul(MAX_RATIO));
+    let mut out = Vec::new();
+    // One byte past the cap tells "exactly at the cap" from "over it".
+    reader
+        .take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_encoding",
+                format!("the compressed body is damaged: {e}"),
+            )
+        })?;
+    if out.len() > cap {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the upload decompresses to more than {cap} bytes (this server's limit is {limit} bytes, and at most {MAX_RATIO} times the compressed size)"
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// `POST /api/v1/projects/{project}/runs`: one report as the raw body, or
+/// several as `multipart/form-data` (one run); `Content-Encoding: gzip` or
+/// `zstd` accepted.
 pub async fn upload(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
     Query(params): Query<UploadParams>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "the upload is larger than this server's limit of {} bytes",
-                    app.max_body
-                ),
-            )
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
-        }
-        .about(&project)
-    })?;
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
-        && encoding.as_bytes() != b"identity"
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            "compressed uploads are not supported yet; send the report uncompressed",
+    use axum::extract::FromRequest;
+    // Authorise before reading the body: an anonymous client gets no
+    // bandwidth, memory or CPU.
+    let auth_project = project.clone();
+    let auth_headers = headers.clone();
+    with_store(&app, move |store| {
+        authorize(store, &auth_headers, &auth_project, Role::Upload).map(drop)
+    })
+    .await
+    .map_err(|e| e.about(&project))?;
+    let too_large = |app: &App| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the upload is larger than this server's limit of {} bytes",
+                app.max_body
+            ),
         )
-        .about(&project));
+    };
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let report_name = params.name.clone();
+    let (meta, format) = upload_meta(params, &headers);
+    let mut files = Vec::new();
+    if multipart {
+        let mut form = axum::extract::Multipart::from_request(request, &())
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text())
+                    .about(&project)
+            })?;
+        let mut total = 0usize;
+        loop {
+            let field = match form.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(too_large(&app).about(&project));
+                }
+                Err(e) => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_multipart",
+                        format!("malformed multipart body: {}", e.body_text()),
+                    )
+                    .about(&project));
+                }
+            };
+            let file_name = field.file_name().or(field.name()).map(str::to_owned);
+            let bytes = field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large(&app)
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_multipart",
+                        format!("malformed multipart body: {}", e.body_text()),
+                    )
+                }
+                .about(&project)
+            })?;
+            let left = app.max_body.saturating_sub(total);
+            let bytes = decode(encoding.as_deref(), bytes, left).map_err(|e| e.about(&project))?;
+            total += bytes.len();
+            let n = files.len() + 1;
+            files.push(UploadFile {
+                name: file_name.unwrap_or_else(|| format!("part {n}")),
+                bytes,
+            });
+        }
+    } else {
+        let body = Bytes::from_request(request, &()).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(&app)
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
+            }
+            .about(&project)
+        })?;
+        let bytes =
+            decode(encoding.as_deref(), body, app.max_body).map_err(|e| e.about(&project))?;
+        files.push(UploadFile {
+            name: report_name.unwrap_or_else(|| "body".to_owned()),
+            bytes,
+        });
     }
-    if body.is_empty() {
+    if files.iter().all(|f| f.bytes.is_empty()) {
         return Err(
             ApiError::new(StatusCode::BAD_REQUEST, "empty", "the upload has no report")
                 .about(&project),
         );
     }
-    let format = match params.format.as_deref() {
+    let format = match format.as_deref() {
         None => None,
         Some(f) => Some(f.parse::<Format>().map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_format", e.to_string()).about(&project)
         })?),
     };
-    let meta = UploadMeta {
-        run_id: params.run_id,
-        commit: params.commit,
-        branch: params.branch,
-        host: params.host,
-        os: params.os,
-        target: params.variant,
-        ci_provider: params.ci_provider,
-        ci_job: params.ci_job,
-        ci_run: params.ci_url,
-    };
-    let name = params.name.unwrap_or_else(|| "body".to_owned());
     let p = project.clone();
-    // Authorise before parsing: an anonymous client gets no CPU.
-    let auth_project = project.clone();
-    with_store(&app, move |store| {
-        authorize(store, &headers, &auth_project, Role::Upload).map(drop)
-    })
-    .await
-    .map_err(|e| e.about(&project))?;
-    let parsed = tokio::task::spawn_blocking(move || {
-        let file = UploadFile {
-            name,
-            bytes: body.to_vec(),
-        };
-        ingest::parse_upload(vec![file], format, meta)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| {
-        let code = match e {
-            ingest::IngestError::NoTests { .. } => "no_tests",
-            ingest::IngestError::UnknownFormat { .. } => "unknown_format",
-            _ => "malformed_report",
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).about(&project)
-    })?;
+    let parsed = tokio::task::spawn_blocking(move || ingest::parse_upload(files, format, meta))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            let code = match e {
+                ingest::IngestError::NoTests { .. } => "no_tests",
+                ingest::IngestError::UnknownFormat { .. } => "unknown_format",
+                _ => "malformed_report",
+            };
+            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).about(&project)
+        })?;
     let outcome = with_store(&app, move |store| {
         store.select_project(p);
         ingest::record_upload(store, &parsed).map_err(|e| match e {
