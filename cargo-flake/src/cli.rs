@@ -949,6 +949,42 @@ mod tests {
     }
 
     #[test]
+    fn upload_command_lines() {
+        let Cargo::Flake(f) = parse(&[
+            "flake",
+            "upload",
+            "a.xml",
+            "b.json",
+            "--server",
+            "https://flake.internal",
+            "--run-id",
+            "ci-1",
+            "--upload-required",
+            "--upload-timeout",
+            "5",
+        ])
+        .unwrap();
+        let Command::Upload(u) = f.command else {
+            panic!()
+        };
+        assert_eq!(u.files.len(), 2);
+        assert_eq!(u.server.as_deref(), Some("https://flake.internal"));
+        assert!(u.upload.upload_required);
+        assert_eq!(u.upload.upload_timeout, 5);
+        let Cargo::Flake(f) = parse(&["flake", "test", "--upload", "http://h:8080"]).unwrap();
+        let Command::Test(t) = f.command else {
+            panic!()
+        };
+        assert_eq!(t.upload.as_deref(), Some("http://h:8080"));
+        assert!(!t.upload_options.upload_required);
+        assert_eq!(t.upload_options.upload_timeout, 60);
+        // The token is never a flag.
+        assert!(parse(&["flake", "upload", "a.xml", "--token", "cfk_1_x"]).is_err());
+        assert!(parse(&["flake", "upload"]).is_err(), "files are required");
+        assert!(parse(&["flake", "upload", "a.xml", "--upload-timeout", "0"]).is_err());
+    }
+
+    #[test]
     fn bad_command_lines() {
         assert!(parse(&["flake", "test", "--retries", "-1"]).is_err());
         assert!(parse(&["flake", "test", "--runner", "jest"]).is_err());

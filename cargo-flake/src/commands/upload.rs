@@ -130,12 +130,9 @@ pub fn run(args: UploadArgs, color: ColorChoice) -> Result<u8, Error> {
 fn file_line(shown: &str, sent: &Sent, s: &Styles) -> String {
     match &sent.answer {
         Answer::Recorded(r) if r.duplicate => format!(
-            "{:>10} {shown} {}",
+            "{:>10} {shown}: {}",
             paint(s.dim, "skipped"),
-            paint(
-                s.dim,
-                format!("(already recorded in run {}; 200)", r.run_id)
-            )
+            paint(s.dim, format!("already recorded in run {} (200)", r.run_id))
         ),
         Answer::Recorded(r) => format!(
             "{:>10} {shown}: {} in run {} (201)",
