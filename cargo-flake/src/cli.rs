@@ -90,6 +90,78 @@ pub enum Command {
     /// Serve the history over HTTP: uploads from CI jobs and a read API.
     #[command(long_about = SERVE_LONG_ABOUT)]
     Serve(ServeArgs),
+    /// Send test reports to a team server (`cargo flake serve`) as one run.
+    #[command(long_about = UPLOAD_LONG_ABOUT)]
+    Upload(UploadArgs),
+}
+
+const UPLOAD_LONG_ABOUT: &str = "\
+Send test reports to a team server (`cargo flake serve`) as one run.
+
+Each file is POSTed as is to {server}/api/v1/projects/{project}/runs; the server
+parses it (any format `ingest` reads) and records it. The run's identity is
+resolved here, the way `ingest` resolves it: --commit and --branch, else git,
+else the CI provider's variables; --run-id, else the CI job's identity, else an
+id derived from the reports' content, commit and branch. All files of one
+invocation share that run id, so they form one run, and sending them again
+records nothing twice.
+
+The token comes from the environment variable CARGO_FLAKE_TOKEN only (an upload
+token of the project, from `cargo flake token create --role upload`), never from
+a flag, so it stays out of shell history and CI logs.
+
+Connection errors, timeouts and 5xx answers are retried: 4 attempts, waiting
+about 0.5 s, 1 s and 2 s (each ±25%). A 4xx answer (a bad or revoked token, a
+token of another project, a malformed report, a report over the server's size
+limit) is never retried: it will not get better by waiting.
+
+Exit codes: 0 when every file was recorded (or already was); 0 with a warning
+when the server stayed unreachable or answered 5xx, so a server outage never
+fails a CI job, unless --upload-required (then 1); 1 when the server rejected a
+file (4xx); 2 on usage errors (no token, no server, an unreadable file).";
+
+/// `cargo flake upload`.
+#[derive(Debug, Args)]
+#[command(after_help = UPLOAD_ENV_HELP)]
+pub struct UploadArgs {
+    /// Report files (JUnit XML, pytest-json, Jest, RSpec, go test -json, libtest, CI payload).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The server's URL, e.g. https://flake.internal [env: CARGO_FLAKE_SERVER]
+    #[arg(long, value_name = "URL", env = "CARGO_FLAKE_SERVER", hide_env = true, value_parser = NonEmptyStringValueParser::new())]
+    pub server: Option<String>,
+    /// Project the runs belong to [env: CARGO_FLAKE_PROJECT] [default: the git
+    /// remote as host/owner/repo, else the root folder's name]
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    pub project: Option<String>,
+    #[command(flatten)]
+    pub revision: RevisionArgs,
+    /// Report format [default: detected by the server]
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    pub format: FormatChoice,
+    #[command(flatten)]
+    pub upload: UploadOptions,
+}
+
+const UPLOAD_ENV_HELP: &str = "\
+Environment:
+  CARGO_FLAKE_TOKEN    the upload token (required; never a flag)
+  CARGO_FLAKE_SERVER   the server's URL when --server is not given
+  CARGO_FLAKE_PROJECT  the project when --project is not given";
+
+/// How an upload may fail: shared by `upload` and `test --upload`.
+#[derive(Debug, Args)]
+pub struct UploadOptions {
+    /// Exit 1 when the server stays unreachable or answers 5xx after the
+    /// retries (without this flag: a warning, and the exit code is not
+    /// touched). With `test --upload`, a rejected upload (4xx) then fails too;
+    /// `upload` exits 1 on a 4xx in any case.
+    #[arg(long)]
+    pub upload_required: bool,
+    /// Seconds one request may take, connecting included, before it counts
+    /// as failed (and is retried).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_timeout: u64,
 }
 
 const SERVE_LONG_ABOUT: &str = "\
@@ -506,6 +578,14 @@ pub struct TestArgs {
     /// Also write the classified run as JUnit XML (flakyFailure / rerunFailure, nextest's convention).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// After recording the run locally, send it (as JUnit XML, with its run
+    /// id, commit and branch) to this team server; the token comes from
+    /// CARGO_FLAKE_TOKEN. A failed upload is reported in the summary and leaves
+    /// the gate's verdict alone, unless --upload-required.
+    #[arg(long, value_name = "URL", value_parser = NonEmptyStringValueParser::new())]
+    pub upload: Option<String>,
+    #[command(flatten)]
+    pub upload_options: UploadOptions,
     /// Arguments for the runner (after `--`).
     #[arg(last = true, value_name = "RUNNER ARGS")]
     pub runner_args: Vec<String>,
@@ -900,6 +980,42 @@ mod tests {
         assert!(parse(&["flake", "stats", "--format", "xml"]).is_err());
         assert!(parse(&["flake", "stats", "--sort", "speed"]).is_err());
         assert!(parse(&["flake", "quarantine", "sync", "--force"]).is_err());
+    }
+
+    #[test]
+    fn upload_command_lines() {
+        let Cargo::Flake(f) = parse(&[
+            "flake",
+            "upload",
+            "a.xml",
+            "b.json",
+            "--server",
+            "https://flake.internal",
+            "--run-id",
+            "ci-1",
+            "--upload-required",
+            "--upload-timeout",
+            "5",
+        ])
+        .unwrap();
+        let Command::Upload(u) = f.command else {
+            panic!()
+        };
+        assert_eq!(u.files.len(), 2);
+        assert_eq!(u.server.as_deref(), Some("https://flake.internal"));
+        assert!(u.upload.upload_required);
+        assert_eq!(u.upload.upload_timeout, 5);
+        let Cargo::Flake(f) = parse(&["flake", "test", "--upload", "http://h:8080"]).unwrap();
+        let Command::Test(t) = f.command else {
+            panic!()
+        };
+        assert_eq!(t.upload.as_deref(), Some("http://h:8080"));
+        assert!(!t.upload_options.upload_required);
+        assert_eq!(t.upload_options.upload_timeout, 60);
+        // The token is never a flag.
+        assert!(parse(&["flake", "upload", "a.xml", "--token", "cfk_1_x"]).is_err());
+        assert!(parse(&["flake", "upload"]).is_err(), "files are required");
+        assert!(parse(&["flake", "upload", "a.xml", "--upload-timeout", "0"]).is_err());
     }
 
     #[test]

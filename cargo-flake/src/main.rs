@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod serve;
 mod style;
+mod upload;
 
 use std::process::ExitCode;
 

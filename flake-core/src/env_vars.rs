@@ -3,6 +3,10 @@
 
 /// Path of the history database; `--db` wins over it.
 pub const CARGO_FLAKE_DB: &str = "CARGO_FLAKE_DB";
+/// The upload token of `cargo flake upload` and `test --upload`.
+pub const CARGO_FLAKE_TOKEN: &str = "CARGO_FLAKE_TOKEN";
+/// The team server of `cargo flake upload`.
+pub const CARGO_FLAKE_SERVER: &str = "CARGO_FLAKE_SERVER";
 /// URL of the history database (`postgres://…`, `sqlite://PATH` or a path); `--database-url` wins.
 pub const CARGO_FLAKE_DATABASE_URL: &str = "CARGO_FLAKE_DATABASE_URL";
 /// Project the runs belong to; `--project` wins, the normalised git remote is the default.
@@ -30,6 +34,14 @@ pub const CARGO_FLAKE_TEST_DATABASE_URL: &str = "CARGO_FLAKE_TEST_DATABASE_URL";
 
 /// Every variable with a one-line description, for help texts.
 pub const ALL: &[(&str, &str)] = &[
+    (
+        CARGO_FLAKE_TOKEN,
+        "upload token of `cargo flake upload` and `test --upload` (never a flag)",
+    ),
+    (
+        CARGO_FLAKE_SERVER,
+        "team server URL of `cargo flake upload` when --server is not given",
+    ),
     (
         CARGO_FLAKE_DB,
         "history database path (default <root>/.flake/history.db)",

@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 /// leaked from the developer's shell or CI into a test.
 const SCRUBBED: &[&str] = &[
     "CI",
+    "CARGO_FLAKE_TOKEN",
+    "CARGO_FLAKE_SERVER",
+    "CARGO_FLAKE_PROJECT",
     "GITHUB_ACTIONS",
     "GITHUB_HEAD_REF",
     "GITHUB_REF_NAME",

@@ -12,6 +12,7 @@ mod show;
 mod stats;
 mod test;
 mod token;
+mod upload;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Db(cmd) => db::run(cmd, color),
         Command::Token(cmd) => token::run(cmd, color),
         Command::Serve(args) => serve(args),
+        Command::Upload(args) => upload::run(args, color),
     }
 }
 

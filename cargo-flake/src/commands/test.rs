@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use flake_core::gate::{GateOptions, Verdict};
 use flake_core::model::Outcome;
@@ -17,6 +18,7 @@ use super::{
 };
 use crate::cli::{ColorChoice, MessageFormat, RunnerChoice, TestArgs};
 use crate::style::{Styles, paint};
+use crate::upload::{Answer, Client, RunParams};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
 
 /// `--runner`, or nextest when installed, else cargo-test with a warning.
@@ -50,6 +52,19 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
     let runner = choose_runner(args.runner, &cargo, &styles);
     let json = args.message_format == MessageFormat::Json;
     let (db, project) = history_location(&ws, &args.db)?;
+    // Everything the upload needs is checked before the tests run, not after.
+    let client = match &args.upload {
+        Some(server) => Some(Client::new(
+            server,
+            crate::upload::token_from_env()?,
+            Duration::from_secs(args.upload_options.upload_timeout),
+        )?),
+        None if args.upload_options.upload_required => {
+            return Err(Usage("--upload-required needs --upload URL".into()).into());
+        }
+        None => None,
+    };
+    let upload_project = project.clone();
     let opts = run::Options {
         runner,
         run: RunOptions {
@@ -72,32 +87,128 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
     };
     let mut progress = |event: RunnerEvent| print_stderr(&progress_line(&event, &styles));
     let result = run::test(&opts, &mut progress)?;
-    if let Some(path) = &args.junit {
-        let xml = flake_core::junit_writer::render(
+    let junit = || {
+        flake_core::junit_writer::render(
             &result.results,
             &rfc3339(result.meta.started_at),
             (result.meta.finished_at - result.meta.started_at).max(0) as f64 / 1000.0,
-        );
-        std::fs::write(path, xml).map_err(|e| {
+        )
+    };
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit()).map_err(|e| {
             Usage(format!(
                 "cannot write the JUnit report `{}`: {e}",
                 show_path(path)
             ))
         })?;
     }
+    let required = args.upload_options.upload_required;
+    let upload = client
+        .as_ref()
+        .map(|c| upload_run(c, &upload_project, &result, junit, required));
     ci_output(&result, json)?;
+    let upload_line = upload.as_ref().map(|u| u.line.as_str());
     if json {
         let mut text = serde_json::to_string_pretty(&TestRunJson::new(&result))?;
         text.push('\n');
         print_stdout(&text)?;
+        // stdout holds the JSON alone; what happened to the upload goes to stderr.
+        if let Some(line) = upload_line {
+            print_stderr(&format!("{line}\n"));
+        }
     } else {
         let max = args.retries.unwrap_or(DEFAULT_RETRIES) as usize + 1;
-        print_stderr(&summary(&result, &styles, max));
+        print_stderr(&summary(&result, &styles, max, upload_line));
     }
+    let upload_failed = upload.is_some_and(|u| u.failed);
     Ok(match result.gate.verdict {
+        Verdict::Pass if upload_failed && required => EXIT_GATE_FAILED,
         Verdict::Pass => EXIT_OK,
         Verdict::Fail => EXIT_GATE_FAILED,
     })
+}
+
+/// What `--upload` did, for the summary.
+struct UploadDone {
+    /// `upload: ...`, one line.
+    line: String,
+    /// The run did not land on the server.
+    failed: bool,
+}
+
+/// Sends the recorded run, as JUnit XML, under its own run id, commit and branch.
+fn upload_run(
+    client: &Client,
+    project: &str,
+    run: &TestRun,
+    junit: impl FnOnce() -> String,
+    required: bool,
+) -> UploadDone {
+    let Some((_, write)) = &run.recorded else {
+        return UploadDone {
+            line: "  upload: nothing sent (no run was recorded)".into(),
+            failed: false,
+        };
+    };
+    let m = &run.meta;
+    let params = RunParams {
+        run_id: Some(write.run_id.clone()),
+        commit: m.commit.clone(),
+        branch: m.branch.clone(),
+        host: m.host.clone(),
+        os: m.os.clone(),
+        variant: m.target.clone(),
+        ci_provider: m.ci_provider.clone(),
+        ci_job: m.ci_job.clone(),
+        ci_url: m.ci_run.clone(),
+        format: Some("junit".into()),
+    };
+    let sent = client.send(project, "cargo-flake-test.xml", &params, junit().as_bytes());
+    let server = client.server();
+    let consequence = if required {
+        "--upload-required: exit 1"
+    } else {
+        "the gate is unaffected"
+    };
+    let show_id = |id: &str| {
+        if redact() {
+            "[run-id]".to_owned()
+        } else {
+            id.to_owned()
+        }
+    };
+    let (line, failed) = match sent.answer {
+        Answer::Recorded(r) if r.duplicate => (
+            format!("already recorded as run {} on {server}", show_id(&r.run_id)),
+            false,
+        ),
+        Answer::Recorded(r) => (
+            format!(
+                "recorded as run {} on {server} ({})",
+                show_id(&r.run_id),
+                r.counts.describe()
+            ),
+            false,
+        ),
+        Answer::Rejected {
+            status, message, ..
+        } => (
+            format!("rejected by {server} ({status}: {message}; not retried); {consequence}"),
+            true,
+        ),
+        Answer::Unavailable { last } => (
+            format!(
+                "failed after {} attempt{} ({last}); {consequence}",
+                sent.attempts,
+                plural(sent.attempts as usize)
+            ),
+            true,
+        ),
+    };
+    UploadDone {
+        line: format!("  upload: {line}"),
+        failed,
+    }
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -186,7 +297,12 @@ fn progress_line(event: &RunnerEvent, s: &Styles) -> String {
 
 /// The closing summary: counts, flaky and failed tests with their first
 /// failure line, ignored quarantined failures, history location, verdict.
-pub fn summary(run: &TestRun, s: &Styles, default_max_attempts: usize) -> String {
+pub fn summary(
+    run: &TestRun,
+    s: &Styles,
+    default_max_attempts: usize,
+    upload: Option<&str>,
+) -> String {
     let quarantined = |id: &str| {
         run.quarantined
             .binary_search_by(|x| x.as_str().cmp(id))
@@ -275,6 +391,9 @@ pub fn summary(run: &TestRun, s: &Styles, default_max_attempts: usize) -> String
         None => {
             let _ = writeln!(out, "  history: nothing recorded (no test results)");
         }
+    }
+    if let Some(line) = upload {
+        let _ = writeln!(out, "{line}");
     }
     let verdict = match run.gate.verdict {
         Verdict::Pass => paint(s.pass, "PASS"),
