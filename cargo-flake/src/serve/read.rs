@@ -210,10 +210,11 @@ pub async fn quarantine_proposal(
             .map_err(quarantine_error)?;
         store.select_project(p);
         let today = quarantine::policy::today();
-        let plan = quarantine::plan(store, file, &Config::default(), today).map_err(|e| match e {
-            SyncError::Store(e) => ApiError::from(e),
-            SyncError::Quarantine(e) => quarantine_error(e),
-        })?;
+        let plan =
+            quarantine::plan(store, file, &Config::default(), today).map_err(|e| match e {
+                SyncError::Store(e) => ApiError::from(e),
+                SyncError::Quarantine(e) => quarantine_error(e),
+            })?;
         let after = plan.after();
         let diff = crate::commands::diff::unified(
             plan.before(),
@@ -246,7 +247,9 @@ fn quarantine_error(e: QuarantineError) -> ApiError {
         } => ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_quarantine_file",
-            format!("the body is not a valid quarantine file (line {line}, column {column}): {message}"),
+            format!(
+                "the body is not a valid quarantine file (line {line}, column {column}): {message}"
+            ),
         ),
         QuarantineError::Unsupported { message, .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -295,10 +298,9 @@ fn finding(f: &Finding) -> serde_json::Value {
             let why = match reason {
                 KeepReason::Pinned => "pinned".to_owned(),
                 KeepReason::Manual => "added by hand and release-manual = false".to_owned(),
-                KeepReason::Recovering {
-                    clean_runs,
-                    needed,
-                } => format!("recovering: {clean_runs} of {needed} clean runs"),
+                KeepReason::Recovering { clean_runs, needed } => {
+                    format!("recovering: {clean_runs} of {needed} clean runs")
+                }
             };
             json!({"action": "keep", "id": id, "reason": why})
         }
@@ -348,9 +350,9 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 for (status, answer) in op["responses"].as_object().unwrap() {
-                    let content = answer["content"].as_object().unwrap_or_else(|| {
-                        panic!("{method} {path} {status}: no content")
-                    });
+                    let content = answer["content"]
+                        .as_object()
+                        .unwrap_or_else(|| panic!("{method} {path} {status}: no content"));
                     for (kind, media) in content {
                         assert!(
                             media.get("example").is_some() || media.get("examples").is_some(),
