@@ -329,6 +329,9 @@ fn scenario(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
         adds[0]
     );
     let file = proposal["file"].as_str().unwrap();
+    // What `sync` writes for a missing file: its header and version first.
+    assert!(file.starts_with("# Quarantined tests"), "{file}");
+    assert!(file.contains("\nversion = 1\n"), "{file}");
     assert!(file.contains(r#"id = "app.Mod::t0""#), "{file}");
     assert!(file.contains(r#"source = "auto""#), "{file}");
     let diff = proposal["diff"].as_str().unwrap();
