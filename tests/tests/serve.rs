@@ -538,3 +538,143 @@ fn the_service_prunes_on_a_schedule_and_counts_it_in_metrics() {
     assert_eq!(rows(&before), rows(&after));
     assert_eq!(before.suite, after.suite);
 }
+
+/// A JUnit report of `n` passing cases (a big upload).
+fn big_junit(n: usize) -> Vec<u8> {
+    let mut x = String::from("<testsuite name=\"big\">");
+    for t in 0..n {
+        x.push_str(&format!(
+            "<testcase classname=\"big.Suite{}\" name=\"case_{t}\" time=\"0.001\"/>",
+            t % 97
+        ));
+    }
+    x.push_str("</testsuite>");
+    x.into_bytes()
+}
+
+/// `kill -9` of the server in the middle of an upload, then a restart: the
+/// run is complete or absent, never partial, and the client's retry lands
+/// it exactly once.
+fn killed_mid_upload(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
+    let mut store = flake_core::store::Store::connect(location).unwrap();
+    let now = flake_core::meta::now_ms();
+    let token = tokens::create(&mut store, PROJECT, Role::Upload, None, None, now).unwrap();
+    drop(store);
+    let cases = 40_000;
+    let body = std::sync::Arc::new(big_junit(cases));
+    let query = "commit=k1&branch=main&run_id=killed-upload";
+    for delay_ms in [5u64, 60, 250] {
+        let mut server = Server::start(dir, db, &[]);
+        let url = runs_url(&server, query);
+        let auth = format!("Bearer {}", token.token);
+        let sent = {
+            let (url, auth, body) = (url.clone(), auth.clone(), body.clone());
+            std::thread::spawn(move || {
+                let req = ureq::post(&url).set("Authorization", &auth);
+                match req.send_bytes(&body) {
+                    Ok(r) => Some(r.status()),
+                    Err(ureq::Error::Status(code, _)) => Some(code),
+                    Err(_) => None,
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        let _ = sent.join().unwrap();
+        // Whatever the kill interrupted, the history holds the whole run or none of it.
+        let store = flake_core::store::Store::connect(location)
+            .unwrap()
+            .with_project(PROJECT)
+            .unwrap();
+        let check = store.check().unwrap();
+        assert!(check.problems.is_empty(), "{check:?}");
+        if let Some(run) = store.run("killed-upload").unwrap() {
+            assert_eq!(run.total as usize, cases, "a partial run after a kill");
+        }
+        drop(store);
+        // The client retries against the restarted server: it lands once.
+        let server = Server::start(dir, db, &[]);
+        let req = ureq::post(&runs_url(&server, query)).set("Authorization", &auth);
+        let (status, answer) = call(req, Some(&body));
+        assert!(status == 201 || status == 200, "{status}: {answer}");
+        let store = flake_core::store::Store::connect(location)
+            .unwrap()
+            .with_project(PROJECT)
+            .unwrap();
+        let run = store
+            .run("killed-upload")
+            .unwrap()
+            .expect("the retry landed");
+        assert_eq!(run.total as usize, cases);
+        assert_eq!(store.runs().unwrap().len(), 1, "exactly once");
+    }
+}
+
+#[test]
+fn a_server_killed_mid_upload_leaves_the_run_whole_or_absent_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let location = flake_core::store::Location::Sqlite(db.clone());
+    killed_mid_upload(dir.path(), &["--db", db.to_str().unwrap()], &location);
+}
+
+#[test]
+fn a_server_killed_mid_upload_leaves_the_run_whole_or_absent_on_postgres() {
+    let Some(pg) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let location = flake_core::store::Location::parse(pg.url()).unwrap();
+    killed_mid_upload(dir.path(), &["--database-url", pg.url()], &location);
+}
+
+/// Two replicas on one PostgreSQL database take uploads at once: every
+/// upload lands, once, whichever replica took it.
+#[test]
+fn two_replicas_on_one_database_take_uploads_at_once() {
+    let Some(pg) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let location = flake_core::store::Location::parse(pg.url()).unwrap();
+    let mut store = flake_core::store::Store::connect(&location).unwrap();
+    let now = flake_core::meta::now_ms();
+    let token = tokens::create(&mut store, PROJECT, Role::Upload, None, None, now).unwrap();
+    drop(store);
+    let db = ["--database-url", pg.url()];
+    let replicas = [
+        Server::start(dir.path(), &db, &[]),
+        Server::start(dir.path(), &db, &[]),
+    ];
+    let body = std::sync::Arc::new(big_junit(500));
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let url = runs_url(
+                &replicas[i % 2],
+                &format!("commit=c{i}&branch=main&run_id=job-{i}"),
+            );
+            let (auth, body) = (format!("Bearer {}", token.token), body.clone());
+            std::thread::spawn(move || {
+                call(ureq::post(&url).set("Authorization", &auth), Some(&body))
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    let store = flake_core::store::Store::connect(&location)
+        .unwrap()
+        .with_project(PROJECT)
+        .unwrap();
+    let runs = store.runs().unwrap();
+    assert_eq!(runs.len(), 16);
+    assert!(runs.iter().all(|r| r.total == 500));
+    assert!(store.check().unwrap().problems.is_empty());
+    assert_eq!(
+        store.tests().unwrap().len(),
+        500,
+        "names interned once across replicas"
+    );
+}

@@ -2,7 +2,7 @@
 //! library, render the result, return the exit code.
 
 mod db;
-mod diff;
+pub(crate) mod diff;
 mod gate;
 mod hunt;
 mod ingest;

@@ -32,7 +32,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -41,12 +45,12 @@ impl ApiError {
         }
     }
 
-    fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
         // The database's message names the database with its password masked.
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
 
-    fn about(mut self, project: &str) -> ApiError {
+    pub(super) fn about(mut self, project: &str) -> ApiError {
         self.project = Some(project.to_owned());
         self
     }
@@ -70,7 +74,7 @@ impl From<flake_core::store::StoreError> for ApiError {
 }
 
 /// A JSON answer about `project`.
-fn answer(status: StatusCode, project: &str, body: serde_json::Value) -> Response {
+pub(super) fn answer(status: StatusCode, project: &str, body: serde_json::Value) -> Response {
     let mut response = (status, Json(body)).into_response();
     response
         .extensions_mut()
@@ -79,7 +83,7 @@ fn answer(status: StatusCode, project: &str, body: serde_json::Value) -> Respons
 }
 
 /// Runs `f` with a pooled connection on the blocking pool.
-async fn with_store<T: Send + 'static>(
+pub(super) async fn with_store<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -99,7 +103,7 @@ async fn with_store<T: Send + 'static>(
 }
 
 /// Checks the bearer token of `headers` for `project` and `needed`.
-fn authorize(
+pub(super) fn authorize(
     store: &Store,
     headers: &HeaderMap,
     project: &str,
@@ -576,7 +580,7 @@ fn decode_token(token: &str) -> Option<usize> {
 }
 
 /// Percent-encodes a path segment.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -17,6 +17,7 @@ mod api;
 mod maintenance;
 mod metrics;
 mod pool;
+mod read;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,6 +114,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/projects/{project}/flaky-tests",
             get(api::flaky_tests),
         )
+        // ---- The read API (serve/read.rs): tests/{id}, quarantine/proposal,
+        // ---- openapi.json. Every route is described in docs/openapi.json.
+        .merge(read::routes())
+        // ---- End of the read API.
         .route_layer(middleware::from_fn(tag_route))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(max_body))
