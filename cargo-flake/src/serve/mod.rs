@@ -14,9 +14,11 @@
 //! path, status, duration, project; never a token).
 
 mod api;
+mod dashboard;
 mod maintenance;
 mod metrics;
 mod pool;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub struct App {
     pub max_body: usize,
     /// What this replica has done (`/metrics`).
     pub metrics: metrics::Metrics,
+    /// The dashboard's signed-in browsers (this replica's memory only).
+    pub sessions: session::Sessions,
 }
 
 /// Settings of one server.
@@ -79,6 +83,7 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
             pool,
             max_body: settings.max_body,
             metrics: metrics::Metrics::default(),
+            sessions: session::Sessions::default(),
         });
         if let Some(schedule) = settings.prune.clone() {
             tokio::spawn(maintenance::run(app.clone(), schedule));
@@ -113,6 +118,13 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/projects/{project}/flaky-tests",
             get(api::flaky_tests),
         )
+        // ---- Dashboard: HTML pages with cookie sessions (dashboard.rs, session.rs) ----
+        .route("/", get(dashboard::projects))
+        .route("/login", get(dashboard::login_form).post(dashboard::login))
+        .route("/logout", post(dashboard::logout))
+        .route("/p/{project}", get(dashboard::project))
+        .route("/p/{project}/t/{id}", get(dashboard::test))
+        // ---- end of the dashboard ----
         .route_layer(middleware::from_fn(tag_route))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(max_body))
