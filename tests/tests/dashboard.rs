@@ -238,7 +238,11 @@ impl Browser {
 
     fn post(&self, path: &str, form: &[(&str, &str)]) -> Answer {
         let origin = self.base.clone();
-        answer(self.req("POST", path).set("Origin", &origin).send_form(form))
+        answer(
+            self.req("POST", path)
+                .set("Origin", &origin)
+                .send_form(form),
+        )
     }
 
     /// Signs in with `token`; keeps the cookie on success.
@@ -269,18 +273,18 @@ fn the_dashboard_signs_in_with_a_read_token_scopes_and_escapes() {
     // Without a session every page sends the browser to the sign-in form.
     for path in ["/", project_page.as_str()] {
         let a = b.get(path);
-        assert_eq!((a.status, a.location.as_deref()), (303, Some("/login")), "{path}");
+        assert_eq!(
+            (a.status, a.location.as_deref()),
+            (303, Some("/login")),
+            "{path}"
+        );
     }
     let form = b.get("/login");
     assert_eq!(form.status, 200);
     assert!(form.body.contains("name=\"token\"") && form.body.contains("name=\"viewport\""));
 
     // Bad tokens: no cookie, and the token is never echoed.
-    for (token, status) in [
-        ("cfk_1_nope", 401),
-        ("", 401),
-        (f.upload.as_str(), 403),
-    ] {
+    for (token, status) in [("cfk_1_nope", 401), ("", 401), (f.upload.as_str(), 403)] {
         let a = b.login(token);
         assert_eq!(a.status, status, "{token}: {}", a.body);
         assert!(a.set_cookie.is_none(), "{token}");
@@ -339,7 +343,11 @@ fn the_dashboard_signs_in_with_a_read_token_scopes_and_escapes() {
     let evil = b.get(&format!("{project_page}/t/{}", encode(&f.evil_id)));
     assert_eq!(evil.status, 200, "{}", evil.body);
     assert!(!evil.body.contains(EVIL) && !evil.body.contains("<img src=x"));
-    assert!(evil.body.contains("&lt;img src=x onerror=alert(2)&gt;"), "{}", evil.body);
+    assert!(
+        evil.body.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        "{}",
+        evil.body
+    );
     let flaky = b.get(&format!("{project_page}/t/{}", encode(&f.flaky_id)));
     assert_eq!(flaky.status, 200);
     assert!(flaky.body.contains("boom: the connection was reset"));
@@ -359,12 +367,20 @@ fn the_dashboard_signs_in_with_a_read_token_scopes_and_escapes() {
 
     // Sign out: the CSRF token is required and must be the session's.
     let csrf = csrf_of(&page.body);
-    for form in [vec![], vec![("csrf", "0".repeat(64))], vec![("csrf", String::new())]] {
+    for form in [
+        vec![],
+        vec![("csrf", "0".repeat(64))],
+        vec![("csrf", String::new())],
+    ] {
         let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let a = b.post("/logout", &fields);
         assert_eq!(a.status, 403, "{form:?}");
     }
-    assert_eq!(b.get("/").status, 200, "a refused sign-out kept the session");
+    assert_eq!(
+        b.get("/").status,
+        200,
+        "a refused sign-out kept the session"
+    );
     let a = b.post("/logout", &[("csrf", &csrf)]);
     assert_eq!((a.status, a.location.as_deref()), (303, Some("/login")));
     assert!(a.set_cookie.unwrap().contains("Max-Age=0"));
@@ -431,10 +447,10 @@ impl Chromium {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(at) = line.find("ws://") {
-                        if line.contains("DevTools listening on") {
-                            break line[at..].trim().to_owned();
-                        }
+                    if let Some(at) = line.find("ws://")
+                        && line.contains("DevTools listening on")
+                    {
+                        break line[at..].trim().to_owned();
                     }
                     seen.push(line);
                 }
@@ -534,10 +550,7 @@ impl Cdp {
             .unwrap_or_else(|e| panic!("{method}: {e}"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            assert!(
-                Instant::now() < deadline,
-                "{method}: no answer within 30 s"
-            );
+            assert!(Instant::now() < deadline, "{method}: no answer within 30 s");
             match self.ws.read() {
                 Ok(tungstenite::Message::Text(text)) => {
                     let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
@@ -668,14 +681,17 @@ fn the_dashboard_works_in_headless_chromium() {
         "location.pathname.startsWith('/p/') && document.getElementById('tests')",
     );
     // The live filter hides what does not match.
-    let hidden = page.eval(&format!(
-        "(function(){{var q = document.getElementById('q'); q.value = 'flips';\
+    let hidden = page.eval(
+        "(function(){var q = document.getElementById('q'); q.value = 'flips';\
          q.dispatchEvent(new Event('input'));\
          var rows = Array.from(document.querySelectorAll('#tests tbody tr'));\
-         return rows.filter(function(r){{ return r.hidden; }}).length + '/' + rows.length;}})()"
-    ));
+         return rows.filter(function(r){ return r.hidden; }).length + '/' + rows.length;})()",
+    );
     let hidden = hidden.as_str().unwrap().to_owned();
-    assert!(!hidden.starts_with("0/"), "the filter hid nothing: {hidden}");
+    assert!(
+        !hidden.starts_with("0/"),
+        "the filter hid nothing: {hidden}"
+    );
     // Find the flaky test in the table and follow its link.
     let href = page.eval(&format!(
         "(function(){{var id = {};\
@@ -703,7 +719,10 @@ fn the_dashboard_works_in_headless_chromium() {
         rate.as_str(),
         "boom: the connection was reset",
     ] {
-        assert!(text.contains(expected), "{expected:?} not in the page:\n{text}");
+        assert!(
+            text.contains(expected),
+            "{expected:?} not in the page:\n{text}"
+        );
     }
 
     let shot = page.call(

@@ -51,7 +51,7 @@ struct Page {
     title: String,
     body: String,
     /// The signed-in session, for the header's sign-out form.
-    session: Option<Session>,
+    session: Option<Box<Session>>,
     project: Option<String>,
     /// Extra headers (`Set-Cookie`).
     cookie: Option<String>,
@@ -83,7 +83,7 @@ impl Page {
     }
 
     fn signed_in(mut self, session: &Session) -> Page {
-        self.session = Some(session.clone());
+        self.session = Some(Box::new(session.clone()));
         self
     }
 
