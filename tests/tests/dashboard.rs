@@ -67,6 +67,7 @@ impl Drop for Server {
 /// then passes), the runs of real reports, and a test named like a script.
 struct Fixture {
     _dir: tempfile::TempDir,
+    db: PathBuf,
     server: Server,
     read: String,
     upload: String,
@@ -167,6 +168,7 @@ fn fixture() -> Fixture {
         flaky_id: flaky["id"].as_str().unwrap().to_owned(),
         flaky_rate: flaky["flake_rate"].as_f64().unwrap(),
         evil_id: evil["id"].as_str().unwrap().to_owned(),
+        db,
         _dir: dir,
     }
 }
@@ -364,6 +366,17 @@ fn the_dashboard_signs_in_with_a_read_token_scopes_and_escapes() {
     assert_eq!(other.login(&f.other).status, 303);
     assert_eq!(other.get(&project_page).status, 403);
     assert_eq!(other.get("/p/other").status, 200);
+    // Revoking its token ends that session at its next page.
+    let other_id: i64 = f.other.split('_').nth(1).unwrap().parse().unwrap();
+    let mut store = flake_core::store::Store::open(&f.db).unwrap();
+    assert!(
+        store
+            .revoke_token(other_id, flake_core::meta::now_ms())
+            .unwrap()
+    );
+    drop(store);
+    let a = other.get("/p/other");
+    assert_eq!((a.status, a.location.as_deref()), (303, Some("/login")));
 
     // Sign out: the CSRF token is required and must be the session's.
     let csrf = csrf_of(&page.body);
