@@ -14,10 +14,12 @@
 //! path, status, duration, project; never a token).
 
 mod api;
+mod dashboard;
 mod maintenance;
 mod metrics;
 mod pool;
 mod read;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub struct App {
     pub max_body: usize,
     /// What this replica has done (`/metrics`).
     pub metrics: metrics::Metrics,
+    /// The dashboard's signed-in browsers (this replica's memory only).
+    pub sessions: session::Sessions,
 }
 
 /// Settings of one server.
@@ -80,6 +84,7 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
             pool,
             max_body: settings.max_body,
             metrics: metrics::Metrics::default(),
+            sessions: session::Sessions::default(),
         });
         if let Some(schedule) = settings.prune.clone() {
             tokio::spawn(maintenance::run(app.clone(), schedule));
@@ -118,6 +123,10 @@ pub fn router(app: Arc<App>) -> Router {
         // ---- openapi.json. Every route is described in docs/openapi.json.
         .merge(read::routes())
         // ---- End of the read API.
+        // ---- Dashboard: HTML pages with cookie sessions (dashboard.rs,
+        // ---- session.rs); not part of the JSON API and its document.
+        .merge(dashboard::routes())
+        // ---- End of the dashboard.
         .route_layer(middleware::from_fn(tag_route))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(max_body))
