@@ -803,6 +803,11 @@ pub struct SyncArgs {
     /// Show the changes without writing them.
     #[arg(long)]
     pub dry_run: bool,
+    /// Decide from the team history of a `cargo flake serve` (its default
+    /// policy) instead of a local database; the token comes from
+    /// CARGO_FLAKE_TOKEN (a read token).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "database_url"])]
+    pub server: Option<String>,
 }
 
 #[cfg(test)]

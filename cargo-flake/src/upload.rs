@@ -217,6 +217,46 @@ impl Client {
         }
     }
 
+    /// Asks the server what `quarantine sync` would make of `file` (the
+    /// quarantine file's bytes) from the team history: its JSON answer
+    /// (`changed`, `file`, `diff`, `findings`). Retried like an upload.
+    pub fn proposal(&self, project: &str, file: &[u8]) -> Result<serde_json::Value, String> {
+        let url = format!(
+            "{}/api/v1/projects/{}/quarantine/proposal",
+            self.base,
+            encode(project)
+        );
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let request = self
+                .agent
+                .post(&url)
+                .set("Authorization", &format!("Bearer {}", self.token))
+                .set("Content-Type", "application/toml");
+            let retry = match request.send_bytes(file) {
+                Ok(r) => {
+                    return r.into_json().map_err(|e| {
+                        format!("the answer is not a cargo flake server's ({e}); is the URL the server's?")
+                    });
+                }
+                Err(ureq::Error::Status(status, r)) if status < 500 => {
+                    let (_, message) = error_body(r);
+                    return Err(format!("{status}: {message}"));
+                }
+                Err(ureq::Error::Status(status, r)) => format!("{status} {}", error_body(r).1),
+                Err(ureq::Error::Transport(t)) => match self.transport(&t) {
+                    Attempt::Retry(reason) => reason,
+                    Attempt::Done(_) => return Err(format!("cannot send to this URL: {t}")),
+                },
+            };
+            if attempts >= ATTEMPTS {
+                return Err(format!("no answer after {attempts} attempts ({retry})"));
+            }
+            std::thread::sleep(jittered(self.backoff, attempts));
+        }
+    }
+
     fn runs_url(&self, project: &str, name: &str, p: &RunParams) -> String {
         let mut url = format!("{}/api/v1/projects/{}/runs?", self.base, encode(project));
         let pairs = [

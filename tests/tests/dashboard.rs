@@ -645,12 +645,12 @@ fn artifacts() -> PathBuf {
 #[test]
 fn the_dashboard_works_in_headless_chromium() {
     let Some(binary) = chromium() else {
-        let required = ["CI", "CARGO_FLAKE_REQUIRE_CHROMIUM"]
+        let required = ["CI", "FLAKE_TESTS_REQUIRE_CHROMIUM"]
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
         assert!(
             !required,
-            "headless Chromium is required here (CI or CARGO_FLAKE_REQUIRE_CHROMIUM is set) \
+            "headless Chromium is required here (CI or FLAKE_TESTS_REQUIRE_CHROMIUM is set) \
              but neither `chromium` nor `chromium-browser` runs: `apt-get install -y chromium`"
         );
         eprintln!(

@@ -678,3 +678,101 @@ fn two_replicas_on_one_database_take_uploads_at_once() {
         "names interned once across replicas"
     );
 }
+
+/// `quarantine sync --server`: the service decides from the team history,
+/// the committed file is edited here, comments kept; `--check` and
+/// `--dry-run` behave as they do locally.
+#[test]
+fn quarantine_sync_asks_the_server_and_edits_the_file_here() {
+    use flake_core::meta::RunMeta;
+    use flake_core::model::{Attempt, AttemptStatus, Failure, TestResult};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut store = flake_core::store::Store::open(&db)
+        .unwrap()
+        .with_project(PROJECT)
+        .unwrap();
+    let now = flake_core::meta::now_ms();
+    for i in 0..12i64 {
+        let meta = RunMeta {
+            run_id: format!("r{i}"),
+            commit: Some(format!("{i:040x}")),
+            branch: Some("main".into()),
+            started_at: now - (12 - i) * 3_600_000,
+            finished_at: now - (12 - i) * 3_600_000 + 1,
+            source_format: "synthetic".into(),
+            ..RunMeta::default()
+        };
+        let flaky = i == 10;
+        let results: Vec<TestResult> = ["net::connects", "net::stable"]
+            .iter()
+            .map(|id| {
+                let attempts = if flaky && *id == "net::connects" {
+                    let f = Failure::from_output(Some("connection reset"), "reset by peer");
+                    vec![
+                        Attempt::failed(AttemptStatus::Fail, Some(3), f),
+                        Attempt::pass(Some(2)),
+                    ]
+                } else {
+                    vec![Attempt::pass(Some(1))]
+                };
+                TestResult::new(*id, attempts)
+            })
+            .collect();
+        store.record_run(&meta, &results, None).unwrap();
+    }
+    let read = tokens::create(&mut store, PROJECT, Role::Read, None, None, now).unwrap();
+    let upload = tokens::create(&mut store, PROJECT, Role::Upload, None, None, now).unwrap();
+    drop(store);
+    let server = Server::start(dir.path(), &["--db", db.to_str().unwrap()], &[]);
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("flake.toml"), "").unwrap();
+    let qfile = repo.path().join("flake-quarantine.toml");
+    let original = "# Reviewed on Mondays.\nversion = 1\n";
+    std::fs::write(&qfile, original).unwrap();
+    let sync = |token: &str, extra: &[&str]| {
+        let args = [
+            &[
+                "quarantine",
+                "sync",
+                "--server",
+                &server.base,
+                "--project",
+                PROJECT,
+            ][..],
+            extra,
+        ]
+        .concat();
+        Flake::new(repo.path(), &args)
+            .env("CARGO_FLAKE_TOKEN", token)
+            .run()
+    };
+    let check = sync(&read.token, &["--check"]);
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stdout.contains("+") && check.stdout.contains("net::connects"),
+        "{}",
+        check.stdout
+    );
+    let dry = sync(&read.token, &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&qfile).unwrap(),
+        original,
+        "a dry run writes nothing"
+    );
+    let wrote = sync(&read.token, &[]);
+    assert_eq!(wrote.code, 0, "{}", wrote.stderr);
+    let text = std::fs::read_to_string(&qfile).unwrap();
+    assert!(text.starts_with("# Reviewed on Mondays.\n"), "{text}");
+    assert!(
+        text.contains("net::connects") && !text.contains("net::stable"),
+        "{text}"
+    );
+    let again = sync(&read.token, &["--check"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("up to date"), "{}", again.stderr);
+    let refused = sync(&upload.token, &["--check"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+}

@@ -120,7 +120,65 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
     }
 }
 
+/// `quarantine sync --server URL`: the service decides, the file is edited here.
+fn sync_from_server(
+    args: &SyncArgs,
+    server: &str,
+    ws: &Workspace,
+    color: ColorChoice,
+) -> Result<u8, Error> {
+    let styles = Styles::stderr(color);
+    let path = ws.quarantine_path(args.quarantine.path.as_deref());
+    let file = QuarantineFile::load(&path)?;
+    let (_, project) = super::history_location(ws, &args.db)?;
+    let token = crate::upload::token_from_env()?;
+    let client = crate::upload::Client::new(server, token, std::time::Duration::from_secs(60))?;
+    let current = file.original().unwrap_or("");
+    let answer = client.proposal(&project, current.as_bytes()).map_err(|e| {
+        super::Usage(format!(
+            "the server {} could not propose a quarantine file: {e}",
+            client.server()
+        ))
+    })?;
+    let changed = answer["changed"].as_bool().unwrap_or(false);
+    let proposed = answer["file"].as_str().unwrap_or(current);
+    let diff = answer["diff"].as_str().unwrap_or("");
+    let shown = show_path(&path);
+    if !changed {
+        print_stderr(&format!(
+            "{shown} is up to date (decided by {})\n",
+            client.server()
+        ));
+        return Ok(EXIT_OK);
+    }
+    print_stdout(diff)?;
+    if args.check {
+        print_stderr(&format!(
+            "{} {shown} is out of date: run `cargo flake quarantine sync --server {}` and commit it\n",
+            paint(styles.fail, "error:"),
+            client.server()
+        ));
+        return Ok(EXIT_GATE_FAILED);
+    }
+    if args.dry_run {
+        print_stderr(&format!("dry run: {shown} not written\n"));
+        return Ok(EXIT_OK);
+    }
+    file.save_text(proposed)?;
+    print_stderr(&format!(
+        "{} {shown} (decided by {})\n",
+        paint(styles.pass, "wrote"),
+        client.server()
+    ));
+    Ok(EXIT_OK)
+}
+
 fn sync(args: SyncArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Error> {
+    // Only an explicit flag: CARGO_FLAKE_SERVER, set for uploads in CI, must
+    // not turn a local `sync --check` into a question to the server.
+    if let Some(server) = args.server.clone() {
+        return sync_from_server(&args, &server, ws, color);
+    }
     let styles = Styles::stderr(color);
     let (config, _) = Config::load(ws)?;
     let path = ws.quarantine_path(args.quarantine.path.as_deref());

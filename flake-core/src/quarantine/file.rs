@@ -580,6 +580,22 @@ impl QuarantineFile {
             return Ok(false);
         }
         self.check_text(&text)?;
+        self.write_text(&text)
+    }
+
+    /// Writes `text`, a whole quarantine file made elsewhere (the team
+    /// service's proposal), in place of this one, with the guarantees of
+    /// [`QuarantineFile::save`]. `text` must itself read as a quarantine
+    /// file: a broken proposal is refused, the file left as it was.
+    pub fn save_text(&self, text: &str) -> Result<bool, QuarantineError> {
+        if self.original.as_deref() == Some(text) {
+            return Ok(false);
+        }
+        QuarantineFile::parse(&self.path, text.to_owned())?;
+        self.write_text(text)
+    }
+
+    fn write_text(&self, text: &str) -> Result<bool, QuarantineError> {
         let write_error = |source| QuarantineError::Write {
             path: self.path.clone(),
             source,
