@@ -381,6 +381,13 @@ fn scenario(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
         (status, body["error"]["code"].as_str()),
         (400, Some("bad_page_size"))
     );
+    // A parameter of the wrong type is a JSON error too, not plain text.
+    let (status, body) = get(&flaky_url("page_size=many"), &read.token);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_query")),
+        "{body}"
+    );
     // The stats endpoint gives what `stats --format json` gives.
     let (status, rows) = get(
         &server.url(&format!("/api/v1/projects/{PROJECT_IN_URL}/stats")),
@@ -775,4 +782,113 @@ fn quarantine_sync_asks_the_server_and_edits_the_file_here() {
     let refused = sync(&upload.token, &["--check"]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+}
+
+/// SIGTERM while an upload is in flight: the server stops accepting, lets
+/// the upload finish (it is recorded, whole), and exits 0.
+#[test]
+fn sigterm_lets_the_upload_in_flight_finish() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut store = flake_core::store::Store::open(&db).unwrap();
+    let now = flake_core::meta::now_ms();
+    let token = tokens::create(&mut store, PROJECT, Role::Upload, None, None, now).unwrap();
+    drop(store);
+    let mut server = Server::start(dir.path(), &["--db", db.to_str().unwrap()], &[]);
+    let body = big_junit(20_000);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /api/v1/projects/{PROJECT_IN_URL}/runs?run_id=in-flight&commit=c&branch=main HTTP/1.1\r\n\
+         Host: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        token.token,
+        body.len()
+    );
+    // Half the body is sent: the server has taken the request and waits
+    // for the rest when the signal comes.
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // New connections are refused now...
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "the server still accepts after SIGTERM"
+    );
+    // ...while the one in flight completes.
+    stream.write_all(&body[body.len() / 2..]).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    let store = flake_core::store::Store::open_existing(&db)
+        .unwrap()
+        .with_project(PROJECT)
+        .unwrap();
+    assert_eq!(store.run("in-flight").unwrap().unwrap().total, 20_000);
+}
+
+/// The README's curl commands work: a project name with slashes travels
+/// percent-encoded in the path.
+#[test]
+fn curl_uploads_and_pages_with_a_percent_encoded_project() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "curl is needed in CI (.ci/run installs it)"
+        );
+        eprintln!("curl not found: this test was skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut store = flake_core::store::Store::open(&db).unwrap();
+    let now = flake_core::meta::now_ms();
+    let upload = tokens::create(&mut store, PROJECT, Role::Upload, None, None, now).unwrap();
+    let read = tokens::create(&mut store, PROJECT, Role::Read, None, None, now).unwrap();
+    drop(store);
+    let server = Server::start(dir.path(), &["--db", db.to_str().unwrap()], &[]);
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.trim().parse::<u16>().unwrap(), body.to_owned())
+    };
+    let report = report("rspec/run1.json");
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {}", upload.token),
+        "--data-binary",
+        &format!("@{}", report.display()),
+        &runs_url(&server, "commit=abc&branch=main&run_id=curl-1"),
+    ]);
+    assert_eq!(code, 201, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["run_id"], "curl-1");
+    let (code, body) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {}", read.token),
+        &server.url(&format!("/api/v1/projects/{PROJECT_IN_URL}/stats")),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("./spec/calculator_spec.rb"), "{body}");
 }

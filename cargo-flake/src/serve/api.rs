@@ -18,6 +18,35 @@ use serde_json::json;
 
 use super::App;
 
+/// Query parameters whose rejection is a JSON error like every other
+/// (axum's own is plain text).
+#[derive(Debug)]
+pub struct JsonQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for JsonQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| JsonQuery(t))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("bad query parameters: {}", e.body_text()),
+                )
+            })
+    }
+}
+
 /// The project a response was about, for the request log.
 #[derive(Clone, Debug)]
 pub struct LoggedProject(pub String);
@@ -198,6 +227,19 @@ pub struct UploadParams {
     name: Option<String>,
 }
 
+/// Reads and drops a body, at most `limit` bytes of it.
+async fn drain(mut body: axum::body::Body, limit: usize) {
+    use axum::body::HttpBody;
+    let mut seen = 0usize;
+    while seen <= limit {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            Some(Ok(f)) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+}
+
 /// Decompressed bytes allowed per compressed byte: real reports compress
 /// 5-20x; a bomb compresses a million to one.
 const MAX_RATIO: usize = 200;
@@ -282,20 +324,26 @@ fn decode(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Vec<u8>, 
 pub async fn upload(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
-    Query(params): Query<UploadParams>,
+    JsonQuery(params): JsonQuery<UploadParams>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     use axum::extract::FromRequest;
-    // Authorise before reading the body: an anonymous client gets no
-    // bandwidth, memory or CPU.
+    // Authorise before keeping or parsing anything: an anonymous client
+    // gets no memory or CPU. Its body is still read (and dropped, within
+    // the limit) before the answer: a client that is still sending when the
+    // connection closes sees a broken pipe instead of the 401, and a CI
+    // client would retry a bad token as if the server were down.
     let auth_project = project.clone();
     let auth_headers = headers.clone();
-    with_store(&app, move |store| {
+    let authorized = with_store(&app, move |store| {
         authorize(store, &auth_headers, &auth_project, Role::Upload).map(drop)
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await;
+    if let Err(e) = authorized {
+        drain(request.into_body(), app.max_body).await;
+        return Err(e.about(&project));
+    }
     let too_large = |app: &App| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -451,7 +499,7 @@ fn options(params: &ReadParams, default_days: Option<u32>) -> StatsOptions {
 pub async fn stats(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
-    Query(params): Query<ReadParams>,
+    JsonQuery(params): JsonQuery<ReadParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let p = project.clone();
@@ -486,7 +534,7 @@ pub async fn stats(
 pub async fn flaky_tests(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
-    Query(params): Query<ReadParams>,
+    JsonQuery(params): JsonQuery<ReadParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let page_size = params.page_size.unwrap_or(50);
