@@ -28,6 +28,7 @@ pub mod runner;
 pub mod stats;
 pub mod store;
 pub mod tokens;
+pub mod webhooks;
 pub mod workspace;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for
