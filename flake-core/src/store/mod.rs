@@ -147,6 +147,29 @@ macro_rules! forward_backend {
         fn try_maintenance_lock(&mut self) -> Result<bool, StoreError> {
             $ty::try_maintenance_lock(self)
         }
+        fn insert_webhook(
+            &mut self,
+            endpoint: &crate::store::WebhookEndpoint,
+        ) -> Result<i64, StoreError> {
+            $ty::insert_webhook(self, endpoint)
+        }
+        fn webhooks(
+            &self,
+            project: Option<&str>,
+        ) -> Result<Vec<crate::store::WebhookEndpoint>, StoreError> {
+            $ty::webhooks(self, project)
+        }
+        fn remove_webhook(&mut self, id: i64) -> Result<bool, StoreError> {
+            $ty::remove_webhook(self, id)
+        }
+        fn rotate_webhook_secret(
+            &mut self,
+            id: i64,
+            secret: &str,
+            previous_until: i64,
+        ) -> Result<bool, StoreError> {
+            $ty::rotate_webhook_secret(self, id, secret, previous_until)
+        }
         fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
             $ty::release_maintenance_lock(self)
         }
@@ -199,7 +222,7 @@ pub use location::{Location, LocationError, mask_password};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
     Check, PrunePlan, PruneSummary, ResultRecord, Role, RunAttempt, RunRecord, StoredTest,
-    TokenRecord, WindowResult, WriteSummary, name_key,
+    TokenRecord, WebhookEndpoint, WindowResult, WriteSummary, name_key,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -282,6 +305,20 @@ pub trait Backend: std::fmt::Debug + Send {
     fn try_maintenance_lock(&mut self) -> Result<bool, StoreError>;
     /// Releases [`Backend::try_maintenance_lock`].
     fn release_maintenance_lock(&mut self) -> Result<(), StoreError>;
+    /// Stores a webhook endpoint; returns its id.
+    fn insert_webhook(&mut self, endpoint: &WebhookEndpoint) -> Result<i64, StoreError>;
+    /// Every webhook endpoint (of `project`, if given), by id.
+    fn webhooks(&self, project: Option<&str>) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    /// Removes an endpoint; `false` when there was none.
+    fn remove_webhook(&mut self, id: i64) -> Result<bool, StoreError>;
+    /// Replaces an endpoint's secret; the current one keeps signing until
+    /// `previous_until`. `false` when there is no such endpoint.
+    fn rotate_webhook_secret(
+        &mut self,
+        id: i64,
+        secret: &str,
+        previous_until: i64,
+    ) -> Result<bool, StoreError>;
     /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
     fn attempts_between(
         &self,
@@ -487,6 +524,32 @@ impl Store {
     /// See [`Backend::release_maintenance_lock`].
     pub fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
         self.backend.release_maintenance_lock()
+    }
+
+    /// See [`Backend::insert_webhook`].
+    pub fn insert_webhook(&mut self, endpoint: &WebhookEndpoint) -> Result<i64, StoreError> {
+        self.backend.insert_webhook(endpoint)
+    }
+
+    /// See [`Backend::webhooks`].
+    pub fn webhooks(&self, project: Option<&str>) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        self.backend.webhooks(project)
+    }
+
+    /// See [`Backend::remove_webhook`].
+    pub fn remove_webhook(&mut self, id: i64) -> Result<bool, StoreError> {
+        self.backend.remove_webhook(id)
+    }
+
+    /// See [`Backend::rotate_webhook_secret`].
+    pub fn rotate_webhook_secret(
+        &mut self,
+        id: i64,
+        secret: &str,
+        previous_until: i64,
+    ) -> Result<bool, StoreError> {
+        self.backend
+            .rotate_webhook_secret(id, secret, previous_until)
     }
 
     /// The projects of this database with at least one run, by name.

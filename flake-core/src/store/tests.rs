@@ -535,3 +535,52 @@ fn tokens_are_checked_by_hash_and_end_when_revoked_or_expired() {
         assert_ne!(crate::meta::hex(&stored.hash), secret);
     });
 }
+
+/// Webhook endpoints, on every backend: stored per project, listed without
+/// leaking into other projects, a rotation keeps the old secret signing
+/// until its overlap ends, removal is final.
+#[test]
+fn webhook_endpoints_are_stored_rotated_and_removed() {
+    each_backend(|open| {
+        let mut store = open("app");
+        let endpoint = |project: &str, url: &str| WebhookEndpoint {
+            id: 0,
+            project: project.into(),
+            url: url.into(),
+            events: vec!["flaky_test.new".into(), "flaky_test.resolved".into()],
+            secret: "whsec_AAAA".into(),
+            previous_secret: None,
+            previous_until: None,
+            created_at: 7,
+            disabled_at: None,
+            disabled_reason: None,
+        };
+        let a = store
+            .insert_webhook(&endpoint("app", "https://hooks.example/a"))
+            .unwrap();
+        let b = store
+            .insert_webhook(&endpoint("lib", "https://hooks.example/b"))
+            .unwrap();
+        assert_ne!(a, b);
+        let listed = store.webhooks(Some("app")).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].events, ["flaky_test.new", "flaky_test.resolved"]);
+        assert_eq!(
+            (listed[0].id, listed[0].url.as_str()),
+            (a, "https://hooks.example/a")
+        );
+        assert!(store.rotate_webhook_secret(a, "whsec_BBBB", 99).unwrap());
+        let rotated = store.webhooks(Some("app")).unwrap().remove(0);
+        assert_eq!(rotated.secret, "whsec_BBBB");
+        assert_eq!(rotated.previous_secret.as_deref(), Some("whsec_AAAA"));
+        assert_eq!(rotated.previous_until, Some(99));
+        assert!(!store.rotate_webhook_secret(12345, "whsec_CCCC", 1).unwrap());
+        assert!(store.remove_webhook(a).unwrap());
+        assert!(!store.remove_webhook(a).unwrap());
+        assert!(store.webhooks(Some("app")).unwrap().is_empty());
+        assert_eq!(store.webhooks(None).unwrap().len(), 1);
+        // Secrets never appear in what is serialised for listings.
+        let json = serde_json::to_string(&store.webhooks(None).unwrap()).unwrap();
+        assert!(!json.contains("whsec_"), "{json}");
+    });
+}

@@ -252,3 +252,31 @@ impl TokenRecord {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now_ms < e)
     }
 }
+
+/// A webhook endpoint of a project, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebhookEndpoint {
+    /// Row id.
+    pub id: i64,
+    /// The project whose events it receives.
+    pub project: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event types it receives (`flaky_test.new`, ...).
+    pub events: Vec<String>,
+    /// The signing secret (`whsec_...`); never serialised.
+    #[serde(skip)]
+    pub secret: String,
+    /// The secret before the last rotation, which still signs until
+    /// `previous_until`; never serialised.
+    #[serde(skip)]
+    pub previous_secret: Option<String>,
+    /// End of the rotation overlap, Unix ms.
+    pub previous_until: Option<i64>,
+    /// Creation, Unix ms.
+    pub created_at: i64,
+    /// When deliveries stopped, Unix ms (410 from the receiver, or failing for days).
+    pub disabled_at: Option<i64>,
+    /// Why.
+    pub disabled_reason: Option<String>,
+}

@@ -117,6 +117,101 @@ impl PgBackend {
     }
 }
 
+const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason";
+
+fn webhook_row(r: &Row) -> crate::store::WebhookEndpoint {
+    let events: String = r.get(3);
+    crate::store::WebhookEndpoint {
+        id: r.get(0),
+        project: r.get(1),
+        url: r.get(2),
+        events: events
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        secret: r.get(4),
+        previous_secret: r.get(5),
+        previous_until: r.get(6),
+        created_at: r.get(7),
+        disabled_at: r.get(8),
+        disabled_reason: r.get(9),
+    }
+}
+
+impl PgBackend {
+    /// See [`crate::store::Backend::insert_webhook`].
+    pub(crate) fn insert_webhook(
+        &mut self,
+        e: &crate::store::WebhookEndpoint,
+    ) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .get_mut()
+            .query_one(
+                "INSERT INTO flake_webhook_endpoints (project, url, events, secret, created_at)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[
+                    &e.project,
+                    &e.url,
+                    &e.events.join(","),
+                    &e.secret,
+                    &e.created_at,
+                ],
+            )
+            .map_err(sql_err(&self.shown))?;
+        Ok(row.get(0))
+    }
+
+    /// See [`crate::store::Backend::webhooks`].
+    pub(crate) fn webhooks(
+        &self,
+        project: Option<&str>,
+    ) -> Result<Vec<crate::store::WebhookEndpoint>, StoreError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                &format!(
+                    "SELECT {WEBHOOK_COLUMNS} FROM flake_webhook_endpoints
+                     WHERE $1::text IS NULL OR project = $1 ORDER BY id"
+                ),
+                &[&project],
+            )
+            .map_err(sql_err(&self.shown))?;
+        Ok(rows.iter().map(webhook_row).collect())
+    }
+
+    /// See [`crate::store::Backend::remove_webhook`].
+    pub(crate) fn remove_webhook(&mut self, id: i64) -> Result<bool, StoreError> {
+        let n = self
+            .client
+            .get_mut()
+            .execute("DELETE FROM flake_webhook_endpoints WHERE id = $1", &[&id])
+            .map_err(sql_err(&self.shown))?;
+        Ok(n == 1)
+    }
+
+    /// See [`crate::store::Backend::rotate_webhook_secret`].
+    pub(crate) fn rotate_webhook_secret(
+        &mut self,
+        id: i64,
+        secret: &str,
+        previous_until: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .client
+            .get_mut()
+            .execute(
+                "UPDATE flake_webhook_endpoints
+                 SET previous_secret = secret, previous_until = $3, secret = $2 WHERE id = $1",
+                &[&id, &secret, &previous_until],
+            )
+            .map_err(sql_err(&self.shown))?;
+        Ok(n == 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::postgres::testing::TestDatabase;

@@ -147,6 +147,22 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER
     );
     "#,
+    // 5 -> 6: webhook endpoints of `cargo flake serve`. The secret is kept
+    // as is: it signs every delivery, so a hash would not do.
+    r#"
+    CREATE TABLE webhook_endpoints (
+        id              INTEGER PRIMARY KEY,
+        project         TEXT NOT NULL,
+        url             TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_until  INTEGER,
+        created_at      INTEGER NOT NULL,
+        disabled_at     INTEGER,
+        disabled_reason TEXT
+    );
+    "#,
 ];
 
 /// `pragma application_id` of a cargo-flake history ("cflk"), so another
@@ -297,7 +313,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 7);
+        assert_eq!(tables, 8);
     }
 
     #[test]

@@ -130,3 +130,90 @@ fn record(raw: Raw, path: &std::path::Path) -> Result<TokenRecord, StoreError> {
         hash: hash.try_into().map_err(|_| damaged("a malformed hash"))?,
     })
 }
+
+const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason";
+
+fn webhook_row(r: &Row<'_>) -> rusqlite::Result<crate::store::WebhookEndpoint> {
+    let events: String = r.get(3)?;
+    Ok(crate::store::WebhookEndpoint {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        url: r.get(2)?,
+        events: events
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        secret: r.get(4)?,
+        previous_secret: r.get(5)?,
+        previous_until: r.get(6)?,
+        created_at: r.get(7)?,
+        disabled_at: r.get(8)?,
+        disabled_reason: r.get(9)?,
+    })
+}
+
+impl SqliteBackend {
+    /// See [`crate::store::Backend::insert_webhook`].
+    pub(crate) fn insert_webhook(
+        &mut self,
+        e: &crate::store::WebhookEndpoint,
+    ) -> Result<i64, StoreError> {
+        let sql = sql_err(&self.display_path());
+        self.conn
+            .execute(
+                "INSERT INTO webhook_endpoints (project, url, events, secret, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![e.project, e.url, e.events.join(","), e.secret, e.created_at],
+            )
+            .map_err(&sql)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// See [`crate::store::Backend::webhooks`].
+    pub(crate) fn webhooks(
+        &self,
+        project: Option<&str>,
+    ) -> Result<Vec<crate::store::WebhookEndpoint>, StoreError> {
+        let sql = sql_err(&self.display_path());
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints WHERE ?1 IS NULL OR project = ?1 ORDER BY id"
+            ))
+            .map_err(&sql)?;
+        stmt.query_map([project], webhook_row)
+            .map_err(&sql)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(&sql)
+    }
+
+    /// See [`crate::store::Backend::remove_webhook`].
+    pub(crate) fn remove_webhook(&mut self, id: i64) -> Result<bool, StoreError> {
+        let sql = sql_err(&self.display_path());
+        let n = self
+            .conn
+            .execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])
+            .map_err(&sql)?;
+        Ok(n == 1)
+    }
+
+    /// See [`crate::store::Backend::rotate_webhook_secret`].
+    pub(crate) fn rotate_webhook_secret(
+        &mut self,
+        id: i64,
+        secret: &str,
+        previous_until: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = sql_err(&self.display_path());
+        let n = self
+            .conn
+            .execute(
+                "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = ?3, secret = ?2
+                 WHERE id = ?1",
+                params![id, secret, previous_until],
+            )
+            .map_err(&sql)?;
+        Ok(n == 1)
+    }
+}
