@@ -87,6 +87,9 @@ pub enum Command {
     /// API tokens of the team service (`cargo flake serve`): create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Webhook endpoints of the team service: add, list, remove, rotate-secret.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Serve the history over HTTP: uploads from CI jobs and a read API.
     #[command(long_about = SERVE_LONG_ABOUT)]
     Serve(ServeArgs),
@@ -256,6 +259,51 @@ pub enum TokenCommand {
         db: DbArg,
         /// The token's id.
         id: i64,
+    },
+}
+
+/// `cargo flake webhook ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add an endpoint for the project's events and print its signing secret
+    /// once (`whsec_...`; receivers verify deliveries with it, by the
+    /// Standard Webhooks rules).
+    Add {
+        #[command(flatten)]
+        db: DbArg,
+        /// Where deliveries go (https:// in production).
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// Event types, comma-separated: flaky_test.new, flaky_test.resolved,
+        /// quarantine.proposal_changed, run.completed.
+        #[arg(long, value_name = "LIST", value_delimiter = ',', required = true)]
+        events: Vec<String>,
+    },
+    /// List the project's endpoints (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DbArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Remove an endpoint by id.
+    Remove {
+        #[command(flatten)]
+        db: DbArg,
+        /// The endpoint's id (from `list`).
+        id: i64,
+    },
+    /// Give an endpoint a new secret and print it once; the old one keeps
+    /// signing (both signatures are sent) until the overlap ends.
+    RotateSecret {
+        #[command(flatten)]
+        db: DbArg,
+        /// The endpoint's id (from `list`).
+        id: i64,
+        /// How long the old secret keeps signing (e.g. 24h, 7d).
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration_arg)]
+        overlap: std::time::Duration,
     },
 }
 

@@ -13,6 +13,7 @@ mod stats;
 mod test;
 mod token;
 mod upload;
+mod webhook;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Hunt(args) => hunt::run(args, color),
         Command::Db(cmd) => db::run(cmd, color),
         Command::Token(cmd) => token::run(cmd, color),
+        Command::Webhook(cmd) => webhook::run(cmd),
         Command::Serve(args) => serve(args),
         Command::Upload(args) => upload::run(args, color),
     }
