@@ -600,6 +600,7 @@ fn uploads(flake: &Path, work: &Path, o: &Options, rows: &mut Vec<Row>) -> Resul
     );
     let sampled = sampler.stop();
     let hwm = server.status_kib("VmHWM").unwrap_or(0);
+    let threads = server.status_kib("Threads").unwrap_or(0);
     let rss = sampled.max(hwm);
     let log = server.take_log();
     let rate = result.ok as f64 / result.wall;
@@ -621,10 +622,11 @@ fn uploads(flake: &Path, work: &Path, o: &Options, rows: &mut Vec<Row>) -> Resul
 
     // The floor: the same rows by PostgreSQL's own COPY.
     eprintln!(
-        "bench-serve: the floor, {} runs of the same rows by binary COPY",
-        result.ok.max(1)
+        "bench-serve: the floor, {} runs of the same rows by binary COPY from {} connections",
+        result.ok.max(1),
+        o.clients
     );
-    let floor = copy_floor(pg.url(), result.ok.max(1), CASES)?;
+    let floor = copy_floor(pg.url(), result.ok.max(1), CASES, o.clients)?;
     let floor_rate = (result.ok.max(1) * CASES) as f64 / floor;
     let results_rate = rate * CASES as f64;
     eprintln!(
@@ -674,7 +676,7 @@ fn uploads(flake: &Path, work: &Path, o: &Options, rows: &mut Vec<Row>) -> Resul
         Row::new(
             "server peak RSS during the upload load".into(),
             format!(
-                "**{:.0} MiB** (VmHWM {:.0} MiB, VmRSS sampled every 100 ms {:.0} MiB)",
+                "**{:.0} MiB** (VmHWM {:.0} MiB, VmRSS sampled every 100 ms {:.0} MiB; {threads} threads after the load)",
                 mib(rss),
                 mib(hwm),
                 mib(sampled)
@@ -686,8 +688,9 @@ fn uploads(flake: &Path, work: &Path, o: &Options, rows: &mut Vec<Row>) -> Resul
     );
     rows.push(Row::new(
         format!(
-            "the floor: PostgreSQL binary `COPY` of the same rows ({} runs x {CASES} results and their attempts, one connection, a transaction per run)",
-            result.ok.max(1)
+            "the floor: PostgreSQL binary `COPY` of the same rows ({} runs x {CASES} results and their attempts, {} connections, a transaction per run)",
+            result.ok.max(1),
+            o.clients
         ),
         format!("{floor_rate:.0} results/s ({floor:.1} s)"),
         "1.00x".into(),
@@ -781,8 +784,9 @@ fn uploads(flake: &Path, work: &Path, o: &Options, rows: &mut Vec<Row>) -> Resul
 /// Writes `runs` runs of `cases` result rows and their attempt rows, as
 /// an upload of [`junit`]`(cases)` writes them, by binary `COPY` into
 /// scratch tables with `flake_results`' and `flake_attempts`' columns and
-/// keys; the seconds it took. The tables are dropped after.
-fn copy_floor(url: &str, runs: usize, cases: usize) -> Result<f64, String> {
+/// keys, from `clients` connections at once (a transaction per run, as the
+/// uploads commit); the seconds it took. The tables are dropped after.
+fn copy_floor(url: &str, runs: usize, cases: usize, clients: usize) -> Result<f64, String> {
     let sql = |e: postgres::Error| e.to_string();
     let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(sql)?;
     client
@@ -800,71 +804,92 @@ fn copy_floor(url: &str, runs: usize, cases: usize) -> Result<f64, String> {
              CREATE INDEX ON bench_floor_attempts (failure) WHERE failure IS NOT NULL;",
         )
         .map_err(sql)?;
-    let bucket: i32 = 202_612;
-    let duration: Option<i64> = Some(10);
+    let next = Arc::new(AtomicUsize::new(1));
     let start = Instant::now();
-    for run in 1..=runs as i64 {
-        let mut tx = client.transaction().map_err(sql)?;
-        let copy = tx
-            .copy_in("COPY bench_floor_results (test, run, bucket, outcome, attempts, duration_ms) FROM STDIN BINARY")
-            .map_err(sql)?;
-        let types = [
-            Type::INT8,
-            Type::INT8,
-            Type::INT4,
-            Type::INT2,
-            Type::INT4,
-            Type::INT8,
-        ];
-        let mut w = BinaryCopyInWriter::new(copy, &types);
-        for i in 0..cases {
-            let (outcome, attempts): (i16, i32) = match case(i) {
-                Case::Pass => (0, 1),
-                Case::Flaky => (1, 2),
-                Case::Fail => (2, 1),
-                Case::Skip => (3, 1),
-            };
-            let test = i as i64 + 1;
-            w.write(&[&test, &run, &bucket, &outcome, &attempts, &duration])
-                .map_err(sql)?;
-        }
-        w.finish().map_err(sql)?;
-        let copy = tx
-            .copy_in("COPY bench_floor_attempts (test, run, bucket, attempt, status, duration_ms, failure) FROM STDIN BINARY")
-            .map_err(sql)?;
-        let types = [
-            Type::INT8,
-            Type::INT8,
-            Type::INT4,
-            Type::INT4,
-            Type::INT2,
-            Type::INT8,
-            Type::INT8,
-        ];
-        let mut w = BinaryCopyInWriter::new(copy, &types);
-        for i in 0..cases {
-            let test = i as i64 + 1;
-            let attempts: &[(i16, Option<i64>)] = match case(i) {
-                Case::Pass => &[(0, None)],
-                Case::Flaky => &[(1, Some(1)), (0, None)],
-                Case::Fail => &[(1, Some(2))],
-                Case::Skip => &[(3, None)],
-            };
-            for (n, (status, failure)) in attempts.iter().enumerate() {
-                let attempt = n as i32 + 1;
-                let row: [&(dyn ToSql + Sync); 7] =
-                    [&test, &run, &bucket, &attempt, status, &duration, failure];
-                w.write(&row).map_err(sql)?;
-            }
-        }
-        w.finish().map_err(sql)?;
-        tx.commit().map_err(sql)?;
+    let writers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (next, url) = (next.clone(), url.to_owned());
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(sql)?;
+                loop {
+                    let run = next.fetch_add(1, Ordering::Relaxed);
+                    if run > runs {
+                        return Ok(());
+                    }
+                    copy_run(&mut client, run as i64, cases).map_err(sql)?;
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join()
+            .map_err(|_| "a COPY writer panicked".to_owned())??;
     }
     let seconds = start.elapsed().as_secs_f64();
     client
         .batch_execute("DROP TABLE bench_floor_results, bench_floor_attempts")
         .map_err(sql)?;
     Ok(seconds)
+}
+
+/// One run's rows of [`copy_floor`], in one transaction.
+fn copy_run(client: &mut postgres::Client, run: i64, cases: usize) -> Result<(), postgres::Error> {
+    let bucket: i32 = 202_612;
+    let duration: Option<i64> = Some(10);
+    let mut tx = client.transaction()?;
+    let copy = tx.copy_in(
+        "COPY bench_floor_results (test, run, bucket, outcome, attempts, duration_ms) FROM STDIN BINARY",
+    )?;
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::INT4,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+    ];
+    let mut w = BinaryCopyInWriter::new(copy, &types);
+    for i in 0..cases {
+        let (outcome, attempts): (i16, i32) = match case(i) {
+            Case::Pass => (0, 1),
+            Case::Flaky => (1, 2),
+            Case::Fail => (2, 1),
+            Case::Skip => (3, 1),
+        };
+        let test = i as i64 + 1;
+        w.write(&[&test, &run, &bucket, &outcome, &attempts, &duration])?;
+    }
+    w.finish()?;
+    let copy = tx.copy_in(
+        "COPY bench_floor_attempts (test, run, bucket, attempt, status, duration_ms, failure) FROM STDIN BINARY",
+    )?;
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::INT4,
+        Type::INT4,
+        Type::INT2,
+        Type::INT8,
+        Type::INT8,
+    ];
+    let mut w = BinaryCopyInWriter::new(copy, &types);
+    for i in 0..cases {
+        let test = i as i64 + 1;
+        let attempts: &[(i16, Option<i64>)] = match case(i) {
+            Case::Pass => &[(0, None)],
+            Case::Flaky => &[(1, Some(1)), (0, None)],
+            Case::Fail => &[(1, Some(2))],
+            Case::Skip => &[(3, None)],
+        };
+        for (n, (status, failure)) in attempts.iter().enumerate() {
+            let attempt = n as i32 + 1;
+            let row: [&(dyn ToSql + Sync); 7] =
+                [&test, &run, &bucket, &attempt, status, &duration, failure];
+            w.write(&row)?;
+        }
+    }
+    w.finish()?;
+    tx.commit()
 }
 
 /// Part 3: `flaky-tests` over the history, one client and many.
