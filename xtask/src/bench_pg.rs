@@ -238,6 +238,18 @@ impl Rng {
 /// per run, 0.5% failing now and then, 1% skipped; every 10th run re-runs
 /// the previous commit, so same-code flips exist.
 pub(crate) fn record_history(store: &mut Store, tests: usize, runs: usize) -> Result<(), String> {
+    record_history_from(store, tests, runs, 1_790_000_000_000)
+}
+
+/// [`record_history`] with the first run starting at `start_ms` (runs are a
+/// minute apart): `bench-serve` puts the history in the last day, inside the
+/// service's default 30-day window.
+pub(crate) fn record_history_from(
+    store: &mut Store,
+    tests: usize,
+    runs: usize,
+    start_ms: i64,
+) -> Result<(), String> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let shape: Vec<(f64, bool, bool)> = (0..tests)
         .map(|i| {
@@ -286,8 +298,8 @@ pub(crate) fn record_history(store: &mut Store, tests: usize, runs: usize) -> Re
             run_id: format!("run-{r:05}"),
             commit: Some(format!("{commit:040x}")),
             branch: Some("main".into()),
-            started_at: 1_790_000_000_000 + r as i64 * 60_000,
-            finished_at: 1_790_000_000_000 + r as i64 * 60_000 + 30_000,
+            started_at: start_ms + r as i64 * 60_000,
+            finished_at: start_ms + r as i64 * 60_000 + 30_000,
             host: Some("ci-host".into()),
             os: Some("linux".into()),
             source_format: "nextest".into(),

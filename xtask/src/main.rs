@@ -10,6 +10,9 @@
 //! - `bench-capacity [...]`: bytes per stored result, results inserted per
 //!   second, `stats` at 10 M results, on SQLite and PostgreSQL: the figures
 //!   of the capacity model in BENCHMARKS.md.
+//! - `bench-serve [...]`: `cargo flake serve` under load on loopback against
+//!   PostgreSQL: uploads/s, latency and RSS of 16 uploading clients, the
+//!   `COPY` floor, `flaky-tests` latency, a 200,000-case upload until visible.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
 mod bench;
@@ -18,6 +21,7 @@ mod bench_history;
 mod bench_pg;
 mod bench_pg_month;
 mod bench_prune;
+mod bench_serve;
 mod fixtures;
 mod render_report;
 
@@ -38,6 +42,8 @@ usage: cargo xtask <task>
                                         PostgreSQL vs SQLite (needs CARGO_FLAKE_TEST_DATABASE_URL)
   bench-capacity [--tests N] [--runs N] [--iterations N] [--run-size N] [--runs-per-phase N] [--keep]
                                         bytes/result, inserts/s, stats at 10 M results (both backends)
+  bench-serve [--seconds N] [--clients N] [--tests N] [--runs N] [--requests N] [--big N]
+                                        cargo flake serve under load (needs CARGO_FLAKE_TEST_DATABASE_URL)
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
   bench-report [--tests N] [--runs N]   report generation time and size";
 
@@ -70,6 +76,9 @@ fn main() -> ExitCode {
         }),
         Some("bench-pg") => {
             bench_pg::Options::parse(rest).and_then(|o| bench_pg::run(root, &o).map(|_| true))
+        }
+        Some("bench-serve") => {
+            bench_serve::Options::parse(rest).and_then(|o| bench_serve::run(root, &o))
         }
         Some("bench-pg-month") => bench_pg_month::run(rest).map(|_| true),
         Some("bench-capacity") => bench_capacity::Options::parse(rest)
