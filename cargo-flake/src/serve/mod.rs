@@ -65,7 +65,15 @@ pub struct Settings {
 /// requests in flight finish (an upload is recorded whole or not at all),
 /// and returns.
 pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Blocking threads do the parsing and the database work: a few per core
+    // keep the cores busy, while tokio's default (512) let every request in
+    // flight get a thread of its own, each with its own allocator heap: 355
+    // MiB at 16 concurrent uploads (BENCHMARKS.md). Requests beyond these
+    // wait in tokio's queue instead.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .max_blocking_threads(cores * 2)
         .enable_all()
         .build()?;
     // The pool outlives the runtime's tasks: the blocking PostgreSQL client
