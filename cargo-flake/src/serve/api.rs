@@ -1,5 +1,6 @@
 //! The handlers of `cargo flake serve`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -466,6 +467,17 @@ pub async fn upload(
         StatusCode::OK
     } else {
         app.metrics.upload(outcome.results);
+        // Recompute the project's default `flaky-tests` answer now, in the
+        // background, so the first reader after an upload does not pay for it.
+        let (warm, p) = (app.clone(), project.clone());
+        tokio::spawn(async move {
+            let inner = warm.clone();
+            let _ = with_store(&warm, move |store| {
+                store.select_project(p.clone());
+                flaky_items(&inner, store, &p, &ReadParams::default()).map(drop)
+            })
+            .await;
+        });
         StatusCode::CREATED
     };
     let body = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
@@ -558,56 +570,135 @@ pub async fn flaky_tests(
         })?,
     };
     let p = project.clone();
+    let cache_app = app.clone();
     let body = with_store(&app, move |store| {
         authorize(store, &headers, &p, Role::Read)?;
         store.select_project(p.clone());
-        let opts = options(&params, Some(30));
-        let mut stats = stats::compute(store, &opts)?;
-        stats.sort(SortKey::Rate, opts.min_runs);
-        let day_ago = flake_core::meta::now_ms() - 86_400_000;
-        let flaky: Vec<_> = stats.tests.iter().filter(|t| t.flaky > 0).collect();
-        let mut items = Vec::new();
-        for t in flaky.iter().skip(start).take(page_size) {
-            let flaky_runs: Vec<&stats::RunInfo> = t
-                .samples
-                .iter()
-                .filter(|s| s.class.is_flaky())
-                .filter_map(|s| stats.runs.get(s.run as usize))
-                .collect();
-            let at = flake_core::meta::format_time;
-            let first = flaky_runs.iter().map(|r| r.started_at).min();
-            let last = flaky_runs.iter().map(|r| r.started_at).max();
-            let clusters = flake_core::cluster::of_window(store, &stats, t)?;
-            let (class_name, name) = split_id(&t.id);
-            let (low, high) = t.wilson();
-            items.push(json!({
-                "id": t.id,
-                "name": name,
-                "class_name": class_name,
-                "first_occurrence": first.map(at),
-                "last_occurrence": last.map(at),
-                "last_24_hours_count": flaky_runs.iter().filter(|r| r.started_at >= day_ago).count(),
-                "details_url": format!("/api/v1/projects/{}/tests/{}", encode(&p), encode(&t.id)),
-                "flake_rate": t.flake_rate(),
-                "wilson_low": low,
-                "wilson_high": high,
-                "runs": t.runs,
-                "flaky": t.flaky,
-                "quarantined": t.quarantined,
-                "top_cluster": clusters.first().map(|c| json!({
-                    "message": c.sample.message,
-                    "location": c.sample.location,
-                    "count": c.count,
-                })),
-            }));
-        }
-        let next = start + items.len();
-        let next_page_token = (next < flaky.len()).then(|| encode_token(next));
-        Ok(json!({"items": items, "next_page_token": next_page_token}))
+        let items = flaky_items(&cache_app, store, &p, &params)?;
+        let page: Vec<serde_json::Value> =
+            items.iter().skip(start).take(page_size).cloned().collect();
+        let next = start + page.len();
+        let next_page_token = (next < items.len()).then(|| encode_token(next));
+        Ok(json!({"items": page, "next_page_token": next_page_token}))
     })
     .await
     .map_err(|e| e.about(&project))?;
     Ok(answer(StatusCode::OK, &project, body))
+}
+
+/// How long a computed `flaky-tests` answer may be served while the
+/// project's runs are unchanged: `since_days` moves with the clock.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Computed `flaky-tests` answers, per project and filters, each valid
+/// while the project's runs are as they were (any upload, shard or prune
+/// changes them) and for [`CACHE_TTL`]. The check is one read of the
+/// project's runs, which every replica makes against the shared database,
+/// so replicas stay stateless and never serve a stale answer after an
+/// upload landed elsewhere. One computation per key at a time: concurrent
+/// requests for the same answer wait for it instead of each computing it.
+#[derive(Debug, Default)]
+pub struct FlakyCache {
+    slots: std::sync::Mutex<HashMap<CacheKey, Arc<std::sync::Mutex<Option<Cached>>>>>,
+}
+
+type CacheKey = (String, Option<String>, Option<String>, Option<u32>);
+
+#[derive(Debug)]
+struct Cached {
+    version: (usize, i64, i64),
+    at: std::time::Instant,
+    items: Arc<Vec<serde_json::Value>>,
+}
+
+/// What identifies the state of a project's history for the statistics.
+fn history_version(store: &Store) -> Result<(usize, i64, i64), ApiError> {
+    let runs = store.runs()?;
+    let last = runs.last().map_or(0, |r| r.seq);
+    let results: i64 = runs.iter().map(|r| r.total).sum();
+    Ok((runs.len(), last, results))
+}
+
+/// Every flaky test of `project` under `params`, worst first: from the
+/// cache when the history is unchanged, else computed and cached.
+fn flaky_items(
+    app: &App,
+    store: &Store,
+    project: &str,
+    params: &ReadParams,
+) -> Result<Arc<Vec<serde_json::Value>>, ApiError> {
+    let key: CacheKey = (
+        project.to_owned(),
+        params.branch.clone(),
+        params.variant.clone(),
+        params.since_days,
+    );
+    let slot = {
+        let mut slots = app.flaky_cache.slots.lock().map_err(ApiError::internal)?;
+        slots.entry(key).or_default().clone()
+    };
+    let mut cached = slot.lock().map_err(ApiError::internal)?;
+    let version = history_version(store)?;
+    if let Some(c) = cached.as_ref()
+        && c.version == version
+        && c.at.elapsed() < CACHE_TTL
+    {
+        return Ok(c.items.clone());
+    }
+    let items = Arc::new(compute_flaky_items(store, project, params)?);
+    *cached = Some(Cached {
+        version,
+        at: std::time::Instant::now(),
+        items: items.clone(),
+    });
+    Ok(items)
+}
+
+fn compute_flaky_items(
+    store: &Store,
+    project: &str,
+    params: &ReadParams,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let opts = options(params, Some(30));
+    let mut stats = stats::compute(store, &opts)?;
+    stats.sort(SortKey::Rate, opts.min_runs);
+    let day_ago = flake_core::meta::now_ms() - 86_400_000;
+    let mut items = Vec::new();
+    for t in stats.tests.iter().filter(|t| t.flaky > 0) {
+        let flaky_runs: Vec<&stats::RunInfo> = t
+            .samples
+            .iter()
+            .filter(|s| s.class.is_flaky())
+            .filter_map(|s| stats.runs.get(s.run as usize))
+            .collect();
+        let at = flake_core::meta::format_time;
+        let first = flaky_runs.iter().map(|r| r.started_at).min();
+        let last = flaky_runs.iter().map(|r| r.started_at).max();
+        let clusters = flake_core::cluster::of_window(store, &stats, t)?;
+        let (class_name, name) = split_id(&t.id);
+        let (low, high) = t.wilson();
+        items.push(json!({
+            "id": t.id,
+            "name": name,
+            "class_name": class_name,
+            "first_occurrence": first.map(at),
+            "last_occurrence": last.map(at),
+            "last_24_hours_count": flaky_runs.iter().filter(|r| r.started_at >= day_ago).count(),
+            "details_url": format!("/api/v1/projects/{}/tests/{}", encode(project), encode(&t.id)),
+            "flake_rate": t.flake_rate(),
+            "wilson_low": low,
+            "wilson_high": high,
+            "runs": t.runs,
+            "flaky": t.flaky,
+            "quarantined": t.quarantined,
+            "top_cluster": clusters.first().map(|c| json!({
+                "message": c.sample.message,
+                "location": c.sample.location,
+                "count": c.count,
+            })),
+        }));
+    }
+    Ok(items)
 }
 
 /// `class::name` into its class and name, where the id has a class.

@@ -44,6 +44,8 @@ pub struct App {
     pub max_body: usize,
     /// What this replica has done (`/metrics`).
     pub metrics: metrics::Metrics,
+    /// Computed `flaky-tests` answers (see [`api::FlakyCache`]).
+    pub flaky_cache: api::FlakyCache,
     /// The dashboard's signed-in browsers (this replica's memory only).
     pub sessions: session::Sessions,
 }
@@ -92,6 +94,7 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
             pool,
             max_body: settings.max_body,
             metrics: metrics::Metrics::default(),
+            flaky_cache: api::FlakyCache::default(),
             sessions: session::Sessions::default(),
         });
         if let Some(schedule) = settings.prune.clone() {
