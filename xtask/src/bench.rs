@@ -5,8 +5,8 @@
 //! - overhead: `cargo flake test --retries 2` vs `cargo nextest run --retries 2`
 //!   on the libtest-mimic fixture `tests/fixtures/projects/bench-suite`
 //!   (2,000 tests, 20 flaky on their first attempt);
-//! - ingest: `cargo flake ingest big.xml` vs `shared/bench/py_ingest_baseline.py`
-//!   (junitparser + sqlite3) on `shared/bench/junit_gen.py 200000 big.xml`,
+//! - ingest: `cargo flake ingest big.xml` vs `xtask/bench/py_ingest_baseline.py`
+//!   (junitparser + sqlite3) on `xtask/bench/junit_gen.py 200000 big.xml`,
 //!   with peak RSS from GNU time when `/usr/bin/time` exists.
 
 use std::path::{Path, PathBuf};
@@ -154,7 +154,7 @@ pub fn overhead(root: &Path, rounds: usize) -> Result<String, String> {
 /// `cargo flake ingest` vs the Python baseline, alternating.
 pub fn ingest(root: &Path, rounds: usize) -> Result<String, String> {
     let flake = build_release(root)?;
-    let shared = root.join("../shared/bench");
+    let shared = root.join("xtask/bench");
     let work = root.join("target/xtask-bench");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let big = big_report(root, &work)?;
@@ -248,13 +248,13 @@ fn scan_xml(path: &Path) -> Result<Sample, String> {
     })
 }
 
-/// `work/big.xml`: `shared/bench/junit_gen.py 200000`, generated once.
+/// `work/big.xml`: `xtask/bench/junit_gen.py 200000`, generated once.
 pub(crate) fn big_report(root: &Path, work: &Path) -> Result<PathBuf, String> {
-    let shared = root.join("../shared/bench");
+    let shared = root.join("xtask/bench");
     if !shared.join("junit_gen.py").exists() {
         return Err(format!(
-            "{} not found: the ingest benchmarks need shared/bench beside the repository",
-            shared.display()
+            "{} not found",
+            shared.join("junit_gen.py").display()
         ));
     }
     let big = work.join("big.xml");

@@ -1,7 +1,7 @@
 //! `cargo xtask bench-pg`: the PostgreSQL backend against issue 9's targets,
 //! each next to the SQLite figure measured in the same command.
 //!
-//! - ingest of `shared/bench/junit_gen.py 200000 big.xml` into a fresh
+//! - ingest of `xtask/bench/junit_gen.py 200000 big.xml` into a fresh
 //!   database, alternating with the SQLite ingest of the same file (target
 //!   <= 1.5 s over loopback);
 //! - 50 `cargo flake ingest` processes of a 2,000-case report started at
