@@ -598,17 +598,9 @@ type CacheKey = (String, Option<String>, Option<String>, Option<u32>);
 
 #[derive(Debug)]
 struct Cached {
-    version: (usize, i64, i64),
+    version: (i64, i64, i64),
     at: std::time::Instant,
     items: Arc<Vec<serde_json::Value>>,
-}
-
-/// What identifies the state of a project's history for the statistics.
-fn history_version(store: &Store) -> Result<(usize, i64, i64), ApiError> {
-    let runs = store.runs()?;
-    let last = runs.last().map_or(0, |r| r.seq);
-    let results: i64 = runs.iter().map(|r| r.total).sum();
-    Ok((runs.len(), last, results))
 }
 
 /// Every flaky test of `project` under `params`, worst first: from the
@@ -630,7 +622,7 @@ fn flaky_items(
         slots.entry(key).or_default().clone()
     };
     let mut cached = slot.lock().map_err(ApiError::internal)?;
-    let version = history_version(store)?;
+    let version = store.history_version()?;
     if let Some(c) = cached.as_ref()
         && c.version == version
         && c.at.elapsed() < CACHE_TTL

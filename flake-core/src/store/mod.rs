@@ -147,6 +147,9 @@ macro_rules! forward_backend {
         fn try_maintenance_lock(&mut self) -> Result<bool, StoreError> {
             $ty::try_maintenance_lock(self)
         }
+        fn history_version(&self, project: &str) -> Result<(i64, i64, i64), StoreError> {
+            $ty::history_version(self, project)
+        }
         fn insert_webhook(
             &mut self,
             endpoint: &crate::store::WebhookEndpoint,
@@ -305,6 +308,10 @@ pub trait Backend: std::fmt::Debug + Send {
     fn try_maintenance_lock(&mut self) -> Result<bool, StoreError>;
     /// Releases [`Backend::try_maintenance_lock`].
     fn release_maintenance_lock(&mut self) -> Result<(), StoreError>;
+    /// What changes whenever `project`'s results do: its run count, newest
+    /// run and the sum of its runs' totals (a new run, a shard merged into
+    /// one, a pruned run). One aggregate read: caches check it per request.
+    fn history_version(&self, project: &str) -> Result<(i64, i64, i64), StoreError>;
     /// Stores a webhook endpoint; returns its id.
     fn insert_webhook(&mut self, endpoint: &WebhookEndpoint) -> Result<i64, StoreError>;
     /// Every webhook endpoint (of `project`, if given), by id.
@@ -524,6 +531,11 @@ impl Store {
     /// See [`Backend::release_maintenance_lock`].
     pub fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
         self.backend.release_maintenance_lock()
+    }
+
+    /// See [`Backend::history_version`].
+    pub fn history_version(&self) -> Result<(i64, i64, i64), StoreError> {
+        self.backend.history_version(&self.project)
     }
 
     /// See [`Backend::insert_webhook`].

@@ -584,3 +584,39 @@ fn webhook_endpoints_are_stored_rotated_and_removed() {
         assert!(!json.contains("whsec_"), "{json}");
     });
 }
+
+/// The history version moves with every change a cache must see: a new
+/// run, a shard merged into a run; not with a read, nor with another
+/// project's runs.
+#[test]
+fn the_history_version_moves_with_runs_and_shards_only() {
+    each_backend(|open| {
+        let mut store = open("app");
+        let mut other = open("lib");
+        let empty = store.history_version().unwrap();
+        assert_eq!(empty, (0, 0, 0));
+        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(Some(1))]);
+        store.record_run(&meta("r1"), &[pass("a")], None).unwrap();
+        let one = store.history_version().unwrap();
+        assert_ne!(one, empty);
+        store.runs().unwrap();
+        assert_eq!(
+            store.history_version().unwrap(),
+            one,
+            "a read changes nothing"
+        );
+        other.record_run(&meta("r9"), &[pass("z")], None).unwrap();
+        assert_eq!(
+            store.history_version().unwrap(),
+            one,
+            "another project's run"
+        );
+        // A second shard of r1 adds a test to the same run.
+        store.record_run(&meta("r1"), &[pass("b")], None).unwrap();
+        let merged = store.history_version().unwrap();
+        assert_ne!(merged, one);
+        assert_eq!(merged.0, 1);
+        store.record_run(&meta("r2"), &[pass("a")], None).unwrap();
+        assert_eq!(store.history_version().unwrap().0, 2);
+    });
+}

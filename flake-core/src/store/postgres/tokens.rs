@@ -74,6 +74,20 @@ impl PgBackend {
         Ok(row.get(0))
     }
 
+    /// See [`crate::store::Backend::history_version`].
+    pub(crate) fn history_version(&self, project: &str) -> Result<(i64, i64, i64), StoreError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_one(
+                "SELECT count(*), coalesce(max(id), 0), coalesce(sum(total), 0)::bigint
+                 FROM flake_runs WHERE project = $1",
+                &[&project],
+            )
+            .map_err(sql_err(&self.shown))?;
+        Ok((row.get(0), row.get(1), row.get(2)))
+    }
+
     /// See [`crate::store::Backend::release_maintenance_lock`].
     pub(crate) fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
         self.client

@@ -74,6 +74,17 @@ impl SqliteBackend {
         Ok(())
     }
 
+    /// See [`crate::store::Backend::history_version`].
+    pub(crate) fn history_version(&self, project: &str) -> Result<(i64, i64, i64), StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*), coalesce(max(id), 0), coalesce(sum(total), 0) FROM runs WHERE project = ?1",
+                [project],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(sql_err(&self.display_path()))
+    }
+
     /// See [`crate::store::Backend::revoke_token`].
     pub(crate) fn revoke_token(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let sql = sql_err(&self.display_path());
