@@ -620,3 +620,52 @@ fn the_history_version_moves_with_runs_and_shards_only() {
         assert_eq!(store.history_version().unwrap().0, 2);
     });
 }
+
+/// A project with many tests and few runs is read by run on PostgreSQL
+/// (one pass instead of a probe per test): the statistics are the same as
+/// SQLite's, test for test.
+#[test]
+fn many_tests_few_runs_give_the_same_statistics_on_both_backends() {
+    let Some(pg) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let locations = [
+        Location::Sqlite(dir.path().join("h.db")),
+        Location::parse(pg.url()).unwrap(),
+    ];
+    let mut answers = Vec::new();
+    for location in &locations {
+        let mut store = Store::connect(location)
+            .unwrap()
+            .with_project("app")
+            .unwrap();
+        for run in 0..3 {
+            let results: Vec<TestResult> = (0..1_500)
+                .map(|t| {
+                    let attempts = match (t % 7, run) {
+                        (0, 1) => vec![fail("boom"), Attempt::pass(Some(2))],
+                        (1, _) => vec![fail("always")],
+                        (2, 2) => vec![Attempt::skip()],
+                        _ => vec![Attempt::pass(Some(1))],
+                    };
+                    TestResult::new(format!("mod::t{t}"), attempts)
+                })
+                .collect();
+            let mut m = meta(&format!("r{run}"));
+            m.commit = Some(format!("c{run}"));
+            store.record_run(&m, &results, None).unwrap();
+        }
+        let stats = crate::stats::compute(&store, &crate::stats::StatsOptions::default()).unwrap();
+        let mut rows: Vec<_> = stats
+            .tests
+            .iter()
+            .map(|t| (t.id.clone(), t.runs, t.skipped, t.passed, t.flaky, t.failed))
+            .collect();
+        rows.sort();
+        answers.push(rows);
+    }
+    assert_eq!(answers[0].len(), 1_500);
+    assert!(answers[0].iter().any(|r| r.4 == 1) && answers[0].iter().any(|r| r.5 == 3));
+    assert_eq!(answers[0], answers[1]);
+}

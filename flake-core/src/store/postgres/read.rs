@@ -32,6 +32,8 @@ pub(super) struct WindowCache {
     // The `since_run` the pages were read with.
     since: i64,
     pages: std::collections::HashMap<i64, Vec<(i64, i16)>>,
+    // Whether the whole listing's first pages were read in one pass.
+    whole: bool,
 }
 
 fn run_from_row(r: &Row) -> RunRecord {
@@ -154,6 +156,7 @@ impl PgBackend {
             let mut cache = self.windows.borrow_mut();
             cache.keys = tests.iter().map(|t| t.key).collect();
             cache.pages.clear();
+            cache.whole = false;
         }
         Ok(tests)
     }
@@ -219,6 +222,39 @@ impl PgBackend {
     /// if needed; `None` for a test outside the listing.
     fn prefetched(&self, test: i64, since_run: i64) -> Result<Option<Vec<(i64, i16)>>, StoreError> {
         let mut cache = self.windows.borrow_mut();
+        if (cache.since != since_run || !cache.whole) && cache.keys.first() == Some(&test) {
+            // The listing's first test: when the runs since the window's
+            // start hold few results per test (a new project, one huge
+            // run), one pass over them by run costs far less than a probe
+            // per test (200,000 probes were 4.8 s; the pass 0.3 s).
+            let recent: i64 = self.query(
+                "SELECT coalesce(sum(total), 0)::bigint FROM flake_runs WHERE id >= $1",
+                &[&since_run],
+            )?[0]
+                .get(0);
+            let tests = cache.keys.len() as i64;
+            if tests >= 1_000 && recent <= tests.saturating_mul(8) {
+                let keys = cache.keys.clone();
+                let rows = self.query(
+                    "SELECT test, run, outcome FROM flake_results
+                     WHERE run >= $1 AND test = ANY($2) ORDER BY test, run DESC",
+                    &[&since_run, &keys],
+                )?;
+                cache.pages.clear();
+                for id in &keys {
+                    cache.pages.insert(*id, Vec::new());
+                }
+                for r in &rows {
+                    if let Some(page) = cache.pages.get_mut(&r.get::<_, i64>(0))
+                        && (page.len() as i64) < FIRST_PAGE
+                    {
+                        page.push((r.get(1), r.get(2)));
+                    }
+                }
+                cache.since = since_run;
+                cache.whole = true;
+            }
+        }
         if cache.since != since_run || !cache.pages.contains_key(&test) {
             let Ok(pos) = cache.keys.binary_search(&test) else {
                 return Ok(None);
