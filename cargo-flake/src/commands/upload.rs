@@ -192,8 +192,19 @@ fn run_params(args: &UploadArgs, cwd: &Path, digests: &[String]) -> RunParams {
     let run_id = r
         .run_id
         .clone()
-        .or_else(|| ci.as_ref().and_then(|c| ci_run_key(c, host.as_deref())))
-        .unwrap_or_else(|| content_run_key(digests, rev.commit.as_deref(), rev.branch.as_deref()));
+        .or_else(|| {
+            ci.as_ref()
+                .and_then(|c| flake_core::ingest::ci_run_key(c, host.as_deref()))
+        })
+        .unwrap_or_else(|| {
+            let digests = digests.iter().map(String::as_str);
+            flake_core::ingest::content_run_key(
+                "upload-",
+                digests,
+                rev.commit.as_deref(),
+                rev.branch.as_deref(),
+            )
+        });
     RunParams {
         run_id: Some(run_id),
         commit: rev.commit,
@@ -206,28 +217,4 @@ fn run_params(args: &UploadArgs, cwd: &Path, digests: &[String]) -> RunParams {
         ci_url: ci.as_ref().and_then(|c| c.run.clone()),
         format: super::ingest::format(args.format).map(|f| f.name().to_owned()),
     }
-}
-
-/// The run key of a CI job execution, as `ingest` derives it (so a job that
-/// ingests locally and uploads names the same run).
-fn ci_run_key(ci: &ci::CiInfo, host: Option<&str>) -> Option<String> {
-    let run = ci.run.as_deref()?;
-    let parts = [
-        Some(ci.provider.as_str()),
-        Some(run),
-        ci.job.as_deref(),
-        ci.job_id.as_deref(),
-        host,
-    ];
-    Some(meta::derived_id("ci-", parts.map(|p| p.unwrap_or(""))))
-}
-
-/// Without a run identity: the reports' content, commit and branch, so that
-/// sending the same files again adds nothing.
-fn content_run_key(digests: &[String], commit: Option<&str>, branch: Option<&str>) -> String {
-    let mut sorted: Vec<&str> = digests.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let revision = [commit.unwrap_or(""), branch.unwrap_or("")];
-    meta::derived_id("upload-", revision.into_iter().chain(sorted))
 }

@@ -28,7 +28,10 @@ pub use read::{
     IngestError, ReportSummary, digest_file, parse, read_report, read_report_digesting,
     read_report_from,
 };
-pub use record::{FileSummary, IngestOptions, IngestOutcome, RecordError, collect, ingest};
+pub use record::{
+    FileSummary, IngestOptions, IngestOutcome, RecordError, ci_run_key, collect, content_run_key,
+    ingest,
+};
 pub use upload::{
     Counts, Parsed, TestOutcome, UploadFile, UploadMeta, UploadOutcome, parse_upload, record_upload,
 };

@@ -139,8 +139,9 @@ enum Recorded {
     Exists(String, Vec<String>),
 }
 
-/// The run key of a CI job execution, when the provider names its run.
-fn ci_run_key(ci: &ci::CiInfo, host: Option<&str>) -> Option<String> {
+/// The run key of a CI job execution, when the provider names its run
+/// (`ingest` and `upload` name a job's run alike).
+pub fn ci_run_key(ci: &ci::CiInfo, host: Option<&str>) -> Option<String> {
     let run = ci.run.as_deref()?;
     let parts = [
         Some(ci.provider.as_str()),
@@ -152,14 +153,20 @@ fn ci_run_key(ci: &ci::CiInfo, host: Option<&str>) -> Option<String> {
     Some(meta::derived_id("ci-", parts.map(|p| p.unwrap_or(""))))
 }
 
-/// The run key of reports ingested without a run identity: their content,
-/// commit and branch (128 bits of BLAKE3).
-fn content_run_key(digests: &[String], commit: Option<&str>, branch: Option<&str>) -> String {
-    let mut sorted: Vec<&str> = digests.iter().map(String::as_str).collect();
+/// The run key of reports recorded without a run identity: `prefix`, then
+/// 128 bits of BLAKE3 over their content digests (in any order, repeats
+/// once), commit and branch.
+pub fn content_run_key<'a>(
+    prefix: &str,
+    digests: impl IntoIterator<Item = &'a str>,
+    commit: Option<&str>,
+    branch: Option<&str>,
+) -> String {
+    let mut sorted: Vec<&str> = digests.into_iter().collect();
     sorted.sort_unstable();
     sorted.dedup();
     let revision = [commit.unwrap_or(""), branch.unwrap_or("")];
-    meta::derived_id("ingest-", revision.into_iter().chain(sorted))
+    meta::derived_id(prefix, revision.into_iter().chain(sorted))
 }
 
 /// One attempt at recording: into run `key`, or, without one, into a new run
@@ -243,7 +250,12 @@ fn record(
     };
     let derived = key.is_none().then(|| {
         report_meta.run_id.clone().unwrap_or_else(|| {
-            content_run_key(&seen_digests, rev.commit.as_deref(), rev.branch.as_deref())
+            content_run_key(
+                "ingest-",
+                seen_digests.iter().map(String::as_str),
+                rev.commit.as_deref(),
+                rev.branch.as_deref(),
+            )
         })
     });
     let run_meta = RunMeta {

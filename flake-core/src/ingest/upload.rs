@@ -161,14 +161,8 @@ pub fn record_upload(store: &mut Store, parsed: &Parsed) -> Result<UploadOutcome
         .clone()
         .or_else(|| parsed.report.run_id.clone())
         .unwrap_or_else(|| {
-            let mut digests: Vec<&str> = parsed.files.iter().map(|f| f.0.as_str()).collect();
-            digests.sort_unstable();
-            digests.dedup();
-            let revision = [
-                commit.as_deref().unwrap_or(""),
-                branch.as_deref().unwrap_or(""),
-            ];
-            meta::derived_id("upload-", revision.into_iter().chain(digests))
+            let digests = parsed.files.iter().map(|f| f.0.as_str());
+            super::content_run_key("upload-", digests, commit.as_deref(), branch.as_deref())
         });
     let now = meta::now_ms();
     let formats: Vec<&str> = {
