@@ -17,6 +17,8 @@ use flake_core::tokens::{self, Rejected};
 use serde::Deserialize;
 use serde_json::json;
 
+pub(super) use crate::upload::encode;
+
 use super::App;
 
 /// Query parameters whose rejection is a JSON error like every other
@@ -700,17 +702,4 @@ fn encode_token(offset: usize) -> String {
 
 fn decode_token(token: &str) -> Option<usize> {
     usize::from_str_radix(token.strip_prefix("v1.")?, 16).ok()
-}
-
-/// Percent-encodes a path segment.
-pub(super) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -25,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use flake_core::config::Config;
 use flake_core::model::AttemptStatus;
 use flake_core::quarantine::QuarantineFile;
-use flake_core::report::html::{esc, percent};
+use flake_core::report::html::{date, datetime, esc, percent};
+
+use crate::upload::encode;
 use flake_core::report::{Model, Options, Story};
 use flake_core::stats::StatsOptions;
 use flake_core::store::{Role, Store};
@@ -902,18 +904,6 @@ fn duration(ms: i64) -> String {
     }
 }
 
-fn date(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
-
-fn datetime(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
 fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -923,19 +913,6 @@ fn clip(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}\n[… clipped]", &s[..end])
-}
-
-/// Percent-encodes a path segment.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 const CSS: &str = r#"

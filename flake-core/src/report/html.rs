@@ -639,13 +639,15 @@ fn short_sha(sha: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-fn date(ms: i64) -> String {
+/// `YYYY-MM-DD` (UTC) of Unix ms; empty when out of range.
+pub fn date(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d").to_string())
         .unwrap_or_default()
 }
 
-fn datetime(ms: i64) -> String {
+/// `YYYY-MM-DD HH:MM UTC` of Unix ms; empty when out of range.
+pub fn datetime(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
