@@ -232,3 +232,49 @@ pub fn report(rel: &str) -> PathBuf {
 pub fn flake(dir: &Path, args: &[&str]) -> Outcome {
     Flake::new(dir, args).run()
 }
+
+/// A `cargo flake serve` process on a free loopback port, over the history
+/// named by `db` (`--db PATH` or `--database-url URL`); killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    /// The process.
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Server {
+    /// Starts it and waits for the line that names its address.
+    pub fn start(dir: &Path, db: &[&str], extra: &[&str]) -> Server {
+        use std::io::{BufRead, BufReader};
+        let args = [&["serve", "--listen", "127.0.0.1:0"][..], db, extra].concat();
+        let mut child = Flake::new(dir, &args).spawn();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

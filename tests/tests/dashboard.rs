@@ -12,56 +12,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flake_core::tokens::{self, Role};
-use flake_tests::{Flake, report};
+use flake_tests::{Server, report};
 
 const PROJECT: &str = "github.com/org/app";
 const PROJECT_IN_URL: &str = "github.com%2Forg%2Fapp";
 /// A test name an attacker could choose.
 const EVIL: &str = "<script>alert(1)</script>";
-
-/// A running server; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path, db: &Path) -> Server {
-        let args = [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-        ];
-        let mut child = Flake::new(dir, &args).spawn();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Server {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A server over a history with a flaky test (a flip: the same commit fails
 /// then passes), the runs of real reports, and a test named like a script.
@@ -112,7 +68,7 @@ fn fixture() -> Fixture {
     let read = tokens::create(&mut store, PROJECT, Role::Read, None, None, now).unwrap();
     let other = tokens::create(&mut store, "other", Role::Read, None, None, now).unwrap();
     drop(store);
-    let server = Server::start(dir.path(), &db);
+    let server = Server::start(dir.path(), &["--db", db.to_str().unwrap()], &[]);
 
     let post = |query: &str, bytes: &[u8]| {
         let url = server.url(&format!("/api/v1/projects/{PROJECT_IN_URL}/runs?{query}"));

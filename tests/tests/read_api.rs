@@ -4,52 +4,12 @@
 //! SQLite history and (when `CARGO_FLAKE_TEST_DATABASE_URL` names a server)
 //! a fresh PostgreSQL database. Everything is uploaded through the API.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
-use std::process::Child;
 
 use flake_core::store::postgres::testing::TestDatabase;
 use flake_core::tokens::{self, Role};
-use flake_tests::{Flake, report};
-
-/// A running server; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path, db: &[&str]) -> Server {
-        let args = [&["serve", "--listen", "127.0.0.1:0"][..], db].concat();
-        let mut child = Flake::new(dir, &args).spawn();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Server {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use flake_tests::{Server, report};
 
 /// Status, content type and JSON body of a request (errors included).
 fn call(req: ureq::Request, body: Option<&[u8]>) -> (u16, String, serde_json::Value) {
@@ -112,7 +72,7 @@ fn scenario(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
     let admin = tokens::create(&mut store, PROJECT, Role::Admin, None, None, now).unwrap();
     drop(store);
 
-    let server = Server::start(dir, db);
+    let server = Server::start(dir, db, &[]);
     let bearer = |t: &str| format!("Bearer {t}");
     let post = |path: &str, token: &str, body: &[u8]| {
         call(

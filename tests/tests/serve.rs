@@ -3,52 +3,11 @@
 //! fresh PostgreSQL database: auth, uploads of real reports, idempotent
 //! re-uploads, limits, the read API and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Child;
 
 use flake_core::store::postgres::testing::TestDatabase;
 use flake_core::tokens::{self, Role};
-use flake_tests::{Flake, report};
-
-/// A running server; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path, db: &[&str], extra: &[&str]) -> Server {
-        let args = [&["serve", "--listen", "127.0.0.1:0"][..], db, extra].concat();
-        let mut child = Flake::new(dir, &args).spawn();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Server {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use flake_tests::{Flake, Server, report};
 
 /// Status and JSON body of a request (errors included).
 fn call(req: ureq::Request, body: Option<&[u8]>) -> (u16, serde_json::Value) {
