@@ -4,7 +4,6 @@
 //! SQLite history and (when `CARGO_FLAKE_TEST_DATABASE_URL` names a server)
 //! a fresh PostgreSQL database. Everything is uploaded through the API.
 
-use std::io::BufRead;
 use std::path::Path;
 
 use flake_core::store::postgres::testing::TestDatabase;
