@@ -6,9 +6,7 @@ use flake_core::config::Config;
 use flake_core::config::suggest;
 use flake_core::output::QuarantineEntryJson;
 use flake_core::quarantine::policy::{self, interval, percent};
-use flake_core::quarantine::{
-    self, Entry, EntrySource, Finding, KeepReason, QuarantineFile, ReleaseReason,
-};
+use flake_core::quarantine::{self, Entry, EntrySource, Finding, KeepReason, QuarantineFile};
 use flake_core::workspace::Workspace;
 
 use super::{Error, Usage, diff, print_stderr, print_stdout, show_path, workspace};
@@ -258,23 +256,7 @@ fn change_line(f: &Finding, s: &Styles) -> String {
             interval(a.wilson_low, a.wilson_high)
         ),
         Finding::Release { id, reason } => {
-            let why = match reason {
-                ReleaseReason::Recovered { clean_runs, since } => {
-                    format!("recovered: {clean_runs} clean runs since {since}")
-                }
-                ReleaseReason::Quiet { days, clean_runs } => format!(
-                    "recovered: no flaky evidence for {days} days ({clean_runs} clean runs)"
-                ),
-                ReleaseReason::Expired { date } => format!("expired on {date}"),
-                ReleaseReason::Stale {
-                    last_seen: Some(d),
-                    runs_since,
-                } => format!("stale: not recorded since {d} ({runs_since} runs since)"),
-                ReleaseReason::Stale {
-                    last_seen: None,
-                    runs_since,
-                } => format!("stale: never recorded ({runs_since} runs since it was added)"),
-            };
+            let why = reason.to_string();
             format!("{} {}  {why}", paint(s.pass, "-"), paint(s.id, id))
         }
         Finding::Keep { id, .. } => format!("  {id}"),

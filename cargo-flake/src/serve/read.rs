@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use flake_core::config::Config;
 use flake_core::output::{ClusterJson, StatsEntryJson};
 use flake_core::quarantine::{
-    self, Finding, KeepReason, QuarantineError, QuarantineFile, ReleaseReason, SyncError,
+    self, Finding, KeepReason, QuarantineError, QuarantineFile, SyncError,
 };
 use flake_core::report::{Options, Story};
 use flake_core::stats::{self, StatsOptions, TestStats};
@@ -275,23 +275,7 @@ fn finding(f: &Finding) -> serde_json::Value {
             "wilson_high": a.wilson_high,
         }),
         Finding::Release { id, reason } => {
-            let why = match reason {
-                ReleaseReason::Recovered { clean_runs, since } => {
-                    format!("recovered: {clean_runs} clean runs since {since}")
-                }
-                ReleaseReason::Quiet { days, clean_runs } => format!(
-                    "recovered: no flaky evidence for {days} days ({clean_runs} clean runs)"
-                ),
-                ReleaseReason::Expired { date } => format!("expired on {date}"),
-                ReleaseReason::Stale {
-                    last_seen: Some(d),
-                    runs_since,
-                } => format!("stale: not recorded since {d} ({runs_since} runs since)"),
-                ReleaseReason::Stale {
-                    last_seen: None,
-                    runs_since,
-                } => format!("stale: never recorded ({runs_since} runs since it was added)"),
-            };
+            let why = reason.to_string();
             json!({"action": "release", "id": id, "reason": why})
         }
         Finding::Keep { id, reason } => {

@@ -153,6 +153,33 @@ pub enum ReleaseReason {
     },
 }
 
+/// The one-line reason `sync` prints and the service's proposal carries.
+impl std::fmt::Display for ReleaseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReleaseReason::Recovered { clean_runs, since } => {
+                write!(f, "recovered: {clean_runs} clean runs since {since}")
+            }
+            ReleaseReason::Quiet { days, clean_runs } => write!(
+                f,
+                "recovered: no flaky evidence for {days} days ({clean_runs} clean runs)"
+            ),
+            ReleaseReason::Expired { date } => write!(f, "expired on {date}"),
+            ReleaseReason::Stale {
+                last_seen: Some(d),
+                runs_since,
+            } => write!(f, "stale: not recorded since {d} ({runs_since} runs since)"),
+            ReleaseReason::Stale {
+                last_seen: None,
+                runs_since,
+            } => write!(
+                f,
+                "stale: never recorded ({runs_since} runs since it was added)"
+            ),
+        }
+    }
+}
+
 /// Why an entry stays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeepReason {
