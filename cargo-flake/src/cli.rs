@@ -198,6 +198,27 @@ pub struct ServeArgs {
     /// Scheduled prunes keep each project's newest N runs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_runs: Option<u32>,
+    /// The address people reach this service at (https://flake.example.com):
+    /// webhook payloads link to the dashboard's test pages under it.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// `flaky_test.resolved` needs this many days without a flaky result...
+    #[arg(long, value_name = "DAYS", default_value_t = 14,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub resolved_after_days: u32,
+    /// ...and at least this many clean passes since the last flake.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub resolved_after_runs: u32,
+    /// Deliver webhooks to loopback, private, link-local and cloud-metadata
+    /// addresses too (refused by default, so a webhook cannot reach into the
+    /// network the server runs in).
+    #[arg(long)]
+    pub allow_private_webhook_targets: bool,
+    /// Webhook deliveries this replica sends at once.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub webhook_workers: u32,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {

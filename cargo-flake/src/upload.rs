@@ -404,15 +404,7 @@ fn jittered(base: Duration, n: u32) -> Duration {
 
 /// Percent-encodes a path segment or query value (RFC 3986 unreserved kept).
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    flake_core::webhooks::percent_encode(s)
 }
 
 #[cfg(test)]

@@ -20,6 +20,34 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+/// A test turned flaky: it had no flaky result it was not yet announced for.
+pub const FLAKY_NEW: &str = "flaky_test.new";
+/// A flaky test recovered: quiet for days, with clean runs since.
+pub const FLAKY_RESOLVED: &str = "flaky_test.resolved";
+/// What `quarantine sync` would write for the project changed.
+pub const PROPOSAL_CHANGED: &str = "quarantine.proposal_changed";
+/// A run was recorded (opt-in per endpoint).
+pub const RUN_COMPLETED: &str = "run.completed";
+/// The event `cargo flake webhook test` sends; every endpoint receives it.
+pub const PING: &str = "ping";
+/// The event types an endpoint can subscribe to.
+pub const EVENTS: [&str; 4] = [FLAKY_NEW, FLAKY_RESOLVED, PROPOSAL_CHANGED, RUN_COMPLETED];
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so a
+/// project name such as `github.com/org/repo` or a test id is one path
+/// segment.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Why a signing secret cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {

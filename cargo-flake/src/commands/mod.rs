@@ -141,6 +141,21 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// `--public-url`, checked: an absolute http(s) URL, kept without a trailing slash.
+fn public_url(url: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(url) = url else { return Ok(None) };
+    let trimmed = url.trim().trim_end_matches('/');
+    let host = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(Some(trimmed.to_owned())),
+        _ => Err(Box::new(Usage(format!(
+            "--public-url `{url}` is not an http(s) URL such as https://flake.example.com"
+        )))),
+    }
+}
+
 /// `cargo flake serve`.
 fn serve(args: crate::cli::ServeArgs) -> Result<u8, Error> {
     let (_, ws) = workspace()?;
@@ -169,6 +184,15 @@ fn serve(args: crate::cli::ServeArgs) -> Result<u8, Error> {
         listen: args.listen,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
         prune,
+        events: flake_core::store::events::EventConfig {
+            quiet_days: args.resolved_after_days,
+            clean_runs: args.resolved_after_runs,
+            public_url: public_url(args.public_url.as_deref())?,
+        },
+        delivery: crate::serve::webhooks::DeliverySettings {
+            allow_private: args.allow_private_webhook_targets,
+            workers: args.webhook_workers as usize,
+        },
     };
     crate::serve::run(settings).map_err(|e| -> Error { e.to_string().into() })?;
     Ok(crate::EXIT_OK)

@@ -11,13 +11,7 @@ use super::{
 use crate::cli::{ListFormat, WebhookCommand};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
 
-/// The event types an endpoint can ask for.
-pub const EVENTS: [&str; 4] = [
-    "flaky_test.new",
-    "flaky_test.resolved",
-    "quarantine.proposal_changed",
-    "run.completed",
-];
+use flake_core::webhooks::EVENTS;
 
 /// Runs a `webhook` subcommand.
 pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
@@ -59,6 +53,7 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
                 created_at: now,
                 disabled_at: None,
                 disabled_reason: None,
+                failing_since: None,
             };
             let id = store.insert_webhook(&endpoint)?;
             // The secret alone on stdout, for `SECRET=$(cargo flake webhook add ...)`.

@@ -472,6 +472,7 @@ pub async fn upload(
         // stream of uploads it took the blocking threads from the uploads
         // (39 uploads/s instead of 190, bench-serve); the next reader pays.
         app.metrics.upload(outcome.results);
+        app.wake.notify();
         StatusCode::CREATED
     };
     let body = serde_json::to_value(&outcome).map_err(ApiError::internal)?;

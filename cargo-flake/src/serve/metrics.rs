@@ -8,6 +8,8 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Webhook delivery attempts of this replica.
+    pub webhooks: super::webhooks::DeliveryCounts,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +135,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flake_webhook_attempts_total Webhook delivery attempts by result.\n# TYPE flake_webhook_attempts_total counter"
+        );
+        for (result, n) in [
+            ("delivered", &self.webhooks.delivered),
+            ("retried", &self.webhooks.retried),
+            ("failed", &self.webhooks.failed),
+        ] {
+            let n = n.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "flake_webhook_attempts_total{{result=\"{result}\"}} {n}"
             );
         }
         if let Some(at) = m.last_prune_seconds {

@@ -20,6 +20,7 @@ mod metrics;
 mod pool;
 mod read;
 mod session;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct App {
     pub flaky_cache: api::FlakyCache,
     /// The dashboard's signed-in browsers (this replica's memory only).
     pub sessions: session::Sessions,
+    /// Wakes this replica's webhook dispatcher after a run is recorded.
+    pub wake: Arc<webhooks::Wake>,
 }
 
 /// Settings of one server.
@@ -61,6 +64,10 @@ pub struct Settings {
     pub max_body: usize,
     /// Scheduled pruning, if any.
     pub prune: Option<Schedule>,
+    /// How runs decide webhook events.
+    pub events: flake_core::store::events::EventConfig,
+    /// How this replica delivers webhooks.
+    pub delivery: webhooks::DeliverySettings,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then stops accepting, lets the
@@ -81,7 +88,7 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
     // The pool outlives the runtime's tasks: the blocking PostgreSQL client
     // owns a runtime of its own, which must not be dropped inside an async
     // context, so the idle connections are closed after `block_on` returns.
-    let pool = Pool::new(settings.location.clone());
+    let pool = Pool::new(settings.location.clone(), settings.events.clone());
     let served = pool.clone();
     let result = runtime.block_on(async move {
         let pool = served;
@@ -96,7 +103,13 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
             metrics: metrics::Metrics::default(),
             flaky_cache: api::FlakyCache::default(),
             sessions: session::Sessions::default(),
+            wake: Arc::default(),
         });
+        let dispatcher = webhooks::Dispatcher::start(
+            settings.location.clone(),
+            settings.delivery.clone(),
+            app.clone(),
+        );
         if let Some(schedule) = settings.prune.clone() {
             tokio::spawn(maintenance::run(app.clone(), schedule));
         }
@@ -109,6 +122,9 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
         axum::serve(listener, router(app))
             .with_graceful_shutdown(shutdown())
             .await?;
+        // Deliveries in flight are sent and recorded; the rest wait in the
+        // outbox for the next replica to start.
+        tokio::task::spawn_blocking(move || dispatcher.stop()).await?;
         eprintln!("cargo flake serve: stopped");
         Ok(())
     });

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use flake_core::store::events::EventConfig;
 use flake_core::store::{Location, Store, StoreError};
 
 /// Idle connections kept; more are opened under load and closed after.
@@ -11,6 +12,7 @@ const IDLE: usize = 8;
 #[derive(Clone, Debug)]
 pub struct Pool {
     location: Arc<Location>,
+    events: Arc<EventConfig>,
     idle: Arc<Mutex<Vec<Store>>>,
 }
 
@@ -21,10 +23,12 @@ pub struct Conn {
 }
 
 impl Pool {
-    /// A pool over `location`; connections open on first use.
-    pub fn new(location: Location) -> Pool {
+    /// A pool over `location` whose runs decide webhook events by
+    /// `events`; connections open on first use.
+    pub fn new(location: Location, events: EventConfig) -> Pool {
         Pool {
             location: Arc::new(location),
+            events: Arc::new(events),
             idle: Arc::default(),
         }
     }
@@ -34,7 +38,11 @@ impl Pool {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         let store = match idle {
             Some(s) => s,
-            None => Store::connect(&self.location)?,
+            None => {
+                let mut store = Store::connect(&self.location)?;
+                store.set_events((*self.events).clone());
+                store
+            }
         };
         Ok(Conn {
             store: Some(store),

@@ -111,3 +111,21 @@ pub(crate) fn merge_row(
         fill_first_pass: (plain_pass && !skipped).then_some(old.duration),
     }
 }
+
+/// The metadata events of a write report: `meta`, with the commit and
+/// branch of the run it merges into where that run recorded them (they stand).
+pub(crate) fn merged_meta(
+    meta: &RunMeta,
+    recorded: Option<&(Option<String>, Option<String>)>,
+) -> RunMeta {
+    let mut m = meta.clone();
+    if let Some((commit, branch)) = recorded {
+        if commit.is_some() {
+            m.commit.clone_from(commit);
+        }
+        if branch.is_some() {
+            m.branch.clone_from(branch);
+        }
+    }
+    m
+}

@@ -30,8 +30,9 @@ macro_rules! forward_backend {
             &'a mut self,
             project: &str,
             meta: &crate::meta::RunMeta,
+            events: &crate::store::events::EventConfig,
         ) -> Result<Box<dyn crate::store::RunWrite + 'a>, StoreError> {
-            Ok(Box::new($ty::begin_run(self, project, meta)?))
+            Ok(Box::new($ty::begin_run(self, project, meta, events)?))
         }
         fn projects(&self) -> Result<Vec<String>, StoreError> {
             $ty::projects(self)
@@ -176,6 +177,42 @@ macro_rules! forward_backend {
         fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
             $ty::release_maintenance_lock(self)
         }
+        fn enqueue_ping(&mut self, endpoint: i64, now_ms: i64) -> Result<Option<String>, StoreError> {
+            $ty::enqueue_ping(self, endpoint, now_ms)
+        }
+        fn claim_deliveries(
+            &mut self,
+            now_ms: i64,
+            lease_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Delivery>, StoreError> {
+            $ty::claim_deliveries(self, now_ms, lease_ms, limit)
+        }
+        fn finish_deliveries(
+            &mut self,
+            outcomes: &[crate::store::AttemptOutcome],
+        ) -> Result<(), StoreError> {
+            $ty::finish_deliveries(self, outcomes)
+        }
+        fn deliveries(
+            &self,
+            endpoint: i64,
+            before: Option<i64>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::DeliveryRecord>, StoreError> {
+            $ty::deliveries(self, endpoint, before, limit)
+        }
+        fn replay_delivery(
+            &mut self,
+            endpoint: i64,
+            delivery: i64,
+            now_ms: i64,
+        ) -> Result<bool, StoreError> {
+            $ty::replay_delivery(self, endpoint, delivery, now_ms)
+        }
+        fn pending_deliveries(&self) -> Result<i64, StoreError> {
+            $ty::pending_deliveries(self)
+        }
     };
 }
 
@@ -212,6 +249,7 @@ macro_rules! forward_run_write {
 
 pub mod copy;
 mod error;
+pub mod events;
 mod location;
 mod merge;
 pub mod postgres;
@@ -224,8 +262,9 @@ pub use error::{BackendError, StoreError};
 pub use location::{Location, LocationError, mask_password};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
-    Check, PrunePlan, PruneSummary, ResultRecord, Role, RunAttempt, RunRecord, StoredTest,
-    TokenRecord, WebhookEndpoint, WindowResult, WriteSummary, name_key,
+    AttemptOutcome, Check, Delivery, DeliveryAttempt, DeliveryRecord, NextStep, PrunePlan,
+    PruneSummary, ResultRecord, Role, RunAttempt, RunRecord, StoredTest, TokenRecord,
+    WebhookEndpoint, WindowResult, WriteSummary, name_key,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -326,6 +365,38 @@ pub trait Backend: std::fmt::Debug + Send {
         secret: &str,
         previous_until: i64,
     ) -> Result<bool, StoreError>;
+    /// Queues a `ping` message to one endpoint (`cargo flake webhook
+    /// test`); its `webhook-id`, or `None` when there is no such endpoint.
+    fn enqueue_ping(&mut self, endpoint: i64, now_ms: i64) -> Result<Option<String>, StoreError>;
+    /// Claims up to `limit` deliveries due at `now_ms` for `lease_ms`, for
+    /// this connection: while the lease runs and the connection lives, no
+    /// other worker gets them. Each claim counts as an attempt.
+    fn claim_deliveries(
+        &mut self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Records what became of claimed deliveries (only those this
+    /// connection still holds) and of their endpoints.
+    fn finish_deliveries(&mut self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError>;
+    /// An endpoint's deliveries, newest first, with ids below `before`.
+    fn deliveries(
+        &self,
+        endpoint: i64,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Makes a finished delivery of `endpoint` due again at `now_ms`, under
+    /// its `webhook-id`; `false` when there is none or it is still pending.
+    fn replay_delivery(
+        &mut self,
+        endpoint: i64,
+        delivery: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Deliveries not yet delivered nor given up.
+    fn pending_deliveries(&self) -> Result<i64, StoreError>;
     /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
     fn attempts_between(
         &self,
@@ -346,6 +417,7 @@ pub trait Backend: std::fmt::Debug + Send {
         &'a mut self,
         project: &str,
         meta: &RunMeta,
+        events: &events::EventConfig,
     ) -> Result<Box<dyn RunWrite + 'a>, StoreError>;
 }
 
@@ -405,6 +477,7 @@ pub(crate) fn take_name_lookups() -> usize {
 pub struct Store {
     backend: Box<dyn Backend>,
     project: String,
+    events: events::EventConfig,
 }
 
 impl Store {
@@ -413,6 +486,7 @@ impl Store {
         Store {
             backend,
             project: String::new(),
+            events: events::EventConfig::default(),
         }
     }
 
@@ -685,7 +759,58 @@ impl Store {
     /// [`RunWrite::source_recorded`] and marked with [`RunWrite::add_source`],
     /// so a retried upload never double-counts.
     pub fn begin_run(&mut self, meta: &RunMeta) -> Result<Box<dyn RunWrite + '_>, StoreError> {
-        self.backend.begin_run(&self.project, meta)
+        self.backend.begin_run(&self.project, meta, &self.events)
+    }
+
+    /// Sets how the webhook events of the runs this store records are
+    /// decided (see [`events`]); the defaults otherwise.
+    pub fn set_events(&mut self, config: events::EventConfig) {
+        self.events = config;
+    }
+
+    /// See [`Backend::enqueue_ping`].
+    pub fn enqueue_ping(&mut self, endpoint: i64, now_ms: i64) -> Result<Option<String>, StoreError> {
+        self.backend.enqueue_ping(endpoint, now_ms)
+    }
+
+    /// See [`Backend::claim_deliveries`].
+    pub fn claim_deliveries(
+        &mut self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.backend.claim_deliveries(now_ms, lease_ms, limit)
+    }
+
+    /// See [`Backend::finish_deliveries`].
+    pub fn finish_deliveries(&mut self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
+        self.backend.finish_deliveries(outcomes)
+    }
+
+    /// See [`Backend::deliveries`].
+    pub fn deliveries(
+        &self,
+        endpoint: i64,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.backend.deliveries(endpoint, before, limit)
+    }
+
+    /// See [`Backend::replay_delivery`].
+    pub fn replay_delivery(
+        &mut self,
+        endpoint: i64,
+        delivery: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.backend.replay_delivery(endpoint, delivery, now_ms)
+    }
+
+    /// See [`Backend::pending_deliveries`].
+    pub fn pending_deliveries(&self) -> Result<i64, StoreError> {
+        self.backend.pending_deliveries()
     }
 
     /// Records a whole run in one call.

@@ -554,6 +554,7 @@ fn webhook_endpoints_are_stored_rotated_and_removed() {
             created_at: 7,
             disabled_at: None,
             disabled_reason: None,
+            failing_since: None,
         };
         let a = store
             .insert_webhook(&endpoint("app", "https://hooks.example/a"))

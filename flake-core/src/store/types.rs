@@ -279,4 +279,103 @@ pub struct WebhookEndpoint {
     pub disabled_at: Option<i64>,
     /// Why.
     pub disabled_reason: Option<String>,
+    /// Since when every delivery attempt failed, Unix ms; `None` after a success.
+    pub failing_since: Option<i64>,
+}
+
+impl WebhookEndpoint {
+    /// The secrets that sign a delivery at `now_ms`: the current one, and
+    /// the one before a rotation while its overlap lasts.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_until)
+            && now_ms < until
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
+}
+
+/// A message claimed for delivery to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Row id of the delivery (one message to one endpoint).
+    pub id: i64,
+    /// This attempt's number, from 1.
+    pub attempt: i64,
+    /// The `webhook-id`: the same on every attempt.
+    pub msg_id: String,
+    /// The event type.
+    pub event_type: String,
+    /// The body, exactly as signed.
+    pub payload: String,
+    /// The endpoint, with its URL and secrets.
+    pub endpoint: WebhookEndpoint,
+}
+
+/// What became of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    /// The delivery.
+    pub delivery: i64,
+    /// The endpoint it went to.
+    pub endpoint: i64,
+    /// When the attempt started, Unix ms.
+    pub attempted_at: i64,
+    /// The receiver's HTTP status; `None` when there was no answer.
+    pub status: Option<u16>,
+    /// Milliseconds from the request to the answer (or the error).
+    pub latency_ms: i64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// What happens next.
+    pub next: NextStep,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextStep {
+    /// Delivered: done.
+    Delivered,
+    /// Tried again at this time, Unix ms.
+    RetryAt(i64),
+    /// The schedule is spent: given up.
+    GiveUp,
+    /// The endpoint is disabled (410 Gone, or failing for days), for this reason.
+    DisableEndpoint(String),
+}
+
+/// A delivery as `GET .../webhooks/{id}/deliveries` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    /// Row id (for replays).
+    pub id: i64,
+    /// The `webhook-id`.
+    pub msg_id: String,
+    /// The event type.
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the message was written, Unix ms.
+    pub created_at: i64,
+    /// The next attempt, Unix ms, while pending.
+    pub next_attempt_at: Option<i64>,
+    /// Each attempt, oldest first.
+    pub history: Vec<DeliveryAttempt>,
+}
+
+/// One attempt of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeliveryAttempt {
+    /// When it started, Unix ms.
+    pub attempted_at: i64,
+    /// The receiver's HTTP status; `None` when there was no answer.
+    pub status: Option<u16>,
+    /// Milliseconds to the answer or the error.
+    pub latency_ms: i64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }

@@ -131,26 +131,10 @@ impl PgBackend {
     }
 }
 
-const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason";
+pub(super) const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason, failing_since";
 
 fn webhook_row(r: &Row) -> crate::store::WebhookEndpoint {
-    let events: String = r.get(3);
-    crate::store::WebhookEndpoint {
-        id: r.get(0),
-        project: r.get(1),
-        url: r.get(2),
-        events: events
-            .split(',')
-            .filter(|e| !e.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        secret: r.get(4),
-        previous_secret: r.get(5),
-        previous_until: r.get(6),
-        created_at: r.get(7),
-        disabled_at: r.get(8),
-        disabled_reason: r.get(9),
-    }
+    super::outbox::webhook_row_at(r, 0)
 }
 
 impl PgBackend {

@@ -20,6 +20,7 @@ use super::{PgBackend, partition, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
 use crate::store::merge::{ResultRow, check_same_revision, failure_digest, merge_row};
+use crate::store::events::EventConfig;
 use crate::store::{StoreError, WriteSummary, name_key};
 
 /// Names (or failure texts) per interning statement: big enough that a
@@ -31,12 +32,12 @@ const FAILURE_BATCH: usize = 500;
 /// An open transaction recording one run in PostgreSQL (see [`RunWrite`]).
 pub(crate) struct RunWriter<'a> {
     // `source_recorded` takes `&self` but the client needs `&mut`.
-    tx: RefCell<Transaction<'a>>,
-    shown: String,
-    project: String,
-    run: i64,
+    pub(super) tx: RefCell<Transaction<'a>>,
+    pub(super) shown: String,
+    pub(super) project: String,
+    pub(super) run: i64,
     // The run's bucket (see `partition.rs`), whose lock this transaction holds shared.
-    bucket: i32,
+    pub(super) bucket: i32,
     // Whether this transaction created the run row: then no result of it
     // exists yet and rows can be copied straight into the tables.
     fresh_run: bool,
@@ -44,7 +45,7 @@ pub(crate) struct RunWriter<'a> {
     recorded_rev: Option<(Option<String>, Option<String>)>,
     // This run's tests by name key, and their rows.
     index: FxHashMap<u128, usize>,
-    entries: Vec<Entry>,
+    pub(super) entries: Vec<Entry>,
     // Names of tests not interned yet, one string for all (ranges in `Entry::name`).
     names: String,
     failures: Vec<FailureText>,
@@ -55,6 +56,9 @@ pub(crate) struct RunWriter<'a> {
     summary: WriteSummary,
     // Outcome counters to add to the run row at commit: passed, flaky, failed, skipped.
     delta: [i64; 4],
+    // This write's metadata and event rules (see `store/events.rs`).
+    pub(super) meta: RunMeta,
+    pub(super) events: EventConfig,
 }
 
 impl std::fmt::Debug for RunWriter<'_> {
@@ -68,13 +72,13 @@ impl std::fmt::Debug for RunWriter<'_> {
 }
 
 /// One test of this run.
-struct Entry {
+pub(super) struct Entry {
     // Interned key; `None` until commit for a test new to this run.
-    test: Option<i64>,
+    pub(super) test: Option<i64>,
     name: std::ops::Range<usize>,
-    row: ResultRow,
+    pub(super) row: ResultRow,
     // The row changed in this write.
-    dirty: bool,
+    pub(super) dirty: bool,
     // Attempt rows to write, one per attempt number.
     attempts: Vec<AttemptRow>,
 }
@@ -103,6 +107,7 @@ impl PgBackend {
         &mut self,
         project: &str,
         meta: &RunMeta,
+        events: &EventConfig,
     ) -> Result<RunWriter<'_>, StoreError> {
         let shown = self.shown.clone();
         let sql = sql_err(&shown);
@@ -163,6 +168,8 @@ impl PgBackend {
                 results: 0,
             },
             delta: [0; 4],
+            meta: meta.clone(),
+            events: events.clone(),
         };
         match created {
             Some(row) => writer.run = row.get(0),
@@ -643,6 +650,7 @@ impl RunWriter<'_> {
     fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
         let sql = self.sql();
         let run = self.run;
+        self.meta = crate::store::merge::merged_meta(meta, self.recorded_rev.as_ref());
         if let Some((commit, branch)) = &self.recorded_rev {
             check_same_revision(&self.summary.run_id, commit, branch, meta)?;
             self.tx
@@ -753,14 +761,24 @@ impl RunWriter<'_> {
         let [passed, flaky, failed, skipped] = self.delta;
         let total = passed + flaky + failed + skipped;
         let run = self.run;
-        let mut tx = self.tx.into_inner();
-        tx.execute(
-            "UPDATE flake_runs SET passed = passed + $2, flaky = flaky + $3, failed = failed + $4,
-                skipped = skipped + $5, total = total + $6 WHERE id = $1",
-            &[&run, &passed, &flaky, &failed, &skipped, &total],
-        )
-        .map_err(&sql)?;
-        tx.commit().map_err(&sql)?;
+        self.tx
+            .get_mut()
+            .execute(
+                "UPDATE flake_runs SET passed = passed + $2, flaky = flaky + $3, failed = failed + $4,
+                    skipped = skipped + $5, total = total + $6 WHERE id = $1",
+                &[&run, &passed, &flaky, &failed, &skipped, &total],
+            )
+            .map_err(&sql)?;
+        // The run's events go in with the run: never lost, never sent for
+        // a run that rolled back.
+        let (events, project, mut meta) = (
+            self.events.clone(),
+            self.project.clone(),
+            self.meta.clone(),
+        );
+        meta.run_id.clone_from(&self.summary.run_id);
+        crate::store::events::record(&mut self, &events, &project, &meta)?;
+        self.tx.into_inner().commit().map_err(&sql)?;
         Ok(self.summary)
     }
 }

@@ -20,6 +20,7 @@
 //!   upload never double-counts.
 
 mod detail;
+mod outbox;
 mod prune;
 mod read;
 mod schema;

@@ -244,6 +244,15 @@ impl SqliteBackend {
                     [project],
                 )
                 .map_err(&sql)? as u64;
+            // Without foreign keys, a deleted test's event state goes by
+            // hand: its id may be given to a new test later.
+            self.conn
+                .execute(
+                    "DELETE FROM flaky_state WHERE project = ?1
+                       AND NOT EXISTS (SELECT 1 FROM tests WHERE tests.id = flaky_state.test)",
+                    [project],
+                )
+                .map_err(&sql)?;
             Ok(())
         })();
         if !dry_run {

@@ -163,6 +163,64 @@ const MIGRATIONS: &[&str] = &[
         disabled_reason TEXT
     );
     "#,
+    // 6 -> 7: the webhook outbox: per-test flake state for event detection
+    // (kept by every run's transaction), messages, deliveries and their
+    // attempts. Existing histories start with the state their results
+    // imply (flaky in the last 14 days: announced, so upgrading sends nothing).
+    r#"
+    CREATE TABLE flaky_state (
+        test           INTEGER PRIMARY KEY,
+        project        TEXT NOT NULL,
+        first_flaky_at INTEGER NOT NULL,
+        last_flaky_at  INTEGER NOT NULL,
+        clean_runs     INTEGER NOT NULL DEFAULT 0,
+        open           INTEGER NOT NULL
+    );
+    CREATE INDEX flaky_state_open ON flaky_state (project) WHERE open;
+    INSERT INTO flaky_state (test, project, first_flaky_at, last_flaky_at, clean_runs, open)
+        SELECT r.test, min(t.project), min(u.started_at), max(u.started_at), 0,
+            max(u.started_at) >= CAST(unixepoch('now') AS INTEGER) * 1000 - 14 * 86400000
+        FROM results r JOIN runs u ON u.id = r.run JOIN tests t ON t.id = r.test
+        WHERE r.outcome = 1 GROUP BY r.test;
+    ALTER TABLE webhook_endpoints ADD COLUMN failing_since INTEGER;
+    CREATE TABLE webhook_messages (
+        id         INTEGER PRIMARY KEY,
+        project    TEXT NOT NULL,
+        msg_id     TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        payload    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        id              INTEGER PRIMARY KEY,
+        message         INTEGER NOT NULL,
+        endpoint        INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        claimed_until   INTEGER,
+        claimed_by      INTEGER,
+        last_status     INTEGER,
+        last_error      TEXT,
+        finished_at     INTEGER
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint, id);
+    CREATE TABLE webhook_attempts (
+        id           INTEGER PRIMARY KEY,
+        delivery     INTEGER NOT NULL,
+        attempted_at INTEGER NOT NULL,
+        status       INTEGER,
+        latency_ms   INTEGER NOT NULL,
+        error        TEXT
+    );
+    CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery);
+    CREATE TABLE webhook_proposals (
+        project      TEXT PRIMARY KEY,
+        content      TEXT NOT NULL,
+        announced_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// `pragma application_id` of a cargo-flake history ("cflk"), so another

@@ -142,25 +142,34 @@ fn record(raw: Raw, path: &std::path::Path) -> Result<TokenRecord, StoreError> {
     })
 }
 
-const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason";
+pub(super) const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason, failing_since";
 
 fn webhook_row(r: &Row<'_>) -> rusqlite::Result<crate::store::WebhookEndpoint> {
-    let events: String = r.get(3)?;
+    webhook_row_at(r, 0)
+}
+
+/// An endpoint read from the columns [`WEBHOOK_COLUMNS`] lists, from `start` on.
+pub(super) fn webhook_row_at(
+    r: &Row<'_>,
+    start: usize,
+) -> rusqlite::Result<crate::store::WebhookEndpoint> {
+    let events: String = r.get(start + 3)?;
     Ok(crate::store::WebhookEndpoint {
-        id: r.get(0)?,
-        project: r.get(1)?,
-        url: r.get(2)?,
+        id: r.get(start)?,
+        project: r.get(start + 1)?,
+        url: r.get(start + 2)?,
         events: events
             .split(',')
             .filter(|e| !e.is_empty())
             .map(str::to_owned)
             .collect(),
-        secret: r.get(4)?,
-        previous_secret: r.get(5)?,
-        previous_until: r.get(6)?,
-        created_at: r.get(7)?,
-        disabled_at: r.get(8)?,
-        disabled_reason: r.get(9)?,
+        secret: r.get(start + 4)?,
+        previous_secret: r.get(start + 5)?,
+        previous_until: r.get(start + 6)?,
+        created_at: r.get(start + 7)?,
+        disabled_at: r.get(start + 8)?,
+        disabled_reason: r.get(start + 9)?,
+        failing_since: r.get(start + 10)?,
     })
 }
 
@@ -205,6 +214,14 @@ impl SqliteBackend {
         let n = self
             .conn
             .execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])
+            .map_err(&sql)?;
+        // No foreign keys in this schema: the endpoint's queue goes with it.
+        self.conn
+            .execute_batch(&format!(
+                "DELETE FROM webhook_attempts WHERE delivery IN
+                    (SELECT id FROM webhook_deliveries WHERE endpoint = {id});
+                 DELETE FROM webhook_deliveries WHERE endpoint = {id};"
+            ))
             .map_err(&sql)?;
         Ok(n == 1)
     }

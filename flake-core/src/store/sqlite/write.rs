@@ -12,6 +12,7 @@ const BATCH: usize = 200;
 use super::{SqliteBackend, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
+use crate::store::events::EventConfig;
 use crate::store::merge::{ResultRow, check_same_revision, failure_digest, merge_row};
 use crate::store::{StoreError, WriteSummary, name_key};
 
@@ -20,7 +21,7 @@ use crate::store::{StoreError, WriteSummary, name_key};
 pub(crate) struct RunWriter<'a> {
     // The connection inside `BEGIN IMMEDIATE`; `finished` says whether it was
     // committed, else dropping the writer rolls back.
-    tx: &'a Connection,
+    pub(super) tx: &'a Connection,
     finished: bool,
     // Statements of the per-test hot path, prepared once per run.
     insert_result: Statement<'a>,
@@ -36,19 +37,25 @@ pub(crate) struct RunWriter<'a> {
     // Commit and branch of the run this one merges into, if it existed.
     recorded_rev: Option<(Option<String>, Option<String>)>,
     fresh_run: bool,
-    project: String,
+    pub(super) project: String,
     pending_tests: Vec<(i64, String)>,
     pending_results: Vec<(i64, i64, i64, Option<i64>)>,
     batch_tests: Statement<'a>,
     batch_results: Statement<'a>,
-    path: PathBuf,
-    run: i64,
+    pub(super) path: PathBuf,
+    pub(super) run: i64,
     // Sources recorded and sources skipped as already recorded.
     sources: u64,
     duplicates: std::cell::Cell<u64>,
     summary: WriteSummary,
     // Outcome counters to add to the run row at commit: passed, flaky, failed, skipped.
     delta: [i64; 4],
+    // Tests whose result was flaky when written in this write (a later
+    // merge may have changed it; events check at commit).
+    pub(super) flaky_candidates: Vec<i64>,
+    // This write's metadata and event rules (see `store/events.rs`).
+    pub(super) meta: RunMeta,
+    pub(super) events: EventConfig,
 }
 
 impl SqliteBackend {
@@ -57,13 +64,14 @@ impl SqliteBackend {
         &mut self,
         project: &str,
         meta: &RunMeta,
+        events: &EventConfig,
     ) -> Result<RunWriter<'_>, StoreError> {
         let path = self.display_path();
         let sql = sql_err(&path);
         // IMMEDIATE takes the write lock now, so the busy timeout applies here
         // rather than failing at the first write of a deferred transaction.
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&sql)?;
-        match RunWriter::start(&self.conn, path, project, meta) {
+        match RunWriter::start(&self.conn, path, project, meta, events) {
             Ok(w) => Ok(w),
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -79,6 +87,7 @@ impl<'a> RunWriter<'a> {
         path: PathBuf,
         project: &str,
         meta: &RunMeta,
+        events: &EventConfig,
     ) -> Result<RunWriter<'a>, StoreError> {
         let sql = sql_err(&path);
         let existing: Option<(i64, Option<String>, Option<String>)> = tx
@@ -95,6 +104,7 @@ impl<'a> RunWriter<'a> {
         if let Some((commit, branch)) = &recorded_rev {
             check_same_revision(&meta.run_id, commit, branch, meta)?;
         }
+        let recorded_rev_for_meta = recorded_rev.clone();
         let existing = existing.map(|(id, _, _)| id);
         let run = match existing {
             Some(id) => {
@@ -193,6 +203,9 @@ impl<'a> RunWriter<'a> {
                 results: 0,
             },
             delta: [0; 4],
+            flaky_candidates: Vec::new(),
+            meta: crate::store::merge::merged_meta(meta, recorded_rev_for_meta.as_ref()),
+            events: events.clone(),
         })
     }
 }
@@ -220,6 +233,9 @@ impl RunWriter<'_> {
             if matches!(result.outcome, Outcome::Passed | Outcome::Skipped) {
                 return Ok(());
             }
+            if result.outcome == Outcome::Flaky {
+                self.flaky_candidates.push(test);
+            }
             return self.add_attempts(test, result, 1);
         }
         self.flush()?;
@@ -236,6 +252,9 @@ impl RunWriter<'_> {
             .map_err(&sql)?;
         let first_attempt = if inserted == 1 {
             self.delta[result.outcome.code() as usize] += 1;
+            if result.outcome == Outcome::Flaky {
+                self.flaky_candidates.push(test);
+            }
             1
         } else {
             self.merge(test, result, attempts, duration)?
@@ -327,6 +346,9 @@ impl RunWriter<'_> {
             .map_err(&sql)?;
         self.delta[old.outcome.code() as usize] -= 1;
         self.delta[merged.code() as usize] += 1;
+        if merged == Outcome::Flaky {
+            self.flaky_candidates.push(test);
+        }
         Ok(m.first_attempt)
     }
 
@@ -450,6 +472,7 @@ impl RunWriter<'_> {
     /// commit and branch must agree with it ([`StoreError::RunConflict`]),
     /// and only fill in what it lacked.
     fn update_meta(&mut self, meta: &RunMeta) -> Result<(), StoreError> {
+        self.meta = crate::store::merge::merged_meta(meta, self.recorded_rev.as_ref());
         if let Some((commit, branch)) = &self.recorded_rev {
             check_same_revision(&self.summary.run_id, commit, branch, meta)?;
             self.tx
@@ -565,6 +588,15 @@ impl RunWriter<'_> {
                 ],
             )
             .map_err(&sql)?;
+        // The run's events go in with the run: never lost, never sent for
+        // a run that rolled back.
+        let (events, project, mut meta) = (
+            self.events.clone(),
+            self.project.clone(),
+            self.meta.clone(),
+        );
+        meta.run_id.clone_from(&self.summary.run_id);
+        crate::store::events::record(&mut self, &events, &project, &meta)?;
         self.tx.execute_batch("COMMIT").map_err(&sql)?;
         self.finished = true;
         Ok(self.summary.clone())
