@@ -326,6 +326,61 @@ pub enum WebhookCommand {
         #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration_arg)]
         overlap: std::time::Duration,
     },
+    /// Send a `ping` event to an endpoint and wait for a running `cargo
+    /// flake serve` on this database to deliver it; exit 1 if it was not
+    /// delivered in time (the attempts say why).
+    Test {
+        #[command(flatten)]
+        db: DbArg,
+        /// The endpoint's id (from `list`).
+        id: i64,
+        /// How long to wait for the delivery.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_arg)]
+        wait: std::time::Duration,
+    },
+    /// An endpoint's recent deliveries with every attempt's status and latency.
+    Deliveries {
+        #[command(flatten)]
+        db: DbArg,
+        /// The endpoint's id (from `list`).
+        id: i64,
+        /// How many, newest first.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Send a finished delivery again, under its original `webhook-id`.
+    Replay {
+        #[command(flatten)]
+        db: DbArg,
+        /// The endpoint's id.
+        id: i64,
+        /// The delivery's id (from `deliveries`).
+        delivery: i64,
+    },
+    /// Check a delivery's signature as a receiver does (Standard Webhooks):
+    /// the body on stdin, the headers as flags. Exit 0 when it verifies,
+    /// 1 when it does not (the reason on stderr).
+    Verify {
+        /// The endpoint's secret (`whsec_...`); or set CARGO_FLAKE_WEBHOOK_SECRET.
+        #[arg(long, value_name = "SECRET", env = "CARGO_FLAKE_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The `webhook-id` header.
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// The `webhook-timestamp` header (Unix seconds).
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+        timestamp: i64,
+        /// The `webhook-signature` header (`v1,...`, several space-separated).
+        #[arg(long, value_name = "HEADER")]
+        signature: String,
+        /// How far the timestamp may be from now: older deliveries are
+        /// refused as replays.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_arg)]
+        tolerance: std::time::Duration,
+    },
 }
 
 /// `--role` of `token create`.

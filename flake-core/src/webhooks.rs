@@ -33,6 +33,53 @@ pub const PING: &str = "ping";
 /// The event types an endpoint can subscribe to.
 pub const EVENTS: [&str; 4] = [FLAKY_NEW, FLAKY_RESOLVED, PROPOSAL_CHANGED, RUN_COMPLETED];
 
+/// Checks an endpoint URL: absolute http(s), a host, no credentials, no
+/// spaces. Where it may point (not into private networks) is checked at
+/// delivery, when the name is resolved.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || url.contains(char::is_whitespace) {
+        return Err(format!("`{url}` has no host, or contains spaces"));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "`{url}` carries credentials; receivers check the signature instead"
+        ));
+    }
+    Ok(())
+}
+
+/// The event types of a comma-separated list or of repeated values, each
+/// known (an unknown one gets a "did you mean"), without repeats.
+pub fn parse_events<'a>(list: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, String> {
+    let mut wanted: Vec<String> = Vec::new();
+    for e in list
+        .into_iter()
+        .flat_map(|e| e.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        if !EVENTS.contains(&e) {
+            let hint = crate::config::suggest(e, EVENTS.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("; known events: {}", EVENTS.join(", ")));
+            return Err(format!("unknown event `{e}`{hint}"));
+        }
+        if !wanted.iter().any(|w| w == e) {
+            wanted.push(e.to_owned());
+        }
+    }
+    if wanted.is_empty() {
+        return Err(format!("no event named; known events: {}", EVENTS.join(", ")));
+    }
+    Ok(wanted)
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters, so a
 /// project name such as `github.com/org/repo` or a test id is one path
 /// segment.

@@ -15,6 +15,7 @@
 
 mod api;
 mod dashboard;
+mod hooks;
 mod maintenance;
 mod metrics;
 mod pool;
@@ -150,6 +151,8 @@ pub fn router(app: Arc<App>) -> Router {
         // ---- openapi.json. Every route is described in docs/openapi.json.
         .merge(read::routes())
         // ---- End of the read API.
+        // ---- Webhook endpoints, deliveries and replays (hooks.rs), admin tokens.
+        .merge(hooks::routes())
         // ---- Dashboard: HTML pages with cookie sessions (dashboard.rs,
         // ---- session.rs); not part of the JSON API and its document.
         .merge(dashboard::routes())

@@ -323,7 +323,8 @@ mod tests {
         }
         let mut routes = registered(include_str!("mod.rs"));
         routes.extend(registered(include_str!("read.rs")));
-        assert!(routes.len() >= 9, "{routes:?}");
+        routes.extend(registered(include_str!("hooks.rs")));
+        assert!(routes.len() >= 15, "{routes:?}");
         assert_eq!(routes, documented);
     }
 

@@ -670,3 +670,192 @@ fn many_tests_few_runs_give_the_same_statistics_on_both_backends() {
     assert!(answers[0].iter().any(|r| r.4 == 1) && answers[0].iter().any(|r| r.5 == 3));
     assert_eq!(answers[0], answers[1]);
 }
+
+/// The webhook outbox, on every backend: a run's events are decided and
+/// queued in its transaction (none for a run that rolled back), a flaky
+/// test is announced once and resolved once after quiet days *and* clean
+/// runs, a hard failure announces nothing; claims are exclusive while
+/// leased, a retry keeps the `webhook-id`, a 410 disables the endpoint.
+#[test]
+fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
+    use crate::store::events::EventConfig;
+    const DAY: i64 = 86_400_000;
+    each_backend(|open| {
+        let mut store = open("app");
+        store.set_events(EventConfig {
+            quiet_days: 14,
+            clean_runs: 3,
+            public_url: Some("https://flake.example/".into()),
+        });
+        let endpoint = |events: &[&str]| WebhookEndpoint {
+            id: 0,
+            project: "app".into(),
+            url: "https://hooks.example/a".into(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            secret: "whsec_AAAA".into(),
+            previous_secret: None,
+            previous_until: None,
+            created_at: 7,
+            disabled_at: None,
+            disabled_reason: None,
+            failing_since: None,
+        };
+        let flaky_hook = store
+            .insert_webhook(&endpoint(&["flaky_test.new", "flaky_test.resolved"]))
+            .unwrap();
+        let runs_hook = store.insert_webhook(&endpoint(&["run.completed"])).unwrap();
+        let flaky = |id: &str| {
+            TestResult::new(
+                id,
+                vec![fail("assertion failed: left == right"), Attempt::pass(Some(3))],
+            )
+        };
+        let hard = |id: &str| TestResult::new(id, vec![fail("boom"), fail("boom")]);
+        let pass = |id: &str| TestResult::new(id, vec![Attempt::pass(Some(1))]);
+        let at = |id: &str, day: i64| RunMeta {
+            started_at: day * DAY,
+            finished_at: day * DAY + 1,
+            ..meta(id)
+        };
+        // A run that rolls back leaves no message.
+        {
+            let mut w = store.begin_run(&at("gone", 0)).unwrap();
+            w.add(&flaky("suite::t")).unwrap();
+        }
+        assert_eq!(store.pending_deliveries().unwrap(), 0);
+
+        store
+            .record_run(&at("r0", 0), &[flaky("suite::t"), hard("h"), pass("p")], None)
+            .unwrap();
+        let now = crate::meta::now_ms();
+        let claimed = store.claim_deliveries(now, 60_000, 100).unwrap();
+        let mut types: Vec<(&str, i64)> = claimed
+            .iter()
+            .map(|d| (d.event_type.as_str(), d.endpoint.id))
+            .collect();
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            [("flaky_test.new", flaky_hook), ("run.completed", runs_hook)]
+        );
+        let new = claimed
+            .iter()
+            .find(|d| d.event_type == "flaky_test.new")
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&new.payload).unwrap();
+        assert_eq!(body["type"], "flaky_test.new");
+        let data = &body["data"];
+        assert_eq!(data["test_id"], "suite::t");
+        assert_eq!((data["class_name"].as_str(), data["name"].as_str()), (Some("suite"), Some("t")));
+        assert_eq!(data["run_id"], "r0");
+        assert_eq!(data["commit"], "abc");
+        assert_eq!(data["details_url"], "https://flake.example/p/app/t/suite%3A%3At");
+        assert_eq!(data["rate"], 1.0);
+        assert!(
+            data["failure"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("left == right"),
+            "{data}"
+        );
+        assert!(new.payload.len() < 20_000);
+        let completed = claimed
+            .iter()
+            .find(|d| d.event_type == "run.completed")
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&completed.payload).unwrap();
+        assert_eq!(body["data"]["counts"]["failed"], 1);
+        assert_eq!(body["data"]["gate"], "fail");
+        // Claimed, so nobody else gets them while the lease runs.
+        assert!(store.claim_deliveries(now, 60_000, 100).unwrap().is_empty());
+        // A failed attempt, retried at once: the same id, the next attempt.
+        let retry = AttemptOutcome {
+            delivery: new.id,
+            endpoint: flaky_hook,
+            attempted_at: now,
+            status: Some(500),
+            latency_ms: 3,
+            error: Some("the receiver answered 500".into()),
+            next: NextStep::RetryAt(now),
+        };
+        let done = |d: &Delivery| AttemptOutcome {
+            delivery: d.id,
+            endpoint: d.endpoint.id,
+            attempted_at: now,
+            status: Some(204),
+            latency_ms: 2,
+            error: None,
+            next: NextStep::Delivered,
+        };
+        store
+            .finish_deliveries(&[retry.clone(), done(completed)])
+            .unwrap();
+        let again = store.claim_deliveries(now, 60_000, 100).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].msg_id.as_str(), again[0].attempt), (new.msg_id.as_str(), 2));
+        store.finish_deliveries(&[done(&again[0])]).unwrap();
+        let listed = store.deliveries(flaky_hook, None, 10).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, "delivered");
+        let statuses: Vec<Option<u16>> = listed[0].history.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [Some(500), Some(204)]);
+        assert_eq!(store.pending_deliveries().unwrap(), 0);
+
+        // Flaky again the next day: still the same episode, nothing new.
+        store.record_run(&at("r1", 1), &[flaky("suite::t")], None).unwrap();
+        // Clean runs: not resolved before 14 quiet days and 3 clean runs.
+        for day in [2, 3, 4, 10] {
+            store
+                .record_run(&at(&format!("c{day}"), day), &[pass("suite::t"), hard("h")], None)
+                .unwrap();
+        }
+        let flaky_events = |store: &mut Store| -> Vec<String> {
+            let got = store
+                .claim_deliveries(crate::meta::now_ms(), 60_000, 100)
+                .unwrap();
+            let outcomes: Vec<AttemptOutcome> = got.iter().map(done).collect();
+            store.finish_deliveries(&outcomes).unwrap();
+            got.into_iter()
+                .filter(|d| d.event_type.starts_with("flaky_test"))
+                .map(|d| d.event_type)
+                .collect()
+        };
+        assert!(flaky_events(&mut store).is_empty());
+        store.record_run(&at("c15", 15), &[pass("suite::t")], None).unwrap();
+        store.record_run(&at("c16", 16), &[pass("suite::t")], None).unwrap();
+        assert_eq!(flaky_events(&mut store), ["flaky_test.resolved"]);
+        // Flaky once more: announced anew.
+        store.record_run(&at("r17", 17), &[flaky("suite::t")], None).unwrap();
+        assert_eq!(flaky_events(&mut store), ["flaky_test.new"]);
+
+        // A replay sends a delivered message again under its id.
+        assert!(store.replay_delivery(flaky_hook, listed[0].id, now).unwrap());
+        assert!(!store.replay_delivery(runs_hook, listed[0].id, now).unwrap());
+        let replayed = store.claim_deliveries(crate::meta::now_ms(), 60_000, 100).unwrap();
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(replayed[0].msg_id, new.msg_id);
+        // 410: the endpoint is disabled and its messages wait.
+        store
+            .finish_deliveries(&[AttemptOutcome {
+                next: NextStep::DisableEndpoint("the receiver answered 410 Gone".into()),
+                status: Some(410),
+                ..done(&replayed[0])
+            }])
+            .unwrap();
+        let hook = store
+            .webhooks(Some("app"))
+            .unwrap()
+            .into_iter()
+            .find(|e| e.id == flaky_hook)
+            .unwrap();
+        assert!(hook.disabled_at.is_some());
+        assert_eq!(hook.disabled_reason.as_deref(), Some("the receiver answered 410 Gone"));
+        store.record_run(&at("r18", 30), &[pass("suite::t"), flaky("suite::u")], None).unwrap();
+        let got = store.claim_deliveries(crate::meta::now_ms(), 60_000, 100).unwrap();
+        assert!(got.iter().all(|d| d.endpoint.id == runs_hook), "{got:?}");
+        // A ping goes to the one endpoint named.
+        let id = store.enqueue_ping(runs_hook, now).unwrap().unwrap();
+        assert!(id.starts_with("msg_"));
+        assert!(store.enqueue_ping(99_999, now).unwrap().is_none());
+    });
+}

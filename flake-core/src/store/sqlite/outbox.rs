@@ -352,12 +352,12 @@ impl SqliteBackend {
                      FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message
                      JOIN webhook_endpoints e ON e.id = d.endpoint
                      WHERE d.state = 'pending' AND d.next_attempt_at <= ?1
-                       AND (d.claimed_until IS NULL OR d.claimed_until < ?1 OR d.claimed_by = ?3)
+                       AND (d.claimed_until IS NULL OR d.claimed_until < ?1)
                        AND e.disabled_at IS NULL
                      ORDER BY d.next_attempt_at, d.id LIMIT ?2"
                 ))
                 .map_err(&sql)?;
-            stmt.query_map(params![now_ms, limit as i64, claimant()], |r| {
+            stmt.query_map(params![now_ms, limit as i64], |r| {
                 Ok(Delivery {
                     id: r.get(0)?,
                     attempt: r.get(1)?,
