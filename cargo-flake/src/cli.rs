@@ -365,7 +365,12 @@ pub enum WebhookCommand {
     /// 1 when it does not (the reason on stderr).
     Verify {
         /// The endpoint's secret (`whsec_...`); or set CARGO_FLAKE_WEBHOOK_SECRET.
-        #[arg(long, value_name = "SECRET", env = "CARGO_FLAKE_WEBHOOK_SECRET", hide_env_values = true)]
+        #[arg(
+            long,
+            value_name = "SECRET",
+            env = "CARGO_FLAKE_WEBHOOK_SECRET",
+            hide_env_values = true
+        )]
         secret: String,
         /// The `webhook-id` header.
         #[arg(long, value_name = "ID")]

@@ -75,7 +75,10 @@ pub fn parse_events<'a>(list: impl IntoIterator<Item = &'a str>) -> Result<Vec<S
         }
     }
     if wanted.is_empty() {
-        return Err(format!("no event named; known events: {}", EVENTS.join(", ")));
+        return Err(format!(
+            "no event named; known events: {}",
+            EVENTS.join(", ")
+        ));
     }
     Ok(wanted)
 }

@@ -53,6 +53,14 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// The repository's root (its docs are checked against what runs).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
 /// The fixture folder of this crate.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -185,6 +193,34 @@ impl Flake {
         }
     }
 
+    /// Runs it with `input` on its standard input.
+    pub fn run_with_input(mut self, input: &[u8]) -> Outcome {
+        use std::io::Write;
+        let mut child = self
+            .cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cargo-flake starts");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input)
+            .expect("stdin takes the input");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("cargo-flake runs");
+        Outcome {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
     /// Starts it without waiting.
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd
@@ -246,9 +282,18 @@ pub struct Server {
 impl Server {
     /// Starts it and waits for the line that names its address.
     pub fn start(dir: &Path, db: &[&str], extra: &[&str]) -> Server {
+        Server::start_with(dir, db, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables set.
+    pub fn start_with(dir: &Path, db: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::{BufRead, BufReader};
         let args = [&["serve", "--listen", "127.0.0.1:0"][..], db, extra].concat();
-        let mut child = Flake::new(dir, &args).spawn();
+        let mut flake = Flake::new(dir, &args);
+        for (k, v) in env {
+            flake = flake.env(k, v);
+        }
+        let mut child = flake.spawn();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();

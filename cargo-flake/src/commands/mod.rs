@@ -149,7 +149,9 @@ fn public_url(url: Option<&str>) -> Result<Option<String>, Error> {
         .strip_prefix("https://")
         .or_else(|| trimmed.strip_prefix("http://"));
     match host {
-        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(Some(trimmed.to_owned())),
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => {
+            Ok(Some(trimmed.to_owned()))
+        }
         _ => Err(Box::new(Usage(format!(
             "--public-url `{url}` is not an http(s) URL such as https://flake.example.com"
         )))),

@@ -11,7 +11,6 @@ use super::{
 use crate::cli::{ListFormat, WebhookCommand};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
 
-
 /// Runs a `webhook` subcommand.
 pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
     if let WebhookCommand::Verify {
@@ -74,10 +73,9 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
                     }
                     for e in &list {
                         let state = match (&e.disabled_at, &e.disabled_reason, e.failing_since) {
-                            (Some(at), Some(why), _) => format!(
-                                "disabled {}: {why}",
-                                flake_core::meta::format_time(*at)
-                            ),
+                            (Some(at), Some(why), _) => {
+                                format!("disabled {}: {why}", flake_core::meta::format_time(*at))
+                            }
                             (Some(at), None, _) => {
                                 format!("disabled {}", flake_core::meta::format_time(*at))
                             }
@@ -116,7 +114,10 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
         WebhookCommand::Test { db, id, wait } => {
             let mut store = open_existing_history(&ws, &db)?;
             if !owned(&store, id)? {
-                print_stderr(&format!("project {} has no webhook {id}\n", store.project()));
+                print_stderr(&format!(
+                    "project {} has no webhook {id}\n",
+                    store.project()
+                ));
                 return Ok(EXIT_GATE_FAILED);
             }
             test(&mut store, id, wait)
@@ -129,7 +130,10 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
         } => {
             let store = open_existing_history(&ws, &db)?;
             if !owned(&store, id)? {
-                print_stderr(&format!("project {} has no webhook {id}\n", store.project()));
+                print_stderr(&format!(
+                    "project {} has no webhook {id}\n",
+                    store.project()
+                ));
                 return Ok(EXIT_GATE_FAILED);
             }
             let list = store.deliveries(id, None, limit.clamp(1, 1000))?;
@@ -235,12 +239,21 @@ fn verify(
 }
 
 /// `webhook test`: queues a ping, then waits for its delivery's fate.
-fn test(store: &mut flake_core::store::Store, id: i64, wait: std::time::Duration) -> Result<u8, Error> {
+fn test(
+    store: &mut flake_core::store::Store,
+    id: i64,
+    wait: std::time::Duration,
+) -> Result<u8, Error> {
     let Some(msg_id) = store.enqueue_ping(id, flake_core::meta::now_ms())? else {
-        print_stderr(&format!("project {} has no webhook {id}\n", store.project()));
+        print_stderr(&format!(
+            "project {} has no webhook {id}\n",
+            store.project()
+        ));
         return Ok(EXIT_GATE_FAILED);
     };
-    print_stderr(&format!("queued ping {msg_id} for webhook {id}; waiting for a server to deliver it\n"));
+    print_stderr(&format!(
+        "queued ping {msg_id} for webhook {id}; waiting for a server to deliver it\n"
+    ));
     let deadline = std::time::Instant::now() + wait;
     loop {
         let found = store
@@ -251,16 +264,25 @@ fn test(store: &mut flake_core::store::Store, id: i64, wait: std::time::Duration
             && let Some(last) = d.history.last()
             && (d.state != "pending" || last.error.is_some())
         {
-            let status = last.status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+            let status = last
+                .status
+                .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
             if d.state == "delivered" {
-                print_stdout(&format!("delivered {msg_id}: {status} in {} ms\n", last.latency_ms))?;
+                print_stdout(&format!(
+                    "delivered {msg_id}: {status} in {} ms\n",
+                    last.latency_ms
+                ))?;
                 return Ok(EXIT_OK);
             }
             print_stdout(&format!(
                 "not delivered {msg_id}: {status} in {} ms: {}{}\n",
                 last.latency_ms,
                 last.error.as_deref().unwrap_or("failed"),
-                if d.state == "pending" { " (it will be retried)" } else { "" }
+                if d.state == "pending" {
+                    " (it will be retried)"
+                } else {
+                    ""
+                }
             ))?;
             return Ok(EXIT_GATE_FAILED);
         }

@@ -87,7 +87,8 @@ async fn create(
     let p = project.clone();
     let created = with_store(&app, move |store| {
         authorize(store, &headers, &p, Role::Admin)?;
-        let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook", m);
+        let invalid =
+            |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook", m);
         let new: NewEndpoint = serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

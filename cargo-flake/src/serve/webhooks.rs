@@ -114,14 +114,26 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Starts the dispatcher thread on a connection of its own.
-    pub fn start(location: Location, settings: DeliverySettings, app: Arc<super::App>) -> Dispatcher {
+    pub fn start(
+        location: Location,
+        settings: DeliverySettings,
+        app: Arc<super::App>,
+    ) -> Dispatcher {
         let stop = Arc::new(AtomicBool::new(false));
         let wake = app.wake.clone();
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("webhooks".into())
-                .spawn(move || run(&location, &settings, &stop, &app.wake, &app.metrics.webhooks))
+                .spawn(move || {
+                    run(
+                        &location,
+                        &settings,
+                        &stop,
+                        &app.wake,
+                        &app.metrics.webhooks,
+                    )
+                })
                 .ok()
         };
         Dispatcher { stop, wake, thread }
@@ -230,8 +242,11 @@ fn agent(allow_private: bool) -> ureq::Agent {
             if allow_private {
                 return Ok(addrs);
             }
-            let public: Vec<SocketAddr> =
-                addrs.iter().copied().filter(|a| is_public(a.ip())).collect();
+            let public: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| is_public(a.ip()))
+                .collect();
             if public.is_empty() {
                 let shown = addrs
                     .first()
@@ -289,7 +304,11 @@ fn deliver(agent: &ureq::Agent, d: &Delivery, schedule: &[Duration]) -> AttemptO
         body,
     );
     let answer = match signature {
-        Err(e) => Answer::Failed(None, format!("the endpoint's secret is unusable: {e}"), None),
+        Err(e) => Answer::Failed(
+            None,
+            format!("the endpoint's secret is unusable: {e}"),
+            None,
+        ),
         Ok(signature) => send(agent, d, timestamp, &signature, body),
     };
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -323,13 +342,7 @@ enum Answer {
     Failed(Option<u16>, String, Option<Duration>),
 }
 
-fn send(
-    agent: &ureq::Agent,
-    d: &Delivery,
-    timestamp: i64,
-    signature: &str,
-    body: &[u8],
-) -> Answer {
+fn send(agent: &ureq::Agent, d: &Delivery, timestamp: i64, signature: &str, body: &[u8]) -> Answer {
     let request = agent
         .post(&d.endpoint.url)
         .set("content-type", "application/json")
@@ -467,8 +480,7 @@ mod tests {
     fn retry_after_is_honoured_and_capped() {
         let s = schedule();
         let now = 0;
-        let NextStep::RetryAt(at) =
-            after_failure(&delivery(1, None), now, retry_after("120"), &s)
+        let NextStep::RetryAt(at) = after_failure(&delivery(1, None), now, retry_after("120"), &s)
         else {
             panic!("retried");
         };

@@ -281,11 +281,7 @@ struct TestEvent<'a> {
 
 /// The `data` of a `flaky_test.*` event.
 fn test_data(e: TestEvent<'_>) -> Value {
-    let runs = e
-        .recent
-        .iter()
-        .filter(|o| **o != Outcome::Skipped)
-        .count() as u64;
+    let runs = e.recent.iter().filter(|o| **o != Outcome::Skipped).count() as u64;
     let flakes = e.recent.iter().filter(|o| **o == Outcome::Flaky).count() as u64;
     let rate = if runs == 0 {
         0.0
@@ -443,8 +439,7 @@ mod tests {
         };
         for outcome in [Outcome::Failed, Outcome::Skipped] {
             let s = state(1, 0, 0, true);
-            let (changed, events) =
-                decide(&[s], &[], &HashMap::from([(1, outcome)]), 30 * DAY, &c);
+            let (changed, events) = decide(&[s], &[], &HashMap::from([(1, outcome)]), 30 * DAY, &c);
             assert!(events.is_empty() && changed.is_empty(), "{outcome:?}");
         }
     }

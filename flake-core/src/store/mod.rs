@@ -177,7 +177,11 @@ macro_rules! forward_backend {
         fn release_maintenance_lock(&mut self) -> Result<(), StoreError> {
             $ty::release_maintenance_lock(self)
         }
-        fn enqueue_ping(&mut self, endpoint: i64, now_ms: i64) -> Result<Option<String>, StoreError> {
+        fn enqueue_ping(
+            &mut self,
+            endpoint: i64,
+            now_ms: i64,
+        ) -> Result<Option<String>, StoreError> {
             $ty::enqueue_ping(self, endpoint, now_ms)
         }
         fn claim_deliveries(
@@ -769,7 +773,11 @@ impl Store {
     }
 
     /// See [`Backend::enqueue_ping`].
-    pub fn enqueue_ping(&mut self, endpoint: i64, now_ms: i64) -> Result<Option<String>, StoreError> {
+    pub fn enqueue_ping(
+        &mut self,
+        endpoint: i64,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
         self.backend.enqueue_ping(endpoint, now_ms)
     }
 

@@ -707,7 +707,10 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
         let flaky = |id: &str| {
             TestResult::new(
                 id,
-                vec![fail("assertion failed: left == right"), Attempt::pass(Some(3))],
+                vec![
+                    fail("assertion failed: left == right"),
+                    Attempt::pass(Some(3)),
+                ],
             )
         };
         let hard = |id: &str| TestResult::new(id, vec![fail("boom"), fail("boom")]);
@@ -725,7 +728,11 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
         assert_eq!(store.pending_deliveries().unwrap(), 0);
 
         store
-            .record_run(&at("r0", 0), &[flaky("suite::t"), hard("h"), pass("p")], None)
+            .record_run(
+                &at("r0", 0),
+                &[flaky("suite::t"), hard("h"), pass("p")],
+                None,
+            )
             .unwrap();
         let now = crate::meta::now_ms();
         let claimed = store.claim_deliveries(now, 60_000, 100).unwrap();
@@ -746,10 +753,16 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
         assert_eq!(body["type"], "flaky_test.new");
         let data = &body["data"];
         assert_eq!(data["test_id"], "suite::t");
-        assert_eq!((data["class_name"].as_str(), data["name"].as_str()), (Some("suite"), Some("t")));
+        assert_eq!(
+            (data["class_name"].as_str(), data["name"].as_str()),
+            (Some("suite"), Some("t"))
+        );
         assert_eq!(data["run_id"], "r0");
         assert_eq!(data["commit"], "abc");
-        assert_eq!(data["details_url"], "https://flake.example/p/app/t/suite%3A%3At");
+        assert_eq!(
+            data["details_url"],
+            "https://flake.example/p/app/t/suite%3A%3At"
+        );
         assert_eq!(data["rate"], 1.0);
         assert!(
             data["failure"]["message"]
@@ -792,7 +805,10 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
             .unwrap();
         let again = store.claim_deliveries(now, 60_000, 100).unwrap();
         assert_eq!(again.len(), 1);
-        assert_eq!((again[0].msg_id.as_str(), again[0].attempt), (new.msg_id.as_str(), 2));
+        assert_eq!(
+            (again[0].msg_id.as_str(), again[0].attempt),
+            (new.msg_id.as_str(), 2)
+        );
         store.finish_deliveries(&[done(&again[0])]).unwrap();
         let listed = store.deliveries(flaky_hook, None, 10).unwrap();
         assert_eq!(listed.len(), 1);
@@ -802,11 +818,17 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
         assert_eq!(store.pending_deliveries().unwrap(), 0);
 
         // Flaky again the next day: still the same episode, nothing new.
-        store.record_run(&at("r1", 1), &[flaky("suite::t")], None).unwrap();
+        store
+            .record_run(&at("r1", 1), &[flaky("suite::t")], None)
+            .unwrap();
         // Clean runs: not resolved before 14 quiet days and 3 clean runs.
         for day in [2, 3, 4, 10] {
             store
-                .record_run(&at(&format!("c{day}"), day), &[pass("suite::t"), hard("h")], None)
+                .record_run(
+                    &at(&format!("c{day}"), day),
+                    &[pass("suite::t"), hard("h")],
+                    None,
+                )
                 .unwrap();
         }
         let flaky_events = |store: &mut Store| -> Vec<String> {
@@ -821,17 +843,29 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
                 .collect()
         };
         assert!(flaky_events(&mut store).is_empty());
-        store.record_run(&at("c15", 15), &[pass("suite::t")], None).unwrap();
-        store.record_run(&at("c16", 16), &[pass("suite::t")], None).unwrap();
+        store
+            .record_run(&at("c15", 15), &[pass("suite::t")], None)
+            .unwrap();
+        store
+            .record_run(&at("c16", 16), &[pass("suite::t")], None)
+            .unwrap();
         assert_eq!(flaky_events(&mut store), ["flaky_test.resolved"]);
         // Flaky once more: announced anew.
-        store.record_run(&at("r17", 17), &[flaky("suite::t")], None).unwrap();
+        store
+            .record_run(&at("r17", 17), &[flaky("suite::t")], None)
+            .unwrap();
         assert_eq!(flaky_events(&mut store), ["flaky_test.new"]);
 
         // A replay sends a delivered message again under its id.
-        assert!(store.replay_delivery(flaky_hook, listed[0].id, now).unwrap());
+        assert!(
+            store
+                .replay_delivery(flaky_hook, listed[0].id, now)
+                .unwrap()
+        );
         assert!(!store.replay_delivery(runs_hook, listed[0].id, now).unwrap());
-        let replayed = store.claim_deliveries(crate::meta::now_ms(), 60_000, 100).unwrap();
+        let replayed = store
+            .claim_deliveries(crate::meta::now_ms(), 60_000, 100)
+            .unwrap();
         assert_eq!(replayed.len(), 1);
         assert_eq!(replayed[0].msg_id, new.msg_id);
         // 410: the endpoint is disabled and its messages wait.
@@ -849,9 +883,16 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
             .find(|e| e.id == flaky_hook)
             .unwrap();
         assert!(hook.disabled_at.is_some());
-        assert_eq!(hook.disabled_reason.as_deref(), Some("the receiver answered 410 Gone"));
-        store.record_run(&at("r18", 30), &[pass("suite::t"), flaky("suite::u")], None).unwrap();
-        let got = store.claim_deliveries(crate::meta::now_ms(), 60_000, 100).unwrap();
+        assert_eq!(
+            hook.disabled_reason.as_deref(),
+            Some("the receiver answered 410 Gone")
+        );
+        store
+            .record_run(&at("r18", 30), &[pass("suite::t"), flaky("suite::u")], None)
+            .unwrap();
+        let got = store
+            .claim_deliveries(crate::meta::now_ms(), 60_000, 100)
+            .unwrap();
         assert!(got.iter().all(|d| d.endpoint.id == runs_hook), "{got:?}");
         // A ping goes to the one endpoint named.
         let id = store.enqueue_ping(runs_hook, now).unwrap().unwrap();

@@ -250,7 +250,8 @@ fn enqueue(
     Ok(())
 }
 
-const DELIVERY_COLUMNS: &str = "d.id, d.msg_id_, d.event_type_, d.state, d.attempts, d.created_at_, d.next_attempt_at";
+const DELIVERY_COLUMNS: &str =
+    "d.id, d.msg_id_, d.event_type_, d.state, d.attempts, d.created_at_, d.next_attempt_at";
 
 impl PgBackend {
     /// See [`crate::store::Backend::enqueue_ping`].
@@ -336,7 +337,10 @@ impl PgBackend {
     }
 
     /// See [`crate::store::Backend::finish_deliveries`].
-    pub(crate) fn finish_deliveries(&mut self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
+    pub(crate) fn finish_deliveries(
+        &mut self,
+        outcomes: &[AttemptOutcome],
+    ) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -386,7 +390,9 @@ impl PgBackend {
         // one, and a disabling outcome disables.
         let mut by_endpoint: HashMap<i64, (bool, Option<&str>, i64)> = HashMap::new();
         for o in outcomes {
-            let e = by_endpoint.entry(o.endpoint).or_insert((false, None, o.attempted_at));
+            let e = by_endpoint
+                .entry(o.endpoint)
+                .or_insert((false, None, o.attempted_at));
             e.0 |= o.next == NextStep::Delivered;
             if let NextStep::DisableEndpoint(reason) = &o.next {
                 e.1 = Some(reason);

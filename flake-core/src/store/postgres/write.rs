@@ -19,8 +19,8 @@ use rustc_hash::FxHashMap;
 use super::{PgBackend, partition, sql_err};
 use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Outcome, RunMerge, TestResult};
-use crate::store::merge::{ResultRow, check_same_revision, failure_digest, merge_row};
 use crate::store::events::EventConfig;
+use crate::store::merge::{ResultRow, check_same_revision, failure_digest, merge_row};
 use crate::store::{StoreError, WriteSummary, name_key};
 
 /// Names (or failure texts) per interning statement: big enough that a
@@ -771,11 +771,8 @@ impl RunWriter<'_> {
             .map_err(&sql)?;
         // The run's events go in with the run: never lost, never sent for
         // a run that rolled back.
-        let (events, project, mut meta) = (
-            self.events.clone(),
-            self.project.clone(),
-            self.meta.clone(),
-        );
+        let (events, project, mut meta) =
+            (self.events.clone(), self.project.clone(), self.meta.clone());
         meta.run_id.clone_from(&self.summary.run_id);
         crate::store::events::record(&mut self, &events, &project, &meta)?;
         self.tx.into_inner().commit().map_err(&sql)?;

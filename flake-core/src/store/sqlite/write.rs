@@ -590,11 +590,8 @@ impl RunWriter<'_> {
             .map_err(&sql)?;
         // The run's events go in with the run: never lost, never sent for
         // a run that rolled back.
-        let (events, project, mut meta) = (
-            self.events.clone(),
-            self.project.clone(),
-            self.meta.clone(),
-        );
+        let (events, project, mut meta) =
+            (self.events.clone(), self.project.clone(), self.meta.clone());
         meta.run_id.clone_from(&self.summary.run_id);
         crate::store::events::record(&mut self, &events, &project, &meta)?;
         self.tx.execute_batch("COMMIT").map_err(&sql)?;
