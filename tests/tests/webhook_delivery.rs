@@ -722,3 +722,42 @@ fn a_planted_flaky_test_is_announced_once_and_resolved_once() {
         day(1)[..10]
     );
 }
+
+/// `quarantine.proposal_changed`: once a test flakes often enough for the
+/// default policy, the proposal that adds it is announced once, with the
+/// file and its diff; more runs that change nothing announce nothing.
+#[test]
+fn a_changed_quarantine_proposal_is_announced_once() {
+    let Some(s) = Setup::new() else {
+        eprintln!("skipped: CARGO_FLAKE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let receiver = Recorder::start(|_| (204, Duration::ZERO));
+    s.add(&receiver.url(), "quarantine.proposal_changed");
+    let a = s.server(&["--allow-private-webhook-targets"]);
+    let _b = s.server(&["--allow-private-webhook-targets"]);
+    let now = jiff::Timestamp::now().to_string();
+    // Ten runs (the default policy's min-runs), the test flaky in each.
+    for r in 0..10 {
+        s.upload(&a, &format!("r{r}"), &junit(&now, &["t"], &[], &["steady"]));
+    }
+    let got = receiver.wait_for(30, "the proposal", |g| !g.is_empty());
+    let event: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(event["type"], "quarantine.proposal_changed");
+    let data = &event["data"];
+    assert_eq!(data["added"], serde_json::json!(["app t"]));
+    assert_eq!(data["quarantined"], serde_json::json!(["app t"]));
+    assert!(
+        data["file"].as_str().unwrap().contains("\"app t\""),
+        "{data}"
+    );
+    let diff = data["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("+++ b/flake-quarantine.toml") && diff.contains("+id = \"app t\""),
+        "{diff}"
+    );
+    // Two replicas looked; one announced. More of the same changes nothing.
+    s.upload(&a, "r10", &junit(&now, &["t"], &[], &["steady"]));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(receiver.received().len(), 1);
+}

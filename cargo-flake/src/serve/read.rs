@@ -33,7 +33,7 @@ use super::api::{ApiError, answer, authorize, with_store};
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// The name the quarantine file goes by in proposals and their errors.
-const QUARANTINE_NAME: &str = "flake-quarantine.toml";
+pub(super) const QUARANTINE_NAME: &str = "flake-quarantine.toml";
 
 /// Runs a timeline lists by default (as `cargo flake show`), and at most.
 const DEFAULT_RUNS: usize = 20;

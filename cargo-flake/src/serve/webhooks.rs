@@ -18,15 +18,21 @@
 //! the connection goes to an address that was checked, so a DNS answer
 //! that changes between the check and the connection cannot redirect it.
 
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use flake_core::config::Config;
 use flake_core::meta::now_ms;
+use flake_core::quarantine::{self, Finding, QuarantineFile};
 use flake_core::store::{AttemptOutcome, Delivery, Location, NextStep, Store};
-use flake_core::webhooks::{is_public, signature_header};
+use flake_core::webhooks::{PROPOSAL_CHANGED, is_public, signature_header};
+
+use super::read::QUARANTINE_NAME;
 
 /// The pauses before the second to the eighth attempt (the first is at
 /// once); after the eighth, the delivery is given up.
@@ -50,6 +56,8 @@ const DISABLE_AFTER: Duration = Duration::from_secs(5 * 86_400);
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` honoured: a day.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+/// How often a replica looks for changed quarantine proposals (at most).
+const PROPOSAL_EVERY: Duration = Duration::from_secs(2);
 /// Deliveries claimed at once.
 const BATCH: usize = 64;
 /// How long the dispatcher sleeps when the outbox is empty and nothing
@@ -173,6 +181,9 @@ fn run(
     let schedule = schedule();
     let lease_ms = i64::try_from(lease().as_millis()).unwrap_or(i64::MAX);
     let mut store: Option<Store> = None;
+    // Per project, the history version its proposal was last checked at.
+    let mut versions: HashMap<String, (i64, i64, i64)> = HashMap::new();
+    let mut last_proposals = Instant::now() - PROPOSAL_EVERY;
     while !stop.load(Ordering::SeqCst) {
         let conn = match store.as_mut() {
             Some(s) => s,
@@ -194,6 +205,12 @@ fn run(
                 continue;
             }
         };
+        if last_proposals.elapsed() >= PROPOSAL_EVERY {
+            if let Err(e) = check_proposals(conn, &mut versions) {
+                eprintln!("cargo flake serve: webhooks: checking quarantine proposals failed: {e}");
+            }
+            last_proposals = Instant::now();
+        }
         if batch.is_empty() {
             wake.wait(IDLE_POLL);
             continue;
@@ -214,6 +231,65 @@ fn run(
             store = None;
         }
     }
+}
+
+/// For each project with an endpoint subscribed to
+/// `quarantine.proposal_changed` whose history changed since the last
+/// look: what `quarantine sync` would make of the last announced file
+/// (under the default policy); a change is announced, with the new file
+/// and the event in one transaction, by whichever replica gets there first.
+fn check_proposals(
+    store: &mut Store,
+    versions: &mut HashMap<String, (i64, i64, i64)>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let projects: BTreeSet<String> = store
+        .webhooks(None)?
+        .into_iter()
+        .filter(|e| e.disabled_at.is_none() && e.events.iter().any(|t| t == PROPOSAL_CHANGED))
+        .map(|e| e.project)
+        .collect();
+    for project in projects {
+        store.select_project(project.clone());
+        let version = store.history_version()?;
+        if versions.get(&project) == Some(&version) {
+            continue;
+        }
+        let previous = store.last_proposal()?;
+        let file = QuarantineFile::parse(Path::new(QUARANTINE_NAME), previous.clone())?;
+        let plan = quarantine::plan(store, file, &Config::default(), quarantine::policy::today())?;
+        if plan.changed() {
+            let after = plan.after();
+            let mut added = Vec::new();
+            let mut released = Vec::new();
+            for f in plan.changes() {
+                match f {
+                    Finding::Add(a) => added.push(a.id.clone()),
+                    Finding::Release { id, .. } => released.push(id.clone()),
+                    Finding::Keep { .. } => {}
+                }
+            }
+            let quarantined: Vec<&str> =
+                plan.file.entries().iter().map(|e| e.id.as_str()).collect();
+            let data = serde_json::json!({
+                "project": project,
+                "added": added,
+                "released": released,
+                "quarantined": quarantined,
+                "file": after,
+                "diff": crate::commands::diff::unified(
+                    &previous,
+                    &after,
+                    &format!("a/{QUARANTINE_NAME}"),
+                    &format!("b/{QUARANTINE_NAME}"),
+                ),
+            });
+            // `false`: another replica announced first; its file is the
+            // base of the next look.
+            store.announce_proposal(&previous, &after, &data, now_ms())?;
+        }
+        versions.insert(project, version);
+    }
+    Ok(())
 }
 
 /// The pauses between attempts, from [`SCHEDULE_VAR`] or the standard one.

@@ -368,6 +368,11 @@ fn message(event_type: &'static str, data: Value, now: i64) -> OutboxMessage {
     }
 }
 
+/// The `quarantine.proposal_changed` message of `project`.
+pub(crate) fn proposal(data: Value, now: i64) -> OutboxMessage {
+    message(crate::webhooks::PROPOSAL_CHANGED, data, now)
+}
+
 /// A message written outside a run: `webhook test`'s ping and replays of
 /// the admin API use the same shape.
 pub(crate) fn ping(project: &str, now: i64) -> OutboxMessage {

@@ -217,6 +217,19 @@ macro_rules! forward_backend {
         fn pending_deliveries(&self) -> Result<i64, StoreError> {
             $ty::pending_deliveries(self)
         }
+        fn last_proposal(&self, project: &str) -> Result<String, StoreError> {
+            $ty::last_proposal(self, project)
+        }
+        fn announce_proposal(
+            &mut self,
+            project: &str,
+            previous: &str,
+            content: &str,
+            data: &serde_json::Value,
+            now_ms: i64,
+        ) -> Result<bool, StoreError> {
+            $ty::announce_proposal(self, project, previous, content, data, now_ms)
+        }
     };
 }
 
@@ -401,6 +414,21 @@ pub trait Backend: std::fmt::Debug + Send {
     ) -> Result<bool, StoreError>;
     /// Deliveries not yet delivered nor given up.
     fn pending_deliveries(&self) -> Result<i64, StoreError>;
+    /// The quarantine file last announced by `quarantine.proposal_changed`
+    /// for `project` (empty before the first).
+    fn last_proposal(&self, project: &str) -> Result<String, StoreError>;
+    /// In one transaction: if the announced file is still `previous`,
+    /// replaces it with `content` and queues the event with `data` for the
+    /// project's subscribed endpoints; `false` (nothing written) when
+    /// another replica announced meanwhile.
+    fn announce_proposal(
+        &mut self,
+        project: &str,
+        previous: &str,
+        content: &str,
+        data: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// A test's stored attempts in runs `from..=to`, oldest first, with failures.
     fn attempts_between(
         &self,
@@ -819,6 +847,23 @@ impl Store {
     /// See [`Backend::pending_deliveries`].
     pub fn pending_deliveries(&self) -> Result<i64, StoreError> {
         self.backend.pending_deliveries()
+    }
+
+    /// See [`Backend::last_proposal`] (this store's project).
+    pub fn last_proposal(&self) -> Result<String, StoreError> {
+        self.backend.last_proposal(&self.project)
+    }
+
+    /// See [`Backend::announce_proposal`] (this store's project).
+    pub fn announce_proposal(
+        &mut self,
+        previous: &str,
+        content: &str,
+        data: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.backend
+            .announce_proposal(&self.project, previous, content, data, now_ms)
     }
 
     /// Records a whole run in one call.

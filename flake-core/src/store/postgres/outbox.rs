@@ -498,6 +498,58 @@ impl PgBackend {
         Ok(n == 1)
     }
 
+    /// See [`crate::store::Backend::last_proposal`].
+    pub(crate) fn last_proposal(&self, project: &str) -> Result<String, StoreError> {
+        let sql = sql_err(&self.shown);
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT content FROM flake_webhook_proposals WHERE project = $1",
+                &[&project],
+            )
+            .map_err(&sql)?;
+        Ok(row.map(|r| r.get(0)).unwrap_or_default())
+    }
+
+    /// See [`crate::store::Backend::announce_proposal`].
+    pub(crate) fn announce_proposal(
+        &mut self,
+        project: &str,
+        previous: &str,
+        content: &str,
+        data: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = sql_err(&self.shown);
+        let mut tx = self.client.get_mut().transaction().map_err(&sql)?;
+        tx.execute(
+            "INSERT INTO flake_webhook_proposals (project, content, announced_at) VALUES ($1, '', 0)
+             ON CONFLICT (project) DO NOTHING",
+            &[&project],
+        )
+        .map_err(&sql)?;
+        let current: String = tx
+            .query_one(
+                "SELECT content FROM flake_webhook_proposals WHERE project = $1 FOR UPDATE",
+                &[&project],
+            )
+            .map_err(&sql)?
+            .get(0);
+        if current != previous {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE flake_webhook_proposals SET content = $2, announced_at = $3 WHERE project = $1",
+            &[&project, &content, &now_ms],
+        )
+        .map_err(&sql)?;
+        let message = crate::store::events::proposal(data.clone(), now_ms);
+        enqueue(&mut tx, project, std::slice::from_ref(&message), None).map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(true)
+    }
+
     /// See [`crate::store::Backend::pending_deliveries`].
     pub(crate) fn pending_deliveries(&self) -> Result<i64, StoreError> {
         let sql = sql_err(&self.shown);

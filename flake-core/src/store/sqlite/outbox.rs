@@ -549,6 +549,60 @@ impl SqliteBackend {
         Ok(n == 1)
     }
 
+    /// See [`crate::store::Backend::last_proposal`].
+    pub(crate) fn last_proposal(&self, project: &str) -> Result<String, StoreError> {
+        let sql = sql_err(&self.display_path());
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT content FROM webhook_proposals WHERE project = ?1",
+                [project],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?
+            .unwrap_or_default())
+    }
+
+    /// See [`crate::store::Backend::announce_proposal`].
+    pub(crate) fn announce_proposal(
+        &mut self,
+        project: &str,
+        previous: &str,
+        content: &str,
+        data: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = sql_err(&self.display_path());
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        let current: String = tx
+            .query_row(
+                "SELECT content FROM webhook_proposals WHERE project = ?1",
+                [project],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?
+            .unwrap_or_default();
+        if current != previous {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO webhook_proposals (project, content, announced_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (project) DO UPDATE SET content = excluded.content,
+                announced_at = excluded.announced_at",
+            params![project, content, now_ms],
+        )
+        .map_err(&sql)?;
+        let message = crate::store::events::proposal(data.clone(), now_ms);
+        enqueue(&tx, project, std::slice::from_ref(&message), None).map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(true)
+    }
+
     /// See [`crate::store::Backend::pending_deliveries`].
     pub(crate) fn pending_deliveries(&self) -> Result<i64, StoreError> {
         let sql = sql_err(&self.display_path());
