@@ -29,6 +29,7 @@ pub mod stats;
 pub mod store;
 pub mod tokens;
 pub mod webhooks;
+pub mod wilson;
 pub mod workspace;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for

@@ -88,16 +88,16 @@ const PROJECT: &str = "github.com/bench/serve";
 const BIG_PROJECT: &str = "github.com/bench/big";
 const HISTORY_PROJECT: &str = "bench";
 /// Test cases per upload of the load.
-const CASES: usize = 1_000;
+pub(crate) const CASES: usize = 1_000;
 /// Client timeouts: no request of a bounded client waits longer.
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
 const BIG_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn encode(project: &str) -> String {
+pub(crate) fn encode(project: &str) -> String {
     project.replace('/', "%2F")
 }
 
-fn scratch() -> Result<TestDatabase, String> {
+pub(crate) fn scratch() -> Result<TestDatabase, String> {
     TestDatabase::create().ok_or_else(|| {
         "set CARGO_FLAKE_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test)".into()
     })
@@ -124,7 +124,7 @@ fn case(i: usize) -> Case {
 }
 
 /// A JUnit report of `n` cases, 1,000 per `<testsuite>`, shaped by [`case`].
-fn junit(n: usize) -> Vec<u8> {
+pub(crate) fn junit(n: usize) -> Vec<u8> {
     let mut xml = String::with_capacity(n * 120);
     xml.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"bench\">\n");
     for s in 0..n.div_ceil(1_000) {
@@ -158,24 +158,30 @@ fn junit(n: usize) -> Vec<u8> {
 
 /// Per-request times the server logged (route kind, status, milliseconds).
 #[derive(Default)]
-struct Log {
-    uploads: Vec<(u16, f64)>,
+pub(crate) struct Log {
+    pub(crate) uploads: Vec<(u16, f64)>,
     flaky: Vec<(u16, f64)>,
     tail: VecDeque<String>,
 }
 
 /// A `cargo flake serve` process; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     log: Arc<Mutex<Log>>,
 }
 
 impl Server {
-    fn start(flake: &Path, url: &str) -> Result<Server, String> {
+    pub(crate) fn start(flake: &Path, url: &str) -> Result<Server, String> {
+        Server::start_with(flake, url, &[])
+    }
+
+    /// [`Server::start`] with more flags.
+    pub(crate) fn start_with(flake: &Path, url: &str, extra: &[&str]) -> Result<Server, String> {
         let mut child = Command::new(flake)
             .args(["flake", "serve", "--database-url", url])
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -227,17 +233,22 @@ impl Server {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
-    fn status_kib(&self, field: &str) -> Option<u64> {
+    pub(crate) fn status_kib(&self, field: &str) -> Option<u64> {
         proc_status_kib(self.child.id(), field)
     }
 
     /// The server's own times of the requests since the last call.
-    fn take_log(&self) -> Log {
+    pub(crate) fn take_log(&self) -> Log {
         let mut log = self.log.lock().expect("log");
         Log {
             uploads: std::mem::take(&mut log.uploads),
@@ -263,13 +274,13 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 }
 
 /// Samples a process's `VmRSS` every 100 ms until stopped; the peak, KiB.
-struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<u64>,
 }
 
 impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
+    pub(crate) fn start(pid: u32) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -283,7 +294,7 @@ impl RssSampler {
         RssSampler { stop, thread }
     }
 
-    fn stop(self) -> u64 {
+    pub(crate) fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or(0)
     }
@@ -323,7 +334,7 @@ fn bearer(token: &str) -> String {
 }
 
 /// POSTs a report as run `run_id`; Ok when the answer is 201.
-fn upload(
+pub(crate) fn upload(
     agent: &ureq::Agent,
     server: &Server,
     project: &str,
@@ -373,17 +384,17 @@ fn flaky_tests(
 }
 
 /// The result of a load: every request's latency, and what failed.
-struct Load {
-    ok: usize,
-    errors: usize,
-    first_error: Option<String>,
-    latencies_ms: Vec<f64>,
-    wall: f64,
+pub(crate) struct Load {
+    pub(crate) ok: usize,
+    pub(crate) errors: usize,
+    pub(crate) first_error: Option<String>,
+    pub(crate) latencies_ms: Vec<f64>,
+    pub(crate) wall: f64,
 }
 
 /// `clients` threads each calling `request(n, agent)` with a fresh `n`
 /// until `seconds` have passed or `max_total` requests were issued.
-fn load(
+pub(crate) fn load(
     clients: usize,
     seconds: u64,
     max_total: usize,
@@ -435,7 +446,7 @@ fn load(
 }
 
 /// The nearest-rank `q` quantile of sorted `v`.
-fn quantile(v: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -444,7 +455,7 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 /// p50/p99 of the server's own times of successful requests.
-fn server_times(times: &[(u16, f64)]) -> String {
+pub(crate) fn server_times(times: &[(u16, f64)]) -> String {
     let mut ms: Vec<f64> = times
         .iter()
         .filter(|(s, _)| *s < 300)
@@ -458,11 +469,11 @@ fn server_times(times: &[(u16, f64)]) -> String {
     )
 }
 
-fn mib(kib: u64) -> f64 {
+pub(crate) fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn token(url: &str, project: &str, role: Role) -> Result<String, String> {
+pub(crate) fn token(url: &str, project: &str, role: Role) -> Result<String, String> {
     let mut store = Store::connect(&Location::parse(url).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     tokens::create(

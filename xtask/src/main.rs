@@ -13,6 +13,8 @@
 //! - `bench-serve [...]`: `cargo flake serve` under load on loopback against
 //!   PostgreSQL: uploads/s, latency and RSS of 16 uploading clients, the
 //!   `COPY` floor, `flaky-tests` latency, a 200,000-case upload until visible.
+//! - `bench-webhooks [...]`: 10,000 webhook events to 3 loopback receivers:
+//!   time to deliver, server RSS, upload p99 while deliveries run.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
 mod bench;
@@ -22,6 +24,7 @@ mod bench_pg;
 mod bench_pg_month;
 mod bench_prune;
 mod bench_serve;
+mod bench_webhooks;
 mod fixtures;
 mod render_report;
 
@@ -44,6 +47,8 @@ usage: cargo xtask <task>
                                         bytes/result, inserts/s, stats at 10 M results (both backends)
   bench-serve [--seconds N] [--clients N] [--tests N] [--runs N] [--requests N] [--big N]
                                         cargo flake serve under load (needs CARGO_FLAKE_TEST_DATABASE_URL)
+  bench-webhooks [--seconds N] [--clients N] [--events N]
+                                        webhook fan-out to 3 loopback receivers, uploads meanwhile
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
   bench-report [--tests N] [--runs N]   report generation time and size";
 
@@ -79,6 +84,9 @@ fn main() -> ExitCode {
         }
         Some("bench-serve") => {
             bench_serve::Options::parse(rest).and_then(|o| bench_serve::run(root, &o))
+        }
+        Some("bench-webhooks") => {
+            bench_webhooks::Options::parse(rest).and_then(|o| bench_webhooks::run(root, &o))
         }
         Some("bench-pg-month") => bench_pg_month::run(rest).map(|_| true),
         Some("bench-capacity") => bench_capacity::Options::parse(rest)

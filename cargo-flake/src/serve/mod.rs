@@ -52,6 +52,9 @@ pub struct App {
     pub sessions: session::Sessions,
     /// Wakes this replica's webhook dispatcher after a run is recorded.
     pub wake: Arc<webhooks::Wake>,
+    /// Uploads this replica is answering now: webhook deliveries slow down
+    /// while there are any, so that they never cost the uploads latency.
+    pub uploads_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// Settings of one server.
@@ -105,6 +108,7 @@ pub fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + 
             flaky_cache: api::FlakyCache::default(),
             sessions: session::Sessions::default(),
             wake: Arc::default(),
+            uploads_in_flight: Default::default(),
         });
         let dispatcher = webhooks::Dispatcher::start(
             settings.location.clone(),
@@ -188,6 +192,8 @@ async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) 
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
 
+    let upload = method == axum::http::Method::POST && path.ends_with("/runs");
+    let _in_flight = upload.then(|| InFlight::enter(&app.uploads_in_flight));
     let response = next.run(request).await;
     let project = response
         .extensions()
@@ -210,6 +216,23 @@ async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) 
     app.metrics
         .request(method.as_str(), &route, status, seconds);
     response
+}
+
+/// Counts a request while it is answered (and when it is dropped, its
+/// client gone).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

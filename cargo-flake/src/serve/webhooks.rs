@@ -60,6 +60,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 const PROPOSAL_EVERY: Duration = Duration::from_secs(2);
 /// Deliveries claimed at once.
 const BATCH: usize = 64;
+/// Deliveries claimed at once while uploads are being answered, and the
+/// pause after each such batch.
+const BUSY_BATCH: usize = 8;
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
 /// How long the dispatcher sleeps when the outbox is empty and nothing
 /// wakes it: the latency of a message another replica wrote.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -133,15 +137,7 @@ impl Dispatcher {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("webhooks".into())
-                .spawn(move || {
-                    run(
-                        &location,
-                        &settings,
-                        &stop,
-                        &app.wake,
-                        &app.metrics.webhooks,
-                    )
-                })
+                .spawn(move || run(&location, &settings, &stop, &app))
                 .ok()
         };
         Dispatcher { stop, wake, thread }
@@ -170,13 +166,8 @@ fn lease() -> Duration {
     TIMEOUT * 2 * (BATCH as u32).div_ceil(4)
 }
 
-fn run(
-    location: &Location,
-    settings: &DeliverySettings,
-    stop: &AtomicBool,
-    wake: &Wake,
-    counts: &DeliveryCounts,
-) {
+fn run(location: &Location, settings: &DeliverySettings, stop: &AtomicBool, app: &super::App) {
+    let (wake, counts) = (&*app.wake, &app.metrics.webhooks);
     let agent = agent(settings.allow_private);
     let schedule = schedule();
     let lease_ms = i64::try_from(lease().as_millis()).unwrap_or(i64::MAX);
@@ -196,7 +187,16 @@ fn run(
                 }
             },
         };
-        let batch = match conn.claim_deliveries(now_ms(), lease_ms, BATCH) {
+        // Uploads first: while this replica answers any, deliveries go in
+        // small batches from two threads with a pause between, so they
+        // never cost an upload latency (bench-webhooks); at rest, at full speed.
+        let busy = app.uploads_in_flight.load(Ordering::Relaxed) > 0;
+        let (limit, workers) = if busy {
+            (BUSY_BATCH, settings.workers.min(2))
+        } else {
+            (BATCH, settings.workers)
+        };
+        let batch = match conn.claim_deliveries(now_ms(), lease_ms, limit) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("cargo flake serve: webhooks: claiming deliveries failed: {e}");
@@ -215,7 +215,7 @@ fn run(
             wake.wait(IDLE_POLL);
             continue;
         }
-        let outcomes = deliver_all(&agent, &batch, settings.workers, &schedule);
+        let outcomes = deliver_all(&agent, &batch, workers, &schedule);
         for o in &outcomes {
             let counter = match o.next {
                 NextStep::Delivered => &counts.delivered,
@@ -229,6 +229,9 @@ fn run(
             // least once, as promised.
             eprintln!("cargo flake serve: webhooks: recording deliveries failed: {e}");
             store = None;
+        }
+        if busy {
+            std::thread::sleep(BUSY_PAUSE);
         }
     }
 }
@@ -312,6 +315,10 @@ fn agent(allow_private: bool) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(TIMEOUT)
         .redirects(0)
+        // Kept-alive connections for every worker to a receiver: ureq's
+        // default keeps one per host, so the others would connect anew.
+        .max_idle_connections(256)
+        .max_idle_connections_per_host(256)
         .user_agent(concat!("cargo-flake/", env!("CARGO_PKG_VERSION")))
         .resolver(move |netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
             let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();

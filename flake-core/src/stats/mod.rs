@@ -25,11 +25,10 @@
 //! ```
 
 mod history;
-mod wilson;
 mod window;
 
+pub use crate::wilson::{Z_95, wilson, wilson_z};
 pub use history::{RunInfo, last_seen};
-pub use wilson::{Z_95, wilson, wilson_z};
 pub use window::{Footprint, compute, compute_one, compute_with_footprint};
 
 use crate::config::{Config, FlipMatch};

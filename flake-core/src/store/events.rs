@@ -27,9 +27,9 @@ use serde_json::{Value, json};
 
 use crate::meta::{RunMeta, format_time};
 use crate::model::Outcome;
-use crate::stats::wilson;
 use crate::store::StoreError;
 use crate::webhooks::{FLAKY_NEW, FLAKY_RESOLVED, RUN_COMPLETED};
+use crate::wilson::wilson;
 
 /// How events are decided and what their payloads link to.
 #[derive(Clone, Debug, PartialEq, Eq)]
