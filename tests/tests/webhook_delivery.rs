@@ -353,6 +353,19 @@ fn a_failing_receiver_gets_the_same_signed_event_until_it_accepts() {
         .map(|a| a["status"].as_u64().unwrap())
         .collect();
     assert_eq!(statuses, [503, 503, 204]);
+    let metrics = ureq::get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("flake_webhook_attempts_total{result=\"delivered\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flake_webhook_attempts_total{result=\"retried\"} 2\n"),
+        "{metrics}"
+    );
 
     // The receivers' check, as a command: fresh passes, stale is refused.
     let verify = |r: &Received, timestamp: &str, signature: &str| {
