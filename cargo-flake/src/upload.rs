@@ -5,7 +5,8 @@
 //! `POST {server}/api/v1/projects/{project}/runs?run_id=…&commit=…` (see
 //! docs/service.md). Connection errors, timeouts and 5xx answers are retried
 //! with exponential backoff and jitter (they may pass: a restarting server, a
-//! proxy in between); a 4xx answer never is (a bad token or a malformed report
+//! proxy in between), and so is a 429, waiting at least what its
+//! `Retry-After` asks (up to a minute); another 4xx answer never is (a bad token or a malformed report
 //! will not get better by waiting). Redirects are not followed: a POST that is
 //! redirected loses its body, so the user is told the URL to use instead.
 
@@ -206,13 +207,15 @@ impl Client {
             attempts += 1;
             match self.attempt(&url, body) {
                 Attempt::Done(answer) => return Sent { answer, attempts },
-                Attempt::Retry(last) if attempts >= ATTEMPTS => {
+                Attempt::Retry(last, _) if attempts >= ATTEMPTS => {
                     return Sent {
                         answer: Answer::Unavailable { last },
                         attempts,
                     };
                 }
-                Attempt::Retry(_) => std::thread::sleep(jittered(self.backoff, attempts)),
+                Attempt::Retry(_, asked) => std::thread::sleep(
+                    jittered(self.backoff, attempts).max(asked.unwrap_or_default()),
+                ),
             }
         }
     }
@@ -246,7 +249,7 @@ impl Client {
                 }
                 Err(ureq::Error::Status(status, r)) => format!("{status} {}", error_body(r).1),
                 Err(ureq::Error::Transport(t)) => match self.transport(&t) {
-                    Attempt::Retry(reason) => reason,
+                    Attempt::Retry(reason, _) => reason,
                     Attempt::Done(_) => return Err(format!("cannot send to this URL: {t}")),
                 },
             };
@@ -315,9 +318,10 @@ impl Client {
                 message: format!("the server redirects to {to}; give that URL as the server"),
             });
         }
+        let asked = retry_after(&response);
         let (code, message) = error_body(response);
-        if status >= 500 {
-            Attempt::Retry(format!("{status} {message}"))
+        if status >= 500 || status == 429 {
+            Attempt::Retry(format!("{status} {message}"), asked)
         } else {
             Attempt::Done(Answer::Rejected {
                 status,
@@ -348,13 +352,28 @@ impl Client {
                     .unwrap_or_else(|| t.kind().to_string())
             }),
         };
-        Attempt::Retry(reason)
+        Attempt::Retry(reason, None)
     }
 }
 
 enum Attempt {
     Done(Answer),
-    Retry(String),
+    /// Why, and the pause the server asked for (`Retry-After`).
+    Retry(String, Option<Duration>),
+}
+
+/// The longest `Retry-After` honoured: a CI job should not hang on a
+/// server that asks for an hour; it gives up after its attempts instead.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A 429 or 503 answer's `Retry-After` in seconds, capped.
+fn retry_after(response: &ureq::Response) -> Option<Duration> {
+    response
+        .header("Retry-After")?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
 /// A short reason from the I/O error under a transport error.

@@ -337,8 +337,9 @@ fn a_server_that_is_down_warns_unless_the_upload_is_required() {
 }
 
 #[test]
-fn a_server_answering_503_is_retried_four_times() {
-    // A loopback socket that answers every request with a 503 and counts them.
+fn a_server_answering_503_is_retried_four_times_after_its_retry_after() {
+    // A loopback socket that answers every request with a 503 asking for a
+    // second's pause, and counts them.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(AtomicUsize::new(0));
@@ -374,13 +375,14 @@ fn a_server_answering_503_is_retried_four_times() {
             let body = r#"{"error":{"code":"database_unavailable","message":"the database is restarting"}}"#;
             let _ = write!(
                 stream,
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
     });
     let dir = tempfile::tempdir().unwrap();
     let a = report(RSPEC);
+    let started = std::time::Instant::now();
     let out = upload(
         dir.path(),
         "cfk_1_x",
@@ -395,6 +397,13 @@ fn a_server_answering_503_is_retried_four_times() {
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(requests.load(Ordering::SeqCst), 4, "{}", out.stderr);
+    // Three pauses of the second the server asked for, not the test's
+    // millisecond backoff.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         out.stderr.contains("503 the database is restarting"),
         "{}",

@@ -92,6 +92,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The database is away: clients (ours honour it) wait a moment
+            // instead of hammering a replica that cannot answer.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+        }
         if let Some(p) = self.project {
             response.extensions_mut().insert(LoggedProject(p));
         }
