@@ -774,3 +774,63 @@ fn a_changed_quarantine_proposal_is_announced_once() {
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(receiver.received().len(), 1);
 }
+
+/// A single-node service on an SQLite history delivers too: the same
+/// outbox, claims under a lease instead of a session.
+#[test]
+fn a_service_on_sqlite_delivers_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let db_arg = ["--db", db.to_str().unwrap()];
+    let receiver = Recorder::start(|n| (if n == 0 { 500 } else { 204 }, Duration::ZERO));
+    let add = Flake::new(
+        dir.path(),
+        &[
+            &[
+                "webhook",
+                "add",
+                "--url",
+                &receiver.url(),
+                "--events",
+                "flaky_test.new",
+            ][..],
+            &db_arg,
+            &["--project", PROJECT],
+        ]
+        .concat(),
+    )
+    .run();
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let secret = add.stdout.trim().to_owned();
+    let upload = {
+        let mut store = Store::open(&db).unwrap();
+        tokens::create(
+            &mut store,
+            PROJECT,
+            Role::Upload,
+            None,
+            None,
+            flake_core::meta::now_ms(),
+        )
+        .unwrap()
+        .token
+    };
+    let server = Server::start_with(
+        dir.path(),
+        &db_arg,
+        &["--allow-private-webhook-targets"],
+        &[FAST],
+    );
+    let now = jiff::Timestamp::now().to_string();
+    let answer =
+        ureq::post(&server.url(&format!("/api/v1/projects/{PROJECT_IN_URL}/runs?run_id=s1")))
+            .set("Authorization", &format!("Bearer {upload}"))
+            .send_bytes(&junit(&now, &["t"], &[], &["u"]))
+            .unwrap();
+    assert_eq!(answer.status(), 201);
+    let got = receiver.wait_for(20, "the retried event", |g| g.len() >= 2);
+    assert_eq!(got[0].id, got[1].id);
+    assert!(python_verifies(&secret, &got[1]));
+    let event: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(event["data"]["test_id"], "app t");
+}

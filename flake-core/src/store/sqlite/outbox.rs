@@ -336,6 +336,20 @@ impl SqliteBackend {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         let sql = sql_err(&self.display_path());
+        // A read first: an idle dispatcher polls, and must not take the
+        // write lock from the writers each time it finds nothing.
+        let due: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM webhook_deliveries
+                                WHERE state = 'pending' AND next_attempt_at <= ?1)",
+                [now_ms],
+                |r| r.get(0),
+            )
+            .map_err(&sql)?;
+        if !due {
+            return Ok(Vec::new());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
