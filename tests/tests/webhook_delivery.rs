@@ -834,3 +834,95 @@ fn a_service_on_sqlite_delivers_its_events() {
     let event: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
     assert_eq!(event["data"]["test_id"], "app t");
 }
+
+/// The admin API: an endpoint created, rotated and pinged over HTTP; during
+/// the overlap both the old and the new secret sign the delivery.
+#[test]
+fn the_admin_api_creates_rotates_and_pings_an_endpoint() {
+    let Some(s) = Setup::new() else {
+        eprintln!("skipped: CARGO_FLAKE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let receiver = Recorder::start(|_| (204, Duration::ZERO));
+    let server = s.server(&["--allow-private-webhook-targets"]);
+    let api = |path: &str| server.url(&format!("/api/v1/projects/{PROJECT_IN_URL}/webhooks{path}"));
+    let bearer = format!("Bearer {}", s.admin);
+    let created: serde_json::Value = ureq::post(&api(""))
+        .set("Authorization", &bearer)
+        .send_json(serde_json::json!({"url": receiver.url(), "events": ["run.completed"]}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let old = created["secret"].as_str().unwrap().to_owned();
+    // A typo is a 422 naming the event; an upload token may not manage hooks.
+    let typo = ureq::post(&api(""))
+        .set("Authorization", &bearer)
+        .send_json(serde_json::json!({"url": receiver.url(), "events": ["run.complete"]}));
+    let Err(ureq::Error::Status(422, r)) = typo else {
+        panic!("{typo:?}")
+    };
+    assert!(
+        r.into_string()
+            .unwrap()
+            .contains("did you mean `run.completed`")
+    );
+    let forbidden = ureq::get(&api(""))
+        .set("Authorization", &format!("Bearer {}", s.upload))
+        .call();
+    assert!(
+        matches!(forbidden, Err(ureq::Error::Status(403, _))),
+        "{forbidden:?}"
+    );
+    let listed: serde_json::Value = ureq::get(&api(""))
+        .set("Authorization", &bearer)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], id);
+    assert!(!listed.to_string().contains("whsec_"), "{listed}");
+
+    let rotated: serde_json::Value =
+        ureq::post(&api(&format!("/{id}/rotate-secret?overlap_hours=1")))
+            .set("Authorization", &bearer)
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let pinged: serde_json::Value = ureq::post(&api(&format!("/{id}/test")))
+        .set("Authorization", &bearer)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let got = receiver.wait_for(20, "the ping", |g| !g.is_empty());
+    assert_eq!(pinged["webhook_id"], got[0].id.as_str());
+    assert_eq!(
+        got[0].signature.split(' ').count(),
+        2,
+        "{}",
+        got[0].signature
+    );
+    assert!(python_verifies(&new, &got[0]) && python_verifies(&old, &got[0]));
+    // Replay the delivered ping: the same id again.
+    let page = s.admin_get(&server, &format!("/webhooks/{id}/deliveries?page_size=1"));
+    let delivery = page["items"][0]["id"].as_i64().unwrap();
+    ureq::post(&api(&format!("/{id}/deliveries/{delivery}/replay")))
+        .set("Authorization", &bearer)
+        .call()
+        .unwrap();
+    let got = receiver.wait_for(20, "the replay", |g| g.len() >= 2);
+    assert_eq!(got[1].id, got[0].id);
+    let removed = ureq::delete(&api(&format!("/{id}")))
+        .set("Authorization", &bearer)
+        .call()
+        .unwrap();
+    assert_eq!(removed.status(), 200);
+    let gone = ureq::delete(&api(&format!("/{id}")))
+        .set("Authorization", &bearer)
+        .call();
+    assert!(matches!(gone, Err(ureq::Error::Status(404, _))), "{gone:?}");
+}

@@ -29,6 +29,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/projects/{project}/webhooks/{id}", delete(remove))
         .route("/api/v1/projects/{project}/webhooks/{id}/test", post(ping))
         .route(
+            "/api/v1/projects/{project}/webhooks/{id}/rotate-secret",
+            post(rotate),
+        )
+        .route(
             "/api/v1/projects/{project}/webhooks/{id}/deliveries",
             get(deliveries),
         )
@@ -163,6 +167,42 @@ async fn ping(
         &project,
         json!({ "webhook_id": msg_id }),
     ))
+}
+
+/// Query parameters of `rotate-secret`.
+#[derive(Debug, Default, Deserialize)]
+struct RotateParams {
+    overlap_hours: Option<u32>,
+}
+
+/// `POST .../webhooks/{id}/rotate-secret`: a new secret, in this answer only.
+async fn rotate(
+    State(app): State<Arc<App>>,
+    Path((project, id)): Path<(String, i64)>,
+    JsonQuery(params): JsonQuery<RotateParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let hours = params.overlap_hours.unwrap_or(24);
+    if hours > 720 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_overlap",
+            "overlap_hours must be from 0 to 720",
+        )
+        .about(&project));
+    }
+    let p = project.clone();
+    let body = with_store(&app, move |store| {
+        authorize(store, &headers, &p, Role::Admin)?;
+        endpoint_of(store, &p, id)?;
+        let secret = flake_core::webhooks::new_secret().map_err(ApiError::internal)?;
+        let until = flake_core::meta::now_ms() + i64::from(hours) * 3_600_000;
+        store.rotate_webhook_secret(id, &secret, until)?;
+        Ok(json!({ "secret": secret, "previous_until": until }))
+    })
+    .await
+    .map_err(|e| e.about(&project))?;
+    Ok(answer(StatusCode::OK, &project, body))
 }
 
 /// Query parameters of `deliveries`.

@@ -273,19 +273,13 @@ fn check_proposals(
             }
             let quarantined: Vec<&str> =
                 plan.file.entries().iter().map(|e| e.id.as_str()).collect();
-            let data = serde_json::json!({
-                "project": project,
-                "added": added,
-                "released": released,
-                "quarantined": quarantined,
-                "file": after,
-                "diff": crate::commands::diff::unified(
-                    &previous,
-                    &after,
-                    &format!("a/{QUARANTINE_NAME}"),
-                    &format!("b/{QUARANTINE_NAME}"),
-                ),
-            });
+            let diff = crate::commands::diff::unified(
+                &previous,
+                &after,
+                &format!("a/{QUARANTINE_NAME}"),
+                &format!("b/{QUARANTINE_NAME}"),
+            );
+            let data = proposal_data(&project, &added, &released, &quarantined, &after, &diff);
             // `false`: another replica announced first; its file is the
             // base of the next look.
             store.announce_proposal(&previous, &after, &data, now_ms())?;
@@ -293,6 +287,46 @@ fn check_proposals(
         versions.insert(project, version);
     }
     Ok(())
+}
+
+/// Bytes of ids, file and diff a `quarantine.proposal_changed` payload
+/// carries before it leaves the file and diff out (and then, past that,
+/// the list of quarantined ids): payloads stay under 20 KB, and the whole
+/// proposal is one API call away.
+const PROPOSAL_BUDGET: usize = 16_000;
+
+/// The `data` of `quarantine.proposal_changed`.
+fn proposal_data(
+    project: &str,
+    added: &[String],
+    released: &[String],
+    quarantined: &[&str],
+    file: &str,
+    diff: &str,
+) -> serde_json::Value {
+    let ids: usize = added
+        .iter()
+        .chain(released)
+        .map(|i| i.len() + 4)
+        .sum::<usize>()
+        + quarantined.iter().map(|i| i.len() + 4).sum::<usize>();
+    let whole = ids + file.len() + diff.len() <= PROPOSAL_BUDGET;
+    let mut data = serde_json::json!({
+        "project": project,
+        "added": added,
+        "released": released,
+        "quarantined": quarantined,
+        "file": whole.then_some(file),
+        "diff": whole.then_some(diff),
+        "truncated": !whole,
+    });
+    if ids > PROPOSAL_BUDGET {
+        // Thousands of ids: counts, and the proposal API for the lists.
+        data["added"] = serde_json::json!(added.len());
+        data["released"] = serde_json::json!(released.len());
+        data["quarantined"] = serde_json::json!(quarantined.len());
+    }
+    data
 }
 
 /// The pauses between attempts, from [`SCHEDULE_VAR`] or the standard one.
@@ -571,6 +605,25 @@ mod tests {
         assert_eq!(at, 120_000);
         assert_eq!(retry_after("9999999"), Some(MAX_RETRY_AFTER));
         assert_eq!(retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn a_large_proposal_stays_under_twenty_kilobytes() {
+        let small = proposal_data("p", &["a".into()], &[], &["a"], "file", "diff");
+        assert_eq!(small["file"], "file");
+        assert_eq!(small["truncated"], false);
+        let ids: Vec<String> = (0..2_000).map(|i| format!("module::test_{i:05}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let file = "x".repeat(60_000);
+        let big = proposal_data("p", &ids, &[], &refs, &file, &file);
+        assert_eq!(big["truncated"], true);
+        assert!(big["file"].is_null() && big["diff"].is_null());
+        assert_eq!(big["quarantined"], 2_000);
+        assert!(big.to_string().len() < 20_000);
+        // Few ids, a long file: the ids stay, the file goes.
+        let mid = proposal_data("p", &ids[..10], &[], &refs[..10], &file, "d");
+        assert_eq!(mid["quarantined"].as_array().map(Vec::len), Some(10));
+        assert!(mid.to_string().len() < 20_000);
     }
 
     #[test]
