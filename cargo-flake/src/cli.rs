@@ -75,6 +75,9 @@ pub enum Command {
     Quarantine(QuarantineCommand),
     /// One test's story: recent runs, flake rate and interval, failure causes, quarantine status.
     Show(ShowArgs),
+    /// Why a test flakes: causes ranked by the evidence in its history.
+    #[command(long_about = WHY_LONG_ABOUT)]
+    Why(WhyArgs),
     /// Write the history as one self-contained HTML file.
     #[command(long_about = REPORT_LONG_ABOUT)]
     Report(ReportArgs),
@@ -535,6 +538,44 @@ pub struct ShowArgs {
     pub db: DbArg,
     #[command(flatten)]
     pub quarantine: QuarantineArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+const WHY_LONG_ABOUT: &str = "\
+Why a test flakes: causes ranked by the evidence in its history.
+
+Compares the runs in which the test failed an attempt with those in which it
+passed at once: durations (a timeout?), host, OS, target, CI provider and
+runner, run length and size (load), other tests failing in the same runs
+(shared state), hour and weekday, a clean streak ended by a change (with the
+commits' subjects when run inside the repository), and the kind of failure
+message. Each hypothesis has its numbers and a p-value corrected for every
+comparison made; strong means p < 0.001 after the correction.
+
+Order effects inside one test binary do not show in a history: `cargo flake
+hunt --isolate ID` tests them.
+
+--explain-with CMD pipes the evidence as JSON to a command you name (a local
+model, a script) and prints its answer, labelled as its answer. cargo flake
+never calls a network service itself.";
+
+/// `cargo flake why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// Test id, exactly as cargo flake prints it.
+    pub id: String,
+    /// The test's newest runs weighed.
+    #[arg(long, default_value_t = 1_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(10..=100_000))]
+    pub runs: u64,
+    /// Also pipe the evidence (the JSON output) to this shell command and
+    /// print what it answers, labelled as its answer.
+    #[arg(long, value_name = "CMD")]
+    pub explain_with: Option<String>,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Human)]
     pub format: ListFormat,

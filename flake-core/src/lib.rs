@@ -29,6 +29,7 @@ pub mod stats;
 pub mod store;
 pub mod tokens;
 pub mod webhooks;
+pub mod why;
 pub mod wilson;
 pub mod workspace;
 

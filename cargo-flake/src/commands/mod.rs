@@ -14,6 +14,7 @@ mod test;
 mod token;
 mod upload;
 mod webhook;
+mod why;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Stats(args) => stats::run(args, color),
         Command::Quarantine(cmd) => quarantine::run(cmd, color),
         Command::Show(args) => show::run(args, color),
+        Command::Why(args) => why::run(args, color),
         Command::Report(args) => report::run(args),
         Command::Hunt(args) => hunt::run(args, color),
         Command::Db(cmd) => db::run(cmd, color),
