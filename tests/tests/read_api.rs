@@ -384,7 +384,7 @@ fn scenario(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
     assert_eq!(doc, checked_in);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 15, "{:?}", paths.keys());
+    assert_eq!(paths.len(), 16, "{:?}", paths.keys());
     for (template, item) in paths {
         // A webhook's id is a number; a test's, a percent-encoded name.
         let id = if template.contains("/webhooks/") {

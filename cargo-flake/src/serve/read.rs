@@ -44,6 +44,7 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/projects/{project}/tests/{id}", get(test_story))
+        .route("/api/v1/projects/{project}/tests/{id}/why", get(test_why))
         .route(
             "/api/v1/projects/{project}/quarantine/proposal",
             post(quarantine_proposal),
@@ -166,6 +167,51 @@ pub async fn test_story(
 fn empty_quarantine() -> Result<QuarantineFile, ApiError> {
     QuarantineFile::parse(std::path::Path::new(QUARANTINE_NAME), String::new())
         .map_err(ApiError::internal)
+}
+
+/// Query parameters of `tests/{id}/why`.
+#[derive(Debug, Default, Deserialize)]
+pub struct WhyParams {
+    /// The test's newest runs weighed (default 1,000).
+    runs: Option<usize>,
+}
+
+/// `GET /api/v1/projects/{project}/tests/{id}/why`: `cargo flake why --format
+/// json` (without commit subjects: the server has no repository).
+pub async fn test_why(
+    State(app): State<Arc<App>>,
+    Path((project, id)): Path<(String, String)>,
+    params: Result<Query<WhyParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let runs = params.map(|Query(p)| p.runs.unwrap_or(1_000));
+    let Ok(runs @ 10..=100_000) = runs else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_runs",
+            "runs must be from 10 to 100000",
+        )
+        .about(&project));
+    };
+    let p = project.clone();
+    let body = with_store(&app, move |store| {
+        authorize(store, &headers, &p, Role::Read)?;
+        store.select_project(p);
+        let opts = flake_core::why::WhyOptions { runs, repo: None };
+        let found = flake_core::why::explain(store, &id, &opts)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_test",
+                format!(
+                    "the history has no test `{id}`; ids are listed by the stats and flaky-tests endpoints"
+                ),
+            )
+        })?;
+        serde_json::to_value(&found).map_err(ApiError::internal)
+    })
+    .await
+    .map_err(|e| e.about(&project))?;
+    Ok(answer(StatusCode::OK, &project, body))
 }
 
 /// `POST /api/v1/projects/{project}/quarantine/proposal`: the current
