@@ -646,11 +646,15 @@ fn compute_flaky_items(
     params: &ReadParams,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     let opts = options(params, Some(30));
-    let mut stats = stats::compute(store, &opts)?;
+    // Only tests with flaky evidence are listed: their numbers without
+    // reading every other test's window.
+    let mut stats = stats::compute_flaky(store, &opts)?;
     stats.sort(SortKey::Rate, opts.min_runs);
     let day_ago = flake_core::meta::now_ms() - 86_400_000;
-    let mut items = Vec::new();
-    for t in stats.tests.iter().filter(|t| t.flaky > 0) {
+    let flaky: Vec<&stats::TestStats> = stats.tests.iter().filter(|t| t.flaky > 0).collect();
+    let clusters = flake_core::cluster::of_windows(store, &stats, &flaky)?;
+    let mut items = Vec::with_capacity(flaky.len());
+    for (t, clusters) in flaky.into_iter().zip(clusters) {
         let flaky_runs: Vec<&stats::RunInfo> = t
             .samples
             .iter()
@@ -660,7 +664,6 @@ fn compute_flaky_items(
         let at = flake_core::meta::format_time;
         let first = flaky_runs.iter().map(|r| r.started_at).min();
         let last = flaky_runs.iter().map(|r| r.started_at).max();
-        let clusters = flake_core::cluster::of_window(store, &stats, t)?;
         let (class_name, name) = split_id(&t.id);
         let (low, high) = t.wilson();
         items.push(json!({

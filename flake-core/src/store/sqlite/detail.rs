@@ -233,6 +233,70 @@ impl SqliteBackend {
         Ok(rows.into_iter().map(|(_, a)| a).collect())
     }
 
+    /// Stored attempts of each `(test, since_run)` in runs `>= since_run`,
+    /// by test (as given), run and attempt: in-process, a range read per
+    /// test costs no round trip.
+    pub(crate) fn attempts_since_each(
+        &self,
+        tests: &[(i64, i64)],
+    ) -> Result<Vec<(i64, RunAttempt)>, StoreError> {
+        let mut out = Vec::new();
+        for &(test, since) in tests {
+            let attempts = self.attempts_between(test, since, i64::MAX)?;
+            out.extend(attempts.into_iter().map(|a| (test, a)));
+        }
+        Ok(out)
+    }
+
+    /// The tests of `project` with a `flaky` result in one of `flaky_runs`
+    /// or a `failed` one in one of `failed_runs`, by key. `results` is
+    /// keyed `(test, run)` with no index by run, so this is a point probe
+    /// per test and listed run; callers list few runs.
+    pub(crate) fn tests_with_outcomes(
+        &self,
+        project: &str,
+        flaky_runs: &[i64],
+        failed_runs: &[i64],
+    ) -> Result<Vec<StoredTest>, StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let list = |n: usize, from: usize| {
+            (from..from + n)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Parameters: the project, then the flaky runs, then the failed ones.
+        let query = format!(
+            "SELECT t.id, t.name FROM tests t WHERE t.project = ?1 AND (
+                EXISTS (SELECT 1 FROM results r WHERE r.test = t.id AND r.run IN ({})
+                    AND r.outcome = {})
+                OR EXISTS (SELECT 1 FROM results r WHERE r.test = t.id AND r.run IN ({})
+                    AND r.outcome = {}))
+             ORDER BY t.id",
+            list(flaky_runs.len(), 2),
+            Outcome::Flaky.code(),
+            list(failed_runs.len(), 2 + flaky_runs.len()),
+            Outcome::Failed.code(),
+        );
+        let mut stmt = self.conn.prepare(&query).map_err(&sql)?;
+        let params = std::iter::once(rusqlite::types::Value::from(project.to_owned())).chain(
+            flaky_runs
+                .iter()
+                .chain(failed_runs)
+                .map(|&r| rusqlite::types::Value::from(r)),
+        );
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                Ok(StoredTest {
+                    key: r.get(0)?,
+                    id: r.get(1)?,
+                })
+            })
+            .map_err(&sql)?;
+        rows.collect::<Result<_, _>>().map_err(&sql)
+    }
+
     /// Every stored attempt of one run, by test id then attempt. Scans the
     /// attempts table (keyed by test): for copies and checks, not hot paths.
     pub(crate) fn attempts_of_run(
