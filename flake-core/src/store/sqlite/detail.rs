@@ -251,7 +251,8 @@ impl SqliteBackend {
     /// The tests of `project` with a `flaky` result in one of `flaky_runs`
     /// or a `failed` one in one of `failed_runs`, by key. `results` is
     /// keyed `(test, run)` with no index by run, so this is a point probe
-    /// per test and listed run; callers list few runs.
+    /// per test and listed run; callers list few runs. The lists go in as
+    /// JSON arrays: one parameter each, whatever their length.
     pub(crate) fn tests_with_outcomes(
         &self,
         project: &str,
@@ -260,39 +261,37 @@ impl SqliteBackend {
     ) -> Result<Vec<StoredTest>, StoreError> {
         let path = self.display_path();
         let sql = sql_err(&path);
-        let list = |n: usize, from: usize| {
-            (from..from + n)
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+        let json = |runs: &[i64]| {
+            let items: Vec<String> = runs.iter().map(i64::to_string).collect();
+            format!("[{}]", items.join(","))
         };
-        // Parameters: the project, then the flaky runs, then the failed ones.
-        let query = format!(
-            "SELECT t.id, t.name FROM tests t WHERE t.project = ?1 AND (
-                EXISTS (SELECT 1 FROM results r WHERE r.test = t.id AND r.run IN ({})
-                    AND r.outcome = {})
-                OR EXISTS (SELECT 1 FROM results r WHERE r.test = t.id AND r.run IN ({})
-                    AND r.outcome = {}))
-             ORDER BY t.id",
-            list(flaky_runs.len(), 2),
-            Outcome::Flaky.code(),
-            list(failed_runs.len(), 2 + flaky_runs.len()),
-            Outcome::Failed.code(),
-        );
-        let mut stmt = self.conn.prepare(&query).map_err(&sql)?;
-        let params = std::iter::once(rusqlite::types::Value::from(project.to_owned())).chain(
-            flaky_runs
-                .iter()
-                .chain(failed_runs)
-                .map(|&r| rusqlite::types::Value::from(r)),
-        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT t.id, t.name FROM tests t WHERE t.project = ?1 AND (
+                    EXISTS (SELECT 1 FROM results r WHERE r.test = t.id
+                        AND r.run IN (SELECT value FROM json_each(?2)) AND r.outcome = ?3)
+                    OR EXISTS (SELECT 1 FROM results r WHERE r.test = t.id
+                        AND r.run IN (SELECT value FROM json_each(?4)) AND r.outcome = ?5))
+                 ORDER BY t.id",
+            )
+            .map_err(&sql)?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(params), |r| {
-                Ok(StoredTest {
-                    key: r.get(0)?,
-                    id: r.get(1)?,
-                })
-            })
+            .query_map(
+                params![
+                    project,
+                    json(flaky_runs),
+                    Outcome::Flaky.code(),
+                    json(failed_runs),
+                    Outcome::Failed.code()
+                ],
+                |r| {
+                    Ok(StoredTest {
+                        key: r.get(0)?,
+                        id: r.get(1)?,
+                    })
+                },
+            )
             .map_err(&sql)?;
         rows.collect::<Result<_, _>>().map_err(&sql)
     }
