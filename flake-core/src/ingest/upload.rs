@@ -185,9 +185,9 @@ const PIPELINE_MIN: usize = 1 << 20;
 
 /// Parses `file` and keys each result and merges its outcome into
 /// `outcomes`. A large report is parsed on a second thread while this one
-/// does that bookkeeping: on two cores it then overlaps the parse (of a
-/// 200,000-test report, about as long again as the parse) instead of
-/// following it.
+/// does that bookkeeping: on two cores it then overlaps the parse (for a
+/// 200,000-test report it takes about half as long) instead of following
+/// it.
 fn parse_file(
     file: &UploadFile,
     format: Option<Format>,
