@@ -521,27 +521,84 @@ pub fn of_window(
     stats: &crate::stats::Stats,
     t: &crate::stats::TestStats,
 ) -> Result<Vec<Cluster>, crate::store::StoreError> {
-    if t.flaky == 0 && t.failed == 0 {
+    let Some((seqs, oldest)) = window_runs(stats, t) else {
         return Ok(Vec::new());
+    };
+    // By key: a lookup by id would scan the unindexed names once per test.
+    let attempts = store.attempts_since(t.key, oldest)?;
+    Ok(cluster_window(t, &seqs, attempts))
+}
+
+/// Tests whose attempts [`of_windows`] reads at a time: few round trips,
+/// and memory bounded by a batch's failure texts, not by every test's.
+const WINDOWS_BATCH: usize = 256;
+
+/// [`of_window`] of each of `tests`, in their order: their attempts are
+/// read a batch of tests at a time instead of a round trip per test
+/// (`flaky-tests` lists thousands).
+pub fn of_windows(
+    store: &crate::store::Store,
+    stats: &crate::stats::Stats,
+    tests: &[&crate::stats::TestStats],
+) -> Result<Vec<Vec<Cluster>>, crate::store::StoreError> {
+    let mut out = Vec::with_capacity(tests.len());
+    for batch in tests.chunks(WINDOWS_BATCH) {
+        let windows: Vec<_> = batch.iter().map(|t| window_runs(stats, t)).collect();
+        let wanted: Vec<(i64, i64)> = batch
+            .iter()
+            .zip(&windows)
+            .filter_map(|(t, w)| w.as_ref().map(|(_, oldest)| (t.key, *oldest)))
+            .collect();
+        let mut by_test: HashMap<i64, Vec<crate::store::RunAttempt>> = HashMap::new();
+        for (test, a) in store.attempts_since_each(&wanted)? {
+            by_test.entry(test).or_default().push(a);
+        }
+        for (t, w) in batch.iter().zip(windows) {
+            out.push(match w {
+                Some((seqs, _)) => {
+                    cluster_window(t, &seqs, by_test.remove(&t.key).unwrap_or_default())
+                }
+                None => Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The run sequence numbers of `t`'s window and the oldest of them;
+/// `None` when it has no failure to cluster.
+fn window_runs(
+    stats: &crate::stats::Stats,
+    t: &crate::stats::TestStats,
+) -> Option<(std::collections::HashSet<i64>, i64)> {
+    if t.flaky == 0 && t.failed == 0 {
+        return None;
     }
     let seqs: std::collections::HashSet<i64> = t
         .samples
         .iter()
         .filter_map(|s| stats.runs.get(s.run as usize).map(|r| r.seq))
         .collect();
-    let Some(oldest) = seqs.iter().min().copied() else {
-        return Ok(Vec::new());
-    };
+    let oldest = seqs.iter().min().copied()?;
+    Some((seqs, oldest))
+}
+
+/// The clusters of `t`'s failed attempts in its window's runs `seqs`;
+/// `attempts` are its stored attempts from the window's oldest run on.
+fn cluster_window(
+    t: &crate::stats::TestStats,
+    seqs: &std::collections::HashSet<i64>,
+    attempts: Vec<crate::store::RunAttempt>,
+) -> Vec<Cluster> {
     let mut clusterer = Clusterer::new();
-    // By key: a lookup by id would scan the unindexed names once per test.
-    for a in store.attempts_since(t.key, oldest)? {
+    for a in attempts {
         if let (true, Some(f)) = (seqs.contains(&a.run_seq), &a.failure)
             && a.status.is_failure()
         {
             clusterer.add(&t.id, a.run_seq, a.status, f);
         }
     }
-    Ok(clusterer.into_clusters())
+    clusterer.into_clusters()
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub struct RunInfo {
     pub total: i64,
     /// Tests with flaky outcome in the run.
     pub flaky: i64,
+    /// Tests with failed outcome in the run.
+    pub failed: i64,
     /// Whether the storm guard keeps this run out of decisions.
     pub storm: bool,
     /// Whether the filters (branch, since, variant) and the storm guard let
@@ -84,6 +86,7 @@ impl RunTable {
                 target: r.meta.target,
                 total,
                 flaky: r.flaky,
+                failed,
                 storm,
                 eligible: false,
                 admitted: false,

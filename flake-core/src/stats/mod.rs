@@ -29,7 +29,7 @@ mod window;
 
 pub use crate::wilson::{Z_95, wilson, wilson_z};
 pub use history::{RunInfo, last_seen};
-pub use window::{Footprint, compute, compute_one, compute_with_footprint};
+pub use window::{Footprint, compute, compute_flaky, compute_one, compute_with_footprint};
 
 use crate::config::{Config, FlipMatch};
 use crate::quarantine::QuarantineFile;

@@ -22,7 +22,59 @@ use crate::store::{Store, StoreError, StoredTest};
 /// Computes the statistics of every test with a result in a run the filters
 /// admit (see [`Stats::tests`]).
 pub fn compute(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> {
-    compute_keys(store, opts, None, None)
+    compute_keys(store, opts, Only::All, None)
+}
+
+/// [`compute`] for the tests with flaky evidence (`flaky-tests`): each of
+/// them is in [`Stats::tests`] with the numbers [`compute`] gives it, and
+/// [`Stats::runs`] and [`Stats::suite`] are [`compute`]'s; tests without
+/// flaky evidence may be left out.
+///
+/// Flaky evidence is a `flaky` result in an eligible run, or a `failed`
+/// one there whose same-code group has another run (a flip). When such
+/// runs are at most a window's worth, one set query over their results
+/// finds the few tests that can have any, and only those windows are read:
+/// a new project's one run of 200,000 tests then costs its 2,000 flaky
+/// ones, not 200,000 windows. With more such runs the query would read more
+/// than every window does, and every test is computed as [`compute`] does.
+pub fn compute_flaky(store: &Store, opts: &StatsOptions) -> Result<Stats, StoreError> {
+    compute_keys(store, opts, Only::MaybeFlaky, None)
+}
+
+/// Which tests [`compute_keys`] computes.
+#[derive(Clone, Copy)]
+enum Only {
+    All,
+    Key(i64),
+    MaybeFlaky,
+}
+
+/// The tests that can have flaky evidence (see [`compute_flaky`]), or
+/// `None` when finding them would read more than the windows of all.
+fn maybe_flaky(
+    store: &Store,
+    table: &RunTable,
+    opts: &StatsOptions,
+) -> Result<Option<Vec<StoredTest>>, StoreError> {
+    let (mut flaky, mut failed, mut runs) = (Vec::new(), Vec::new(), 0);
+    for r in table.runs.iter().filter(|r| r.eligible) {
+        let retries = r.flaky > 0;
+        let flips = r.failed > 0 && r.group.is_some_and(|g| table.groups[g as usize].len() > 1);
+        if retries {
+            flaky.push(r.seq);
+        }
+        if flips {
+            failed.push(r.seq);
+        }
+        runs += usize::from(retries || flips);
+    }
+    // A test's window reads at most `window` runs of it, while the query
+    // reads every result of the runs it is given: past a window's worth of
+    // runs, reading every window costs less.
+    if runs > opts.window {
+        return Ok(None);
+    }
+    store.tests_with_outcomes(&flaky, &failed).map(Some)
 }
 
 /// What [`compute`] reads from the store: per test, the oldest run of its
@@ -43,7 +95,7 @@ pub fn compute_with_footprint(
     opts: &StatsOptions,
 ) -> Result<(Stats, Footprint), StoreError> {
     let mut footprint = Footprint::default();
-    let stats = compute_keys(store, opts, None, Some(&mut footprint))?;
+    let stats = compute_keys(store, opts, Only::All, Some(&mut footprint))?;
     Ok((stats, footprint))
 }
 
@@ -51,13 +103,13 @@ pub fn compute_with_footprint(
 /// `tests` holds at most that test and `suite` counts its flaky runs only, so
 /// one test costs one window read, not a pass over every test.
 pub fn compute_one(store: &Store, opts: &StatsOptions, key: i64) -> Result<Stats, StoreError> {
-    compute_keys(store, opts, Some(key), None)
+    compute_keys(store, opts, Only::Key(key), None)
 }
 
 fn compute_keys(
     store: &Store,
     opts: &StatsOptions,
-    only: Option<i64>,
+    only: Only,
     mut footprint: Option<&mut Footprint>,
 ) -> Result<Stats, StoreError> {
     let table = RunTable::load(store, opts)?;
@@ -68,7 +120,14 @@ fn compute_keys(
     let mut tests = Vec::new();
     let mut flip_runs = vec![false; table.runs.len()];
     if let Some(min_seq) = min_seq {
-        let ids = store.tests_by_key(only)?;
+        let ids = match only {
+            Only::All => store.tests_by_key(None)?,
+            Only::Key(key) => store.tests_by_key(Some(key))?,
+            Only::MaybeFlaky => match maybe_flaky(store, &table, opts)? {
+                Some(ids) => ids,
+                None => store.tests_by_key(None)?,
+            },
+        };
         // The window is a user's number: allocate as samples arrive beyond a few.
         let mut samples: Vec<Sample> = Vec::with_capacity(opts.window.min(256));
         // Outcome of this test in every run read so far (window and skipped-over runs).

@@ -230,6 +230,20 @@ macro_rules! forward_backend {
         ) -> Result<bool, StoreError> {
             $ty::announce_proposal(self, project, previous, content, data, now_ms)
         }
+        fn tests_with_outcomes(
+            &self,
+            project: &str,
+            flaky_runs: &[i64],
+            failed_runs: &[i64],
+        ) -> Result<Vec<crate::store::StoredTest>, StoreError> {
+            $ty::tests_with_outcomes(self, project, flaky_runs, failed_runs)
+        }
+        fn attempts_since_each(
+            &self,
+            tests: &[(i64, i64)],
+        ) -> Result<Vec<(i64, crate::store::RunAttempt)>, StoreError> {
+            $ty::attempts_since_each(self, tests)
+        }
     };
 }
 
@@ -451,6 +465,25 @@ pub trait Backend: std::fmt::Debug + Send {
         meta: &RunMeta,
         events: &events::EventConfig,
     ) -> Result<Box<dyn RunWrite + 'a>, StoreError>;
+
+    /// The tests of `project` with a `flaky` result in one of `flaky_runs`
+    /// or a `failed` one in one of `failed_runs`, by key: one set query
+    /// over those runs' results, so statistics wanted only for tests with
+    /// flaky evidence need not read every test's window
+    /// ([`crate::stats::compute_flaky`]).
+    fn tests_with_outcomes(
+        &self,
+        project: &str,
+        flaky_runs: &[i64],
+        failed_runs: &[i64],
+    ) -> Result<Vec<StoredTest>, StoreError>;
+    /// [`Backend::attempts_between`] from each `(test, since_run)` on, for
+    /// many tests in few round trips: every attempt with its test's key, by
+    /// test (in the order given), run and attempt.
+    fn attempts_since_each(
+        &self,
+        tests: &[(i64, i64)],
+    ) -> Result<Vec<(i64, RunAttempt)>, StoreError>;
 }
 
 /// An open transaction recording one run. Dropping it without
@@ -731,6 +764,24 @@ impl Store {
         visit: &mut dyn FnMut(i64, Outcome) -> bool,
     ) -> Result<(), StoreError> {
         self.backend.scan_results(test, since_run, visit)
+    }
+
+    /// See [`Backend::tests_with_outcomes`].
+    pub(crate) fn tests_with_outcomes(
+        &self,
+        flaky_runs: &[i64],
+        failed_runs: &[i64],
+    ) -> Result<Vec<StoredTest>, StoreError> {
+        self.backend
+            .tests_with_outcomes(&self.project, flaky_runs, failed_runs)
+    }
+
+    /// See [`Backend::attempts_since_each`].
+    pub(crate) fn attempts_since_each(
+        &self,
+        tests: &[(i64, i64)],
+    ) -> Result<Vec<(i64, RunAttempt)>, StoreError> {
+        self.backend.attempts_since_each(tests)
     }
 
     /// See [`Backend::outcome_in`].

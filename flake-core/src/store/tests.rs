@@ -900,3 +900,173 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
         assert!(store.enqueue_ping(99_999, now).unwrap().is_none());
     });
 }
+
+/// `flaky-tests` computes only the tests that can have flaky evidence
+/// (`stats::compute_flaky`): every test with flaky evidence gets exactly the
+/// numbers and failure clusters of the full computation, under each filter
+/// and with the storm guard; past a window's worth of runs with flaky or
+/// flip-able results it falls back to every test.
+#[test]
+fn flaky_statistics_of_the_candidates_equal_the_full_ones() {
+    use crate::stats::{self, StatsOptions, TestStats};
+    each_backend(|open| {
+        let mut store = open("p");
+        let pass = || vec![Attempt::pass(Some(1))];
+        let retry = |m: &str| vec![fail(m), Attempt::pass(Some(2))];
+        let run = |id: &str, commit: &str, branch: &str, os: &str, at: i64| RunMeta {
+            run_id: id.into(),
+            commit: Some(commit.into()),
+            branch: Some(branch.into()),
+            os: Some(os.into()),
+            started_at: at,
+            finished_at: at + 1,
+            source_format: "nextest".into(),
+            ..RunMeta::default()
+        };
+        let day = 86_400_000;
+        let filler = |n: usize, failing: bool| -> Vec<TestResult> {
+            (0..n)
+                .map(|i| {
+                    let a = if failing { vec![fail("infra")] } else { pass() };
+                    TestResult::new(format!("filler::t{i:02}"), a)
+                })
+                .collect()
+        };
+        let runs: Vec<(RunMeta, Vec<TestResult>)> = vec![
+            (
+                run("r1", "c1", "main", "linux", day),
+                [
+                    vec![
+                        TestResult::new("a::flip", vec![fail("flip")]),
+                        TestResult::new("a::retry", retry("net 1")),
+                        TestResult::new("a::hard", vec![fail("hard")]),
+                        TestResult::new("a::old", retry("old")),
+                        TestResult::skipped("a::skip"),
+                    ],
+                    filler(20, false),
+                ]
+                .concat(),
+            ),
+            (
+                run("r2", "c1", "main", "linux", 2 * day),
+                [
+                    vec![
+                        TestResult::new("a::flip", pass()),
+                        TestResult::new("a::retry", retry("net 2")),
+                        TestResult::new("a::hard", vec![fail("hard")]),
+                        TestResult::new("a::old", pass()),
+                    ],
+                    filler(20, false),
+                ]
+                .concat(),
+            ),
+            // A storm: its flaky result is no evidence.
+            (
+                run("r3", "c3", "main", "linux", 3 * day),
+                [
+                    vec![TestResult::new("a::stormy", retry("storm"))],
+                    filler(20, true),
+                ]
+                .concat(),
+            ),
+            (
+                run("r4", "c4", "dev", "windows", 4 * day),
+                vec![
+                    TestResult::new("a::dev", retry("dev")),
+                    TestResult::new("a::old", pass()),
+                ],
+            ),
+            (
+                run("r5", "c5", "main", "windows", 5 * day),
+                [
+                    vec![
+                        TestResult::new("a::retry", pass()),
+                        TestResult::new("a::old", pass()),
+                    ],
+                    filler(20, false),
+                ]
+                .concat(),
+            ),
+        ];
+        for (m, results) in &runs {
+            store.record_run(m, results, None).unwrap();
+        }
+        let base = StatsOptions {
+            window: 3,
+            ..StatsOptions::default()
+        };
+        let cases = [
+            base.clone(),
+            StatsOptions {
+                branches: vec!["main".into()],
+                ..base.clone()
+            },
+            StatsOptions {
+                variant: Some("windows".into()),
+                ..base.clone()
+            },
+            StatsOptions {
+                since_ms: Some(2 * day),
+                ..base.clone()
+            },
+            // Three runs with flaky or flip-able results, a window of two or
+            // one: every test is computed.
+            StatsOptions {
+                window: 2,
+                ..base.clone()
+            },
+            StatsOptions {
+                window: 1,
+                ..base.clone()
+            },
+        ];
+        for (i, opts) in cases.iter().enumerate() {
+            let full = stats::compute(&store, opts).unwrap();
+            let some = stats::compute_flaky(&store, opts).unwrap();
+            let flaky = |s: &'_ stats::Stats| -> Vec<TestStats> {
+                let mut t: Vec<TestStats> =
+                    s.tests.iter().filter(|t| t.flaky > 0).cloned().collect();
+                t.sort_by(|a, b| a.id.cmp(&b.id));
+                t
+            };
+            assert_eq!(flaky(&full), flaky(&some), "case {i}");
+            assert_eq!(full.runs, some.runs, "case {i}");
+            assert_eq!(full.suite, some.suite, "case {i}");
+            if i < 4 {
+                assert!(some.tests.len() < full.tests.len(), "case {i}: restricted");
+            } else {
+                assert_eq!(some.tests.len(), full.tests.len(), "case {i}: fell back");
+            }
+            // The clusters read in one batch are each test's own.
+            let some_flaky: Vec<&TestStats> = some.tests.iter().filter(|t| t.flaky > 0).collect();
+            let batched = crate::cluster::of_windows(&store, &some, &some_flaky).unwrap();
+            for (t, clusters) in some_flaky.iter().zip(&batched) {
+                let one = crate::cluster::of_window(&store, &full, full.get(&t.id).unwrap());
+                assert_eq!(
+                    serde_json::to_value(clusters).unwrap(),
+                    serde_json::to_value(one.unwrap()).unwrap(),
+                    "case {i}: {}",
+                    t.id
+                );
+            }
+        }
+        let ids = |opts: &StatsOptions| -> Vec<String> {
+            let mut v: Vec<String> = stats::compute_flaky(&store, opts)
+                .unwrap()
+                .tests
+                .into_iter()
+                .filter(|t| t.flaky > 0)
+                .map(|t| t.id)
+                .collect();
+            v.sort();
+            v
+        };
+        // The evidence the cases cover: a flip; retries; a retry that ages
+        // out of the window only when another branch's runs count; the
+        // storm's retry never; a variant's own.
+        assert_eq!(ids(&cases[0]), ["a::dev", "a::flip", "a::retry"]);
+        assert_eq!(ids(&cases[1]), ["a::flip", "a::old", "a::retry"]);
+        assert_eq!(ids(&cases[2]), ["a::dev"]);
+        assert_eq!(ids(&cases[3]), ["a::dev", "a::retry"]);
+    });
+}

@@ -152,12 +152,39 @@ impl PgBackend {
         };
         let tests: Vec<StoredTest> = rows.iter().map(stored_test).collect();
         if only.is_none() {
-            // Readers walk this listing test by test: let their scans batch.
-            let mut cache = self.windows.borrow_mut();
-            cache.keys = tests.iter().map(|t| t.key).collect();
-            cache.pages.clear();
-            cache.whole = false;
+            self.list_for_scans(&tests);
         }
+        Ok(tests)
+    }
+
+    /// Readers walk a listing of tests test by test: their scans batch
+    /// over the tests listed next ([`WindowCache`]).
+    fn list_for_scans(&self, tests: &[StoredTest]) {
+        let mut cache = self.windows.borrow_mut();
+        cache.keys = tests.iter().map(|t| t.key).collect();
+        cache.pages.clear();
+        cache.whole = false;
+    }
+
+    /// The tests of `project` with a `flaky` result in one of `flaky_runs`
+    /// or a `failed` one in one of `failed_runs`, by key: the index on
+    /// `run` reads only those runs' results.
+    pub(crate) fn tests_with_outcomes(
+        &self,
+        project: &str,
+        flaky_runs: &[i64],
+        failed_runs: &[i64],
+    ) -> Result<Vec<StoredTest>, StoreError> {
+        let (flaky, failed) = (Outcome::Flaky.code() as i16, Outcome::Failed.code() as i16);
+        let rows = self.query(
+            "SELECT t.id, t.name FROM flake_tests t WHERE t.project = $1 AND t.id IN (
+                SELECT test FROM flake_results WHERE run = ANY($2) AND outcome = $3
+                UNION SELECT test FROM flake_results WHERE run = ANY($4) AND outcome = $5)
+             ORDER BY t.id",
+            &[&project, &flaky_runs, &flaky, &failed_runs, &failed],
+        )?;
+        let tests: Vec<StoredTest> = rows.iter().map(stored_test).collect();
+        self.list_for_scans(&tests);
         Ok(tests)
     }
 
@@ -372,6 +399,36 @@ impl PgBackend {
             .into_iter()
             .map(|(_, a)| a)
             .collect())
+    }
+
+    /// Stored attempts of each `(test, since_run)` in runs `>= since_run`,
+    /// by test (as given), run and attempt: one query per [`PREFETCH`]
+    /// tests instead of one per test.
+    pub(crate) fn attempts_since_each(
+        &self,
+        tests: &[(i64, i64)],
+    ) -> Result<Vec<(i64, RunAttempt)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in tests.chunks(PREFETCH) {
+            let keys: Vec<i64> = chunk.iter().map(|t| t.0).collect();
+            let since: Vec<i64> = chunk.iter().map(|t| t.1).collect();
+            let rows = self.query(
+                "SELECT a.run, a.attempt, a.status, a.duration_ms, f.message, f.location, f.output,
+                    NULL::text, q.test
+                 FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY q(test, since, ord)
+                 JOIN flake_attempts a ON a.test = q.test AND a.run >= q.since
+                 LEFT JOIN flake_failures f ON f.id = a.failure
+                 ORDER BY q.ord, a.run, a.attempt",
+                &[&keys, &since],
+            )?;
+            let attempts = self.decode_attempts(&rows)?;
+            out.extend(
+                rows.iter()
+                    .zip(attempts)
+                    .map(|(r, (_, a))| (r.get::<_, i64>(8), a)),
+            );
+        }
+        Ok(out)
     }
 
     /// Every stored attempt of one run, by test id then attempt.

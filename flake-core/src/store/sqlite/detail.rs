@@ -233,6 +233,69 @@ impl SqliteBackend {
         Ok(rows.into_iter().map(|(_, a)| a).collect())
     }
 
+    /// Stored attempts of each `(test, since_run)` in runs `>= since_run`,
+    /// by test (as given), run and attempt: in-process, a range read per
+    /// test costs no round trip.
+    pub(crate) fn attempts_since_each(
+        &self,
+        tests: &[(i64, i64)],
+    ) -> Result<Vec<(i64, RunAttempt)>, StoreError> {
+        let mut out = Vec::new();
+        for &(test, since) in tests {
+            let attempts = self.attempts_between(test, since, i64::MAX)?;
+            out.extend(attempts.into_iter().map(|a| (test, a)));
+        }
+        Ok(out)
+    }
+
+    /// The tests of `project` with a `flaky` result in one of `flaky_runs`
+    /// or a `failed` one in one of `failed_runs`, by key. `results` is
+    /// keyed `(test, run)` with no index by run, so this is a point probe
+    /// per test and listed run; callers list few runs. The lists go in as
+    /// JSON arrays: one parameter each, whatever their length.
+    pub(crate) fn tests_with_outcomes(
+        &self,
+        project: &str,
+        flaky_runs: &[i64],
+        failed_runs: &[i64],
+    ) -> Result<Vec<StoredTest>, StoreError> {
+        let path = self.display_path();
+        let sql = sql_err(&path);
+        let json = |runs: &[i64]| {
+            let items: Vec<String> = runs.iter().map(i64::to_string).collect();
+            format!("[{}]", items.join(","))
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT t.id, t.name FROM tests t WHERE t.project = ?1 AND (
+                    EXISTS (SELECT 1 FROM results r WHERE r.test = t.id
+                        AND r.run IN (SELECT value FROM json_each(?2)) AND r.outcome = ?3)
+                    OR EXISTS (SELECT 1 FROM results r WHERE r.test = t.id
+                        AND r.run IN (SELECT value FROM json_each(?4)) AND r.outcome = ?5))
+                 ORDER BY t.id",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    project,
+                    json(flaky_runs),
+                    Outcome::Flaky.code(),
+                    json(failed_runs),
+                    Outcome::Failed.code()
+                ],
+                |r| {
+                    Ok(StoredTest {
+                        key: r.get(0)?,
+                        id: r.get(1)?,
+                    })
+                },
+            )
+            .map_err(&sql)?;
+        rows.collect::<Result<_, _>>().map_err(&sql)
+    }
+
     /// Every stored attempt of one run, by test id then attempt. Scans the
     /// attempts table (keyed by test): for copies and checks, not hot paths.
     pub(crate) fn attempts_of_run(
