@@ -4,7 +4,8 @@
 //!
 //! 1. baseline: `--clients` (16) threads upload the 1,000-case report of
 //!    `bench-serve` for `--seconds` (15) into a project without webhooks:
-//!    upload latency p99;
+//!    upload latency p99, measured before the fan-outs and again after
+//!    (the slower of the two is the baseline: the tables grow meanwhile);
 //! 2. fan-out: one upload in which `--events` (10,000) tests turn flaky
 //!    queues that many `flaky_test.new` events to each of 3 endpoints
 //!    (keep-alive receivers answering 204): the time from that upload to
@@ -299,6 +300,22 @@ pub fn run(root: &Path, o: &Options) -> Result<bool, String> {
         "  the rest delivered {:.2} s after the uploads stopped",
         rest.elapsed().as_secs_f64()
     );
+    // The same load again with nothing to deliver: the tables have grown
+    // and autovacuum may have woken since the first baseline, so the fair
+    // comparison is with the slower of the two.
+    println!("baseline again, nothing to deliver");
+    let again = uploads("again", &server);
+    let again_log = server.take_log();
+    let again_p99 = quantile(&again.latencies_ms, 0.99);
+    println!(
+        "  {} uploads ({:.0}/s), {} errors, p50 {:.0} ms, p99 {again_p99:.0} ms; server: {}",
+        again.ok,
+        again.ok as f64 / again.wall,
+        again.errors,
+        quantile(&again.latencies_ms, 0.5),
+        server_times(&again_log.uploads)
+    );
+    let base_p99 = base_p99.max(again_p99);
     let ratio = during_p99 / base_p99;
     let fan_ok = fan_out <= 30.0;
     let rss_ok = mib(peak) <= 150.0 * 1e6 / 1_048_576.0;
@@ -316,7 +333,7 @@ pub fn run(root: &Path, o: &Options) -> Result<bool, String> {
         mark(rss_ok)
     );
     println!(
-        "| upload p99 while deliveries run | {during_p99:.0} ms | {ratio:.2}x ({base_p99:.0} ms without) | <= 1.10x{} |",
+        "| upload p99 while deliveries run | {during_p99:.0} ms | {ratio:.2}x ({base_p99:.0} ms without, the slower of before and after) | <= 1.10x{} |",
         mark(p99_ok)
     );
     if l.errors + base.errors > 0 {
