@@ -23,14 +23,27 @@ pub fn run(args: ShowArgs, color: ColorChoice) -> Result<u8, Error> {
         ))
         .into());
     };
+    // Why it flakes, in brief: `cargo flake why` has the evidence.
+    let why_opts = flake_core::why::WhyOptions {
+        repo: Some(ws.root.clone()),
+        ..Default::default()
+    };
+    let why = flake_core::why::explain(&store, &args.id, &why_opts)?;
     match args.format {
         ListFormat::Json => {
-            let mut text = serde_json::to_string_pretty(&story)?;
+            let mut value = serde_json::to_value(&story)?;
+            value["why"] = serde_json::to_value(&why)?;
+            let mut text = serde_json::to_string_pretty(&value)?;
             text.push('\n');
             print_stdout(&text)?;
         }
         ListFormat::Human => {
-            print_stdout(&render(&story, &Styles::stdout(color), opts.stats.min_runs))?
+            let styles = Styles::stdout(color);
+            let mut text = render(&story, &styles, opts.stats.min_runs);
+            if let Some(w) = &why {
+                text.push_str(&super::why::brief(w, &styles));
+            }
+            print_stdout(&text)?
         }
     }
     Ok(EXIT_OK)

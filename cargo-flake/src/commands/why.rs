@@ -177,6 +177,39 @@ pub fn render(w: &Why, s: &Styles) -> String {
     out
 }
 
+/// The hypotheses in a few lines, for `show`.
+pub fn brief(w: &Why, s: &Styles) -> String {
+    let mut out = String::new();
+    if w.flaky + w.failed == 0 {
+        return out;
+    }
+    let _ = writeln!(out, "\n  {}", paint(s.bold, "Why"));
+    let shown: Vec<_> = w
+        .hypotheses
+        .iter()
+        .filter(|h| h.strength > Strength::None)
+        .take(3)
+        .collect();
+    if shown.is_empty() {
+        let _ = writeln!(out, "    no cause stands out beyond chance");
+    }
+    for h in shown {
+        let _ = writeln!(
+            out,
+            "    {} ({}): {}",
+            h.cause.name(),
+            h.strength.name(),
+            h.summary
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    {}",
+        paint(s.dim, format!("the evidence: cargo flake why {}", w.id))
+    );
+    out
+}
+
 fn p_text(p: f64) -> String {
     if p < 1e-4 {
         format!("{p:.0e}")

@@ -1,0 +1,156 @@
+//! `cargo flake why`, through the real binary, over the synthetic history
+//! whose causes are known (flake_core::why::synthetic): the command, its
+//! JSON, `--explain-with`, `show`'s brief, and the API route.
+
+use flake_core::store::Store;
+use flake_core::why::synthetic;
+use flake_tests::{Flake, Server};
+
+fn history(dir: &std::path::Path) -> std::path::PathBuf {
+    let db = dir.join("history.db");
+    let mut store = Store::open(&db).unwrap().with_project("synthetic").unwrap();
+    synthetic::generate(&mut store, 400, 11).unwrap();
+    db
+}
+
+#[test]
+fn why_names_the_planted_cause_with_its_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = history(dir.path());
+    let db = db.to_str().unwrap();
+    let flake = |args: &[&str]| {
+        Flake::new(
+            dir.path(),
+            &[args, &["--db", db, "--project", "synthetic"]].concat(),
+        )
+        .env("NO_COLOR", "1")
+        .run()
+    };
+    let human = flake(&["why", "planted::host_specific"]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    let first = human
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("1. "))
+        .unwrap_or_else(|| panic!("{}", human.stdout));
+    assert!(first.contains("environment strong"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("fails only on host=ci-3"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("hunt --isolate planted::host_specific"),
+        "{}",
+        human.stdout
+    );
+
+    let json = flake(&["why", "planted::timeout_near_limit", "--format", "json"]).json();
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["verdict"], "flaky");
+    assert_eq!(json["hypotheses"][0]["cause"], "timing");
+    assert_eq!(json["hypotheses"][0]["strength"], "strong");
+    assert!(json["hypotheses"][0]["p_value"].as_f64().unwrap() < 0.001);
+    assert!(
+        json["hypotheses"][0]["evidence"]["bunched_under_ms"]
+            .as_f64()
+            .unwrap()
+            > 9_000.0
+    );
+
+    let random = flake(&["why", "random::flaky_0"]);
+    assert!(
+        random.stdout.contains("No cause stands out beyond chance")
+            || !random.stdout.contains("strong"),
+        "{}",
+        random.stdout
+    );
+
+    // The evidence goes to the named command; its answer is labelled.
+    let evidence = dir.path().join("evidence.json");
+    let cmd = format!(
+        "cat > '{}'; echo the explainer blames the host",
+        evidence.display()
+    );
+    let explained = flake(&["why", "planted::host_specific", "--explain-with", &cmd]);
+    assert_eq!(explained.code, 0, "{}", explained.stderr);
+    assert!(
+        explained.stdout.contains(&format!("Answer of `{cmd}`")),
+        "{}",
+        explained.stdout
+    );
+    assert!(
+        explained.stdout.contains("  the explainer blames the host"),
+        "{}",
+        explained.stdout
+    );
+    let sent: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&evidence).unwrap()).unwrap();
+    assert_eq!(sent["hypotheses"][0]["cause"], "environment");
+    let failing = flake(&["why", "planted::host_specific", "--explain-with", "exit 3"]);
+    assert_eq!(failing.code, 2, "{}", failing.stderr);
+    assert!(
+        failing.stderr.contains("--explain-with `exit 3` failed"),
+        "{}",
+        failing.stderr
+    );
+
+    let unknown = flake(&["why", "no::such::test"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("has no test `no::such::test`"),
+        "{}",
+        unknown.stderr
+    );
+
+    // `show` carries the brief.
+    let show = flake(&["show", "planted::hour_of_day"]);
+    assert!(show.stdout.contains("Why"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("time of day (strong)"),
+        "{}",
+        show.stdout
+    );
+    let show_json = flake(&["show", "planted::hour_of_day", "--format", "json"]).json();
+    assert_eq!(show_json["why"]["hypotheses"][0]["cause"], "time");
+}
+
+#[test]
+fn the_api_answers_why_for_a_read_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = history(dir.path());
+    let token = {
+        let mut store = Store::open(&db).unwrap();
+        flake_core::tokens::create(
+            &mut store,
+            "synthetic",
+            flake_core::tokens::Role::Read,
+            None,
+            None,
+            flake_core::meta::now_ms(),
+        )
+        .unwrap()
+        .token
+    };
+    let server = Server::start(dir.path(), &["--db", db.to_str().unwrap()], &[]);
+    let url = server.url("/api/v1/projects/synthetic/tests/planted%3A%3Aorder_dependent/why");
+    let answer: serde_json::Value = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(answer["hypotheses"][0]["cause"], "shared_state");
+    assert_eq!(
+        answer["hypotheses"][0]["evidence"]["other_test"],
+        "planted::polluter"
+    );
+    let anonymous = ureq::get(&url).call();
+    assert!(matches!(anonymous, Err(ureq::Error::Status(401, _))));
+    let bad = ureq::get(&format!("{url}?runs=5"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call();
+    assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
+}
