@@ -310,6 +310,15 @@ fn the_dashboard_signs_in_with_a_read_token_scopes_and_escapes() {
     assert_eq!(flaky.status, 200);
     assert!(flaky.body.contains("boom: the connection was reset"));
     assert!(flaky.body.contains("(flip)"), "{}", flaky.body);
+    // Why it flakes: the section is there, and with this little history it
+    // says so instead of inventing a cause.
+    assert!(flaky.body.contains("<h2 id=\"why\">Why it flakes</h2>"), "{}", flaky.body);
+    assert!(
+        flaky.body.contains("No cause stands out beyond chance")
+            || flaky.body.contains("class=\"why\""),
+        "{}",
+        flaky.body
+    );
     let missing = b.get(&format!("{project_page}/t/no-such-test"));
     assert_eq!(missing.status, 404);
 

@@ -702,12 +702,15 @@ pub async fn test(
     let (p, i) = (project.clone(), id.clone());
     let built = with_store(&app, move |store| {
         store.select_project(p);
-        Story::build(store, &no_quarantine()?, &i, &report_options(), STORY_RUNS)
-            .map_err(|e| internal(&e))
+        let story = Story::build(store, &no_quarantine()?, &i, &report_options(), STORY_RUNS)
+            .map_err(|e| internal(&e))?;
+        let why = flake_core::why::explain(store, &i, &flake_core::why::WhyOptions::default())
+            .map_err(|e| internal(&e))?;
+        Ok(story.map(|s| (s, why)))
     })
     .await;
-    let story = match built {
-        Ok(Some(story)) => story,
+    let (story, why) = match built {
+        Ok(Some(found)) => found,
         Ok(None) => {
             return Page::error(StatusCode::NOT_FOUND, "The history has no such test.")
                 .signed_in(&s)
@@ -716,10 +719,57 @@ pub async fn test(
         }
         Err(page) => return page.signed_in(&s).about(&project).into_response(),
     };
-    Page::new(StatusCode::OK, id.clone(), story_body(&project, &story))
+    let mut body = story_body(&project, &story);
+    if let Some(w) = &why {
+        why_section(&mut body, w);
+    }
+    Page::new(StatusCode::OK, id.clone(), body)
         .signed_in(&s)
         .about(&project)
         .into_response()
+}
+
+/// The hypotheses of `cargo flake why`, strongest first, each with its
+/// numbers; the strength is a word as well as a colour.
+fn why_section(out: &mut String, w: &flake_core::why::Why) {
+    use flake_core::why::Strength;
+    out.push_str("<h2 id=\"why\">Why it flakes</h2>");
+    if w.flaky + w.failed == 0 {
+        out.push_str("<p class=\"empty\">Nothing failed in the runs weighed.</p>");
+        return;
+    }
+    let shown: Vec<_> = w
+        .hypotheses
+        .iter()
+        .filter(|h| h.strength > Strength::None)
+        .collect();
+    if shown.is_empty() {
+        out.push_str(
+            "<p class=\"muted\">No cause stands out beyond chance: as far as the history tells, it fails at random.</p>",
+        );
+    } else {
+        out.push_str("<ol class=\"why\">");
+        for h in shown {
+            let p = h
+                .p_value
+                .map(|p| format!(" · p = {p:.1e} after {} comparisons", w.comparisons))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "<li><strong>{}</strong> <span class=\"tag {}\">{}</span>{}<br>{}<br><span class=\"muted\">Try: {}</span></li>",
+                esc(h.cause.name()),
+                esc(h.strength.name()),
+                esc(h.strength.name()),
+                esc(&p),
+                esc(&h.summary),
+                esc(&h.try_next)
+            );
+        }
+        out.push_str("</ol>");
+    }
+    for step in &w.next_steps {
+        let _ = write!(out, "<p class=\"muted\">{}</p>", esc(step));
+    }
 }
 
 fn story_body(project: &str, story: &Story) -> String {
@@ -940,7 +990,7 @@ input{font:inherit;padding:7px 9px;border:1px solid #c9ced6;border-radius:6px;mi
 button{font:inherit;padding:6px 12px;border:1px solid #c9ced6;border-radius:6px;background:var(--soft);cursor:pointer}
 .chart{width:100%;max-width:720px;height:auto}.chart .ax{stroke:#c4c9d2}.chart .bar{fill:#9fb3e8}.chart .bar.bad{fill:var(--flaky)}
 .chart .tl{font-size:10px;text-anchor:end;fill:var(--muted)}.chart .tx{font-size:10px;fill:var(--muted)}.chart .end{text-anchor:end}
-.tag{display:inline-block;font-size:12px;padding:0 6px;border-radius:8px;background:#eceef2}.tag.q{background:#e7e1fb;color:#4b2aa8}
+.tag{display:inline-block;font-size:12px;padding:0 6px;border-radius:8px;background:#eceef2}.tag.q{background:#e7e1fb;color:#4b2aa8}.tag.strong{background:#fde2e1;color:#9b1c1c}.tag.moderate{background:#fdf0d5;color:#7a4b00}.why li{margin:0 0 10px}
 ol.clusters{padding-left:20px}.msg{white-space:pre-wrap}.fp{color:var(--muted)}
 pre{background:var(--soft);padding:8px;border-radius:6px;overflow:auto;max-height:300px;white-space:pre-wrap}
 .empty{padding:10px;background:var(--soft);border-radius:8px}
