@@ -312,7 +312,11 @@ fn the_dashboard_signs_in_with_a_read_token_scopes_and_escapes() {
     assert!(flaky.body.contains("(flip)"), "{}", flaky.body);
     // Why it flakes: the section is there, and with this little history it
     // says so instead of inventing a cause.
-    assert!(flaky.body.contains("<h2 id=\"why\">Why it flakes</h2>"), "{}", flaky.body);
+    assert!(
+        flaky.body.contains("<h2 id=\"why\">Why it flakes</h2>"),
+        "{}",
+        flaky.body
+    );
     assert!(
         flaky.body.contains("No cause stands out beyond chance")
             || flaky.body.contains("class=\"why\""),

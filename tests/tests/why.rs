@@ -154,3 +154,56 @@ fn the_api_answers_why_for_a_read_token() {
         .call();
     assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
 }
+
+/// The HTML report's heatmaps show the planted causes where they are: the
+/// hour-of-day test's failures at 02 UTC, the host-specific test's on
+/// ci-3, each cell with its value in text and its counts in its title.
+#[test]
+fn the_report_heatmaps_show_where_and_when_tests_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = history(dir.path());
+    let html = dir.path().join("report.html");
+    let out = Flake::new(
+        dir.path(),
+        &[
+            "report",
+            "--html",
+            html.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--project",
+            "synthetic",
+        ],
+    )
+    .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h2>Where and when tests fail</h2>"));
+    for title in ["By day", "By host", "By OS and target", "By hour of day"] {
+        assert!(page.contains(&format!("<h3>{title}</h3>")), "{title}");
+    }
+    // A cell: its title has the counts, its text the percentage.
+    let cell = |id: &str, column: &str| -> (String, String) {
+        let key = format!("title=\"{id} · {column}: ");
+        let at = page
+            .find(&key)
+            .unwrap_or_else(|| panic!("no cell {id} {column}"));
+        let rest = &page[at + key.len()..];
+        let counts = rest[..rest.find('"').unwrap()].to_owned();
+        let text = rest[rest.find('>').unwrap() + 1..rest.find("</td>").unwrap()].to_owned();
+        (counts, text)
+    };
+    let (counts, text) = cell("planted::hour_of_day", "02");
+    // The report's window is the policy's 50 runs: a few at 02 UTC.
+    assert!(text.parse::<u32>().unwrap() > 0, "{counts} {text}");
+    let (_, other_hour) = cell("planted::hour_of_day", "03");
+    assert_eq!(other_hour, "0");
+    let (_, host) = cell("planted::host_specific", "ci-3");
+    assert!(host.parse::<u32>().unwrap() > 0, "{host}");
+    let (counts, elsewhere) = cell("planted::host_specific", "ci-1");
+    assert_eq!(elsewhere, "0", "{counts}");
+    assert!(
+        counts.ends_with("runs failed") && counts.starts_with("0 of "),
+        "{counts}"
+    );
+}

@@ -116,9 +116,10 @@ impl IntoResponse for Page {
         html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
         let _ = write!(
             html,
-            "<title>{} · cargo flake</title><style>{CSS}</style></head><body><header>\
+            "<title>{} · cargo flake</title><style>{CSS}{}</style></head><body><header>\
              <a class=\"brand\" href=\"/\">cargo flake</a>",
-            esc(&self.title)
+            esc(&self.title),
+            flake_core::report::html::HEAT_CSS
         );
         if let Some(s) = &self.session {
             let _ = write!(
@@ -595,6 +596,11 @@ fn project_body(project: &str, m: &Model, days: &[Day], q: &str) -> String {
                 matching.len()
             );
         }
+    }
+
+    // Heatmaps only when nothing is filtered: they describe the project.
+    if q.is_empty() {
+        flake_core::report::html::heatmaps(&mut out, m);
     }
 
     out.push_str("<h2>Quarantine</h2>");

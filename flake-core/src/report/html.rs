@@ -11,6 +11,7 @@
 //! or failed evidence get a details section, and failure outputs in it are
 //! clipped.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::model::{Breakdown, Detail, Model, Point, SUITE_TARGET, TestEntry};
@@ -36,11 +37,13 @@ pub fn render(model: &Model) -> String {
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     out.push_str("<title>cargo flake report</title>\n<style>");
     out.push_str(CSS);
+    out.push_str(HEAT_CSS);
     out.push_str("</style>\n</head>\n<body>\n");
     header(&mut out, model);
     summary(&mut out, model);
     table(&mut out, model);
     details(&mut out, model);
+    heatmaps(&mut out, model);
     suite_clusters(&mut out, model);
     quarantine(&mut out, model);
     let _ = writeln!(
@@ -545,6 +548,114 @@ fn breakdown(out: &mut String, title: &str, rows: &[Breakdown]) {
     out.push_str("</tbody></table></div>");
 }
 
+/// Tests a heatmap has rows for (the worst first), and the days it shows.
+const HEAT_ROWS: usize = 25;
+const HEAT_DAYS: usize = 31;
+
+/// Heatmaps of the failure share (flaky or failed runs of all runs counted)
+/// of the tests with failures: by day, by host, by OS and target, by hour
+/// of day. Readable without colour: each cell shows its percentage, and
+/// its title the counts.
+pub fn heatmaps(out: &mut String, m: &Model) {
+    let rows: Vec<(&str, &Detail)> = m
+        .tests
+        .iter()
+        .filter_map(|t| t.detail.as_ref().map(|d| (t.id.as_str(), d)))
+        .take(HEAT_ROWS)
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section><h2>Where and when tests fail</h2><p class=\"muted\">Share of each test's counted runs \
+         that failed an attempt (flaky or failed), in percent; an empty cell had no runs. Times are UTC.</p>\n",
+    );
+    let columns = |pick: fn(&Detail) -> &[Breakdown], sort_by_key: bool| {
+        let mut keys: Vec<String> = rows
+            .iter()
+            .flat_map(|(_, d)| pick(d).iter().map(|b| b.key.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !sort_by_key {
+            keys.truncate(40);
+        }
+        keys
+    };
+    let mut days = columns(|d| &d.by_day, true);
+    if days.len() > HEAT_DAYS {
+        days.drain(..days.len() - HEAT_DAYS);
+    }
+    heat_table(out, "By day", &days, &rows, |d| &d.by_day);
+    heat_table(
+        out,
+        "By host",
+        &columns(|d| &d.by_host, false),
+        &rows,
+        |d| &d.by_host,
+    );
+    heat_table(
+        out,
+        "By OS and target",
+        &columns(|d| &d.by_platform, false),
+        &rows,
+        |d| &d.by_platform,
+    );
+    let hours: Vec<String> = (0..24).map(|h| format!("{h:02}")).collect();
+    heat_table(out, "By hour of day", &hours, &rows, |d| &d.by_hour);
+    out.push_str("</section>\n");
+}
+
+fn heat_table(
+    out: &mut String,
+    title: &str,
+    columns: &[String],
+    rows: &[(&str, &Detail)],
+    pick: fn(&Detail) -> &[Breakdown],
+) {
+    // One column says nothing a heatmap could show.
+    if columns.len() < 2 {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<h3>{}</h3><div class=\"heat-wrap\"><table class=\"heat\"><thead><tr><th>test</th>",
+        esc(title)
+    );
+    for c in columns {
+        let _ = write!(out, "<th>{}</th>", esc(c));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for (id, d) in rows {
+        let by: HashMap<&str, &Breakdown> = pick(d).iter().map(|b| (b.key.as_str(), b)).collect();
+        let _ = write!(out, "<tr><th class=\"id\">{}</th>", esc(id));
+        for c in columns {
+            match by.get(c.as_str()).filter(|b| b.runs > 0) {
+                Some(b) => {
+                    let failing = b.flaky + b.failed;
+                    let share = failing as f64 / b.runs as f64;
+                    // Lightness falls with the share; zero stays neutral.
+                    let style = if failing == 0 {
+                        "background:#f1f3f5".to_owned()
+                    } else {
+                        format!("background:hsl(4,75%,{:.0}%)", 92.0 - 45.0 * share)
+                    };
+                    let _ = write!(
+                        out,
+                        "<td style=\"{style}\" title=\"{}: {failing} of {} runs failed\">{:.0}</td>",
+                        esc(&format!("{id} · {c}")),
+                        b.runs,
+                        share * 100.0
+                    );
+                }
+                None => out.push_str("<td></td>"),
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>\n");
+}
+
 fn suite_clusters(out: &mut String, m: &Model) {
     if m.clusters.is_empty() {
         return;
@@ -681,6 +792,13 @@ pub fn esc(s: &str) -> String {
     }
     out
 }
+
+/// Heatmap tables; shared with the dashboard, which has its own styles.
+pub const HEAT_CSS: &str = ".heat-wrap{overflow-x:auto}table.heat{width:auto;border-collapse:collapse;font-size:11px}\
+table.heat th,table.heat td{padding:2px 4px;border:1px solid #fff;text-align:center;min-width:24px}\
+table.heat th.id{text-align:left;white-space:nowrap;max-width:360px;overflow:hidden;text-overflow:ellipsis}\
+table.heat thead th{font-weight:500;color:#667085;writing-mode:vertical-rl;transform:rotate(180deg);height:72px}\
+table.heat thead th:first-child{writing-mode:horizontal-tb;transform:none;height:auto}";
 
 const CSS: &str = r#"
 :root{--fg:#1d2330;--muted:#667085;--line:#e4e7ec;--bg:#fff;--soft:#f6f7f9;--pass:#2e9e5b;--flaky:#e09b1a;--fail:#d6453d;--timeout:#7a4fd1;--crash:#222;}

@@ -156,6 +156,10 @@ pub struct Detail {
     pub by_platform: Vec<Breakdown>,
     /// Results by host (CI runner).
     pub by_host: Vec<Breakdown>,
+    /// Results by UTC day of the run's start (`YYYY-MM-DD`), oldest first.
+    pub by_day: Vec<Breakdown>,
+    /// Results by UTC hour of the run's start (`00` to `23`), in hour order.
+    pub by_hour: Vec<Breakdown>,
     /// The most recent runs that did not simply pass, newest first.
     pub recent_failures: Vec<TimelineRow>,
 }
@@ -373,6 +377,8 @@ fn detail(
     let mut by_branch: BTreeMap<String, Breakdown> = BTreeMap::new();
     let mut by_platform: BTreeMap<String, Breakdown> = BTreeMap::new();
     let mut by_host: BTreeMap<String, Breakdown> = BTreeMap::new();
+    let mut by_day: BTreeMap<String, Breakdown> = BTreeMap::new();
+    let mut by_hour: BTreeMap<String, Breakdown> = BTreeMap::new();
     let mut recent_failures = Vec::new();
     for j in judged {
         let r = &j.result;
@@ -385,10 +391,27 @@ fn detail(
                 (Some(x), None) | (None, Some(x)) => x.clone(),
                 (None, None) => String::new(),
             };
+            let started = jiff::Timestamp::from_millisecond(run.meta.started_at)
+                .ok()
+                .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC));
             for (map, k) in [
                 (&mut by_branch, run.meta.branch.clone().unwrap_or_default()),
                 (&mut by_platform, platform),
                 (&mut by_host, run.meta.host.clone().unwrap_or_default()),
+                (
+                    &mut by_day,
+                    started
+                        .as_ref()
+                        .map(|t| t.strftime("%Y-%m-%d").to_string())
+                        .unwrap_or_default(),
+                ),
+                (
+                    &mut by_hour,
+                    started
+                        .as_ref()
+                        .map(|t| format!("{:02}", t.hour()))
+                        .unwrap_or_default(),
+                ),
             ] {
                 let k = if k.is_empty() {
                     "(unknown)".to_owned()
@@ -431,6 +454,9 @@ fn detail(
         by_branch: sorted(by_branch),
         by_platform: sorted(by_platform),
         by_host: sorted(by_host),
+        // Keys in their own order (days, hours), not by failures.
+        by_day: by_day.into_values().collect(),
+        by_hour: by_hour.into_values().collect(),
         recent_failures,
     };
     Ok((detail, first_cluster))
