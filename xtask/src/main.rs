@@ -15,6 +15,8 @@
 //!   `COPY` floor, `flaky-tests` latency, a 200,000-case upload until visible.
 //! - `bench-webhooks [...]`: 10,000 webhook events to 3 loopback receivers:
 //!   time to deliver, server RSS, upload p99 while deliveries run.
+//! - `bench-why [...]`: `cargo flake why`'s hit rate on the planted causes of
+//!   synthetic histories, and its time over 5,000 tests x 1,000 runs.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
 
 mod bench;
@@ -25,6 +27,7 @@ mod bench_pg_month;
 mod bench_prune;
 mod bench_serve;
 mod bench_webhooks;
+mod bench_why;
 mod fixtures;
 mod render_report;
 
@@ -49,6 +52,8 @@ usage: cargo xtask <task>
                                         cargo flake serve under load (needs CARGO_FLAKE_TEST_DATABASE_URL)
   bench-webhooks [--seconds N] [--clients N] [--events N]
                                         webhook fan-out to 3 loopback receivers, uploads meanwhile
+  bench-why [--seeds N] [--runs N] [--iterations N] [--reuse]
+                                        why's hit rate on planted causes; its time over 5 M results
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
   bench-report [--tests N] [--runs N]   report generation time and size";
 
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Some("bench-webhooks") => {
             bench_webhooks::Options::parse(rest).and_then(|o| bench_webhooks::run(root, &o))
         }
+        Some("bench-why") => bench_why::Options::parse(rest).and_then(|o| bench_why::run(root, &o)),
         Some("bench-pg-month") => bench_pg_month::run(rest).map(|_| true),
         Some("bench-capacity") => bench_capacity::Options::parse(rest)
             .and_then(|o| bench_capacity::run(root, &o, rest).map(|()| true)),
