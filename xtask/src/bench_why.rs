@@ -225,3 +225,43 @@ fn speed(root: &Path, o: &Options) -> Result<bool, String> {
     );
     Ok(sqlite_ok && pg_ok)
 }
+
+/// `cargo xtask gen-synthetic --db PATH [--runs N] [--seed N] [--project P]`:
+/// writes the synthetic history with planted causes into an SQLite file, to
+/// try `cargo flake why`, the report's heatmaps and the dashboard on.
+pub fn generate(args: &[String]) -> Result<(), String> {
+    let (mut db, mut runs, mut seed, mut project) = (None, 600usize, 1u64, "synthetic".to_owned());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it.next().ok_or_else(|| format!("`{a}` needs a value"))?;
+        match a.as_str() {
+            "--db" => db = Some(std::path::PathBuf::from(v)),
+            "--runs" => {
+                runs = v
+                    .parse()
+                    .map_err(|_| format!("`--runs {v}`: not a number"))?
+            }
+            "--seed" => {
+                seed = v
+                    .parse()
+                    .map_err(|_| format!("`--seed {v}`: not a number"))?
+            }
+            "--project" => project = v.clone(),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let db = db.ok_or("--db PATH is required")?;
+    if db.exists() {
+        return Err(format!("{} exists; give a new file", db.display()));
+    }
+    let mut store = Store::open(&db)
+        .and_then(|s| s.with_project(project.clone()))
+        .map_err(|e| e.to_string())?;
+    synthetic::generate(&mut store, runs.max(100), seed).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {runs} runs of project `{project}` to {}; try: cargo flake why planted::host_specific --db {} --project {project}",
+        db.display(),
+        db.display()
+    );
+    Ok(())
+}

@@ -15,6 +15,7 @@
 //!   `COPY` floor, `flaky-tests` latency, a 200,000-case upload until visible.
 //! - `bench-webhooks [...]`: 10,000 webhook events to 3 loopback receivers:
 //!   time to deliver, server RSS, upload p99 while deliveries run.
+//! - `gen-synthetic --db PATH`: a history whose flaky tests have known causes.
 //! - `bench-why [...]`: `cargo flake why`'s hit rate on the planted causes of
 //!   synthetic histories, and its time over 5,000 tests x 1,000 runs.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
@@ -52,6 +53,8 @@ usage: cargo xtask <task>
                                         cargo flake serve under load (needs CARGO_FLAKE_TEST_DATABASE_URL)
   bench-webhooks [--seconds N] [--clients N] [--events N]
                                         webhook fan-out to 3 loopback receivers, uploads meanwhile
+  gen-synthetic --db PATH [--runs N] [--seed N] [--project P]
+                                        a history with flaky tests of known causes (for why)
   bench-why [--seeds N] [--runs N] [--iterations N] [--reuse]
                                         why's hit rate on planted causes; its time over 5 M results
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Some("bench-webhooks") => {
             bench_webhooks::Options::parse(rest).and_then(|o| bench_webhooks::run(root, &o))
         }
+        Some("gen-synthetic") => bench_why::generate(rest).map(|()| true),
         Some("bench-why") => bench_why::Options::parse(rest).and_then(|o| bench_why::run(root, &o)),
         Some("bench-pg-month") => bench_pg_month::run(rest).map(|_| true),
         Some("bench-capacity") => bench_capacity::Options::parse(rest)
