@@ -206,4 +206,12 @@ fn the_report_heatmaps_show_where_and_when_tests_fail() {
         counts.ends_with("runs failed") && counts.starts_with("0 of "),
         "{counts}"
     );
+    // The worst tests' details say why, over the report's window.
+    assert!(page.contains("<h4>Why</h4>"));
+    assert!(page.contains("<code>cargo flake why planted::host_specific</code>"));
+    // The timeout test's bunched durations stand out even in 50 runs.
+    assert!(
+        page.contains("<strong>timing</strong>"),
+        "no timing hypothesis"
+    );
 }

@@ -338,6 +338,9 @@ fn details(out: &mut String, m: &Model) {
                 ""
             }
         );
+        if let Some(w) = &t.why {
+            why_list(out, w);
+        }
         out.push_str("<div class=\"row\"><div><h4>Duration of every attempt</h4>");
         scatter(out, &d.points, t.recent.len());
         out.push_str("</div><div class=\"grow\"><h4>Failure causes</h4>");
@@ -376,6 +379,37 @@ fn details(out: &mut String, m: &Model) {
         out.push_str("</div></details>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// `cargo flake why`'s hypotheses over the window, strength in words.
+fn why_list(out: &mut String, w: &crate::why::Why) {
+    use crate::why::Strength;
+    let shown: Vec<_> = w
+        .hypotheses
+        .iter()
+        .filter(|h| h.strength > Strength::None)
+        .take(3)
+        .collect();
+    out.push_str("<h4>Why</h4>");
+    if shown.is_empty() {
+        out.push_str("<p class=\"muted\">No cause stands out beyond chance in this window.</p>");
+    }
+    out.push_str("<ul class=\"why\">");
+    for h in shown {
+        let _ = write!(
+            out,
+            "<li><strong>{}</strong> ({}): {} <span class=\"muted\">Try: {}</span></li>",
+            esc(h.cause.name()),
+            esc(h.strength.name()),
+            esc(&h.summary),
+            esc(&h.try_next)
+        );
+    }
+    let _ = write!(
+        out,
+        "</ul><p class=\"muted\">Over the whole history: <code>cargo flake why {}</code></p>",
+        esc(&w.id)
+    );
 }
 
 /// Durations of every attempt against run position: passes green, failures

@@ -141,7 +141,13 @@ pub struct TestEntry {
     pub recent: Vec<Outcome>,
     /// Details, for tests with flaky or failed evidence only.
     pub detail: Option<Detail>,
+    /// Why it flakes (`cargo flake why` over the report's window), for the
+    /// first [`WHY_TESTS`] tests with details.
+    pub why: Option<crate::why::Why>,
 }
+
+/// Tests of a report that get a `why`: the worst, whose details open first.
+pub const WHY_TESTS: usize = 25;
 
 /// A test's details.
 #[derive(Clone, Debug, Serialize)]
@@ -255,6 +261,7 @@ impl Model {
         let mut tests = Vec::with_capacity(st.tests.len());
         let mut suite_clusters = Clusterer::new();
         let mut suite = Suite::default();
+        let mut explained = 0;
         for t in &st.tests {
             let rate = Rate::of(t, min_runs);
             // By key: a lookup by id scans the unindexed names once per test.
@@ -270,12 +277,25 @@ impl Model {
             if rate.failed > 0 {
                 suite.failing_tests += 1;
             }
+            // Over the report's own window: a few dozen runs per test, so
+            // even the worst 25 tests cost the report little.
+            let why = if detail.is_some() && explained < WHY_TESTS {
+                explained += 1;
+                let opts = crate::why::WhyOptions {
+                    runs: opts.stats.window.max(10),
+                    repo: None,
+                };
+                crate::why::explain(store, &t.id, &opts)?
+            } else {
+                None
+            };
             tests.push(TestEntry {
                 id: t.id.clone(),
                 rate,
                 quarantined: t.quarantined,
                 recent: t.samples.iter().rev().map(|s| s.class.outcome()).collect(),
                 detail,
+                why,
             });
         }
         let mut runs: Vec<&RunRecord> = index.runs.values().collect();

@@ -109,6 +109,9 @@ macro_rules! forward_backend {
         ) -> Result<Vec<(String, crate::store::RunAttempt)>, StoreError> {
             $ty::attempts_of_run(self, run_seq)
         }
+        fn failing_in_runs(&self, runs: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+            $ty::failing_in_runs(self, runs)
+        }
         fn last_result_runs(
             &self,
             project: &str,
@@ -347,6 +350,9 @@ pub trait Backend: std::fmt::Debug + Send {
     fn outcome_in(&self, test: i64, run_seq: i64) -> Result<Option<Outcome>, StoreError>;
     /// Every stored attempt of one run, by test id then attempt, with failures.
     fn attempts_of_run(&self, run_seq: i64) -> Result<Vec<(String, RunAttempt)>, StoreError>;
+    /// The (run, test key) pairs of every failed attempt in `runs`, once
+    /// each: which tests failed in those runs, in one pass.
+    fn failing_in_runs(&self, runs: &[i64]) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Counts and consistency of the whole database (`cargo flake db check`).
     fn check(&self) -> Result<Check, StoreError>;
     /// Bytes the whole database takes (every project).
@@ -820,6 +826,21 @@ impl Store {
     /// See [`Backend::attempts_of_run`].
     pub fn attempts_of_run(&self, run_seq: i64) -> Result<Vec<(String, RunAttempt)>, StoreError> {
         self.backend.attempts_of_run(run_seq)
+    }
+
+    /// See [`Backend::failing_in_runs`].
+    pub fn failing_in_runs(&self, runs: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.backend.failing_in_runs(runs)
+    }
+
+    /// The id of the test with interned key `key`.
+    pub fn test_name(&self, key: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .backend
+            .tests_by_key(&self.project, Some(key))?
+            .into_iter()
+            .next()
+            .map(|t| t.id))
     }
 
     /// See [`Backend::check`].

@@ -105,9 +105,11 @@ pub fn classify(message: &str) -> FailureKind {
         "signal",
         "out of memory",
         "memory allocation",
-        "oom",
         "stack overflow",
-    ]) {
+    ]) || m
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w == "oom" || w == "oomkilled")
+    {
         FailureKind::SignalOrMemory
     } else if any(&[
         "elapsed", "duration", "instant", "ordering", "order", "sorted",
@@ -149,6 +151,9 @@ mod unit {
                 FailureKind::TimeOrOrder,
             ),
             ("assertion `left == right` failed", FailureKind::Other),
+            // Words, not letters: "boom" is not "oom".
+            ("boom", FailureKind::Other),
+            ("container OOMKilled", FailureKind::SignalOrMemory),
         ] {
             assert_eq!(classify(message), kind, "{message}");
         }

@@ -278,7 +278,7 @@ pub fn explain(store: &Store, id: &str, opts: &WhyOptions) -> Result<Option<Why>
     add(Cause::Timing, timing(&obs, &window, &attempts));
     add(Cause::Environment, environment(&obs));
     add(Cause::Load, load(&obs));
-    add(Cause::SharedState, shared_state(store, id, &obs)?);
+    add(Cause::SharedState, shared_state(store, key, id, &obs)?);
     add(Cause::Time, time_of_day(&obs));
     add(Cause::Change, change(&obs, opts.repo.as_deref()));
     why.comparisons = comparisons;
@@ -586,6 +586,7 @@ fn load(obs: &[Obs<'_>]) -> (usize, Option<Candidate>) {
 /// Other tests failing in the same runs.
 fn shared_state(
     store: &Store,
+    key: i64,
     id: &str,
     obs: &[Obs<'_>],
 ) -> Result<(usize, Option<Candidate>), StoreError> {
@@ -598,33 +599,24 @@ fn shared_state(
         .rev()
         .take(RUNS_READ)
         .collect();
-    let mut co: HashMap<String, u64> = HashMap::new();
-    for &run in &failing {
-        let others: HashSet<String> = store
-            .attempts_of_run(run)?
-            .into_iter()
-            .filter(|(t, a)| {
-                t != id && a.status != AttemptStatus::Pass && a.status != AttemptStatus::Skip
-            })
-            .map(|(t, _)| t)
-            .collect();
-        for t in others {
-            *co.entry(t).or_default() += 1;
+    // One pass over the failed attempts of those runs: which other tests
+    // failed in each.
+    let mut co: HashMap<i64, u64> = HashMap::new();
+    for (_, test) in store.failing_in_runs(&failing)? {
+        if test != key {
+            *co.entry(test).or_default() += 1;
         }
     }
-    let mut ranked: Vec<(String, u64)> = co.into_iter().filter(|(_, n)| *n >= 3).collect();
+    let mut ranked: Vec<(i64, u64)> = co.into_iter().filter(|(_, n)| *n >= 3).collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(CANDIDATES);
     let weighed: HashSet<i64> = obs.iter().map(|o| o.run.seq).collect();
     let oldest = weighed.iter().copied().min().unwrap_or(0);
-    let mut best: Option<(f64, String, [u64; 4])> = None;
+    let mut best: Option<(f64, i64, [u64; 4])> = None;
     let comparisons = ranked.len();
     for (other, _) in ranked {
-        let Some(key) = store.test_key(&other)? else {
-            continue;
-        };
         let other_fails: HashSet<i64> = store
-            .attempts_since(key, oldest)?
+            .attempts_since(other, oldest)?
             .into_iter()
             .filter(|a| a.status != AttemptStatus::Pass && a.status != AttemptStatus::Skip)
             .map(|a| a.run_seq)
@@ -647,6 +639,9 @@ fn shared_state(
     let Some((p, other, [both, only_other, only_this, _])) = best else {
         return Ok((comparisons, None));
     };
+    let other = store
+        .test_name(other)?
+        .unwrap_or_else(|| format!("test #{other}"));
     Ok((
         comparisons,
         Some(Candidate {

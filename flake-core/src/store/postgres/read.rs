@@ -431,6 +431,18 @@ impl PgBackend {
         Ok(out)
     }
 
+    /// See [`crate::store::Backend::failing_in_runs`].
+    pub(crate) fn failing_in_runs(&self, runs: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+        let pass = crate::model::AttemptStatus::Pass.code() as i16;
+        let skip = crate::model::AttemptStatus::Skip.code() as i16;
+        let rows = self.query(
+            "SELECT DISTINCT a.run, a.test FROM flake_attempts a
+             WHERE a.run = ANY($1) AND a.status <> $2 AND a.status <> $3",
+            &[&runs, &pass, &skip],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Every stored attempt of one run, by test id then attempt.
     pub(crate) fn attempts_of_run(
         &self,

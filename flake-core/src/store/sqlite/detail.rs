@@ -310,6 +310,35 @@ impl SqliteBackend {
         )
     }
 
+    /// See [`crate::store::Backend::failing_in_runs`].
+    pub(crate) fn failing_in_runs(&self, runs: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+        let sql = sql_err(&self.display_path());
+        // The runs as one JSON array: a placeholder per run would hit
+        // SQLite's limit on parameters for a long window.
+        let list = serde_json::to_string(runs).map_err(|e| StoreError::Damaged {
+            path: self.display_path(),
+            what: e.to_string(),
+        })?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT a.run, a.test FROM attempts a
+                 WHERE a.run IN (SELECT value FROM json_each(?1)) AND a.status NOT IN (?2, ?3)",
+            )
+            .map_err(&sql)?;
+        stmt.query_map(
+            params![
+                list,
+                crate::model::AttemptStatus::Pass.code(),
+                crate::model::AttemptStatus::Skip.code()
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(&sql)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(&sql)
+    }
+
     /// Runs a `SELECT run, attempt, status, duration_ms, message, location,
     /// output, name` over `attempts` and decodes its rows: the one decoder of
     /// stored attempts.
