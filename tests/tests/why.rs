@@ -215,3 +215,79 @@ fn the_report_heatmaps_show_where_and_when_tests_fail() {
         "no timing hypothesis"
     );
 }
+
+/// A clean streak ended by a change: `why` names the commit range and,
+/// inside the repository, the subjects of the commits in it.
+#[test]
+fn a_change_names_the_commits_between_the_last_clean_and_the_first_failing_run() {
+    use flake_core::meta::RunMeta;
+    use flake_core::model::{Attempt, AttemptStatus, Failure, TestResult};
+    let p = flake_tests::Project::new("rust-e2e");
+    let clean = p.git(&["rev-parse", "HEAD"]);
+    std::fs::write(p.path().join("notes.txt"), "1").unwrap();
+    p.commit("Bump the connection pool to 64");
+    std::fs::write(p.path().join("notes.txt"), "2").unwrap();
+    let bad = p.commit("Retry the handshake once");
+    let db = p.path().join("history.db");
+    let mut store = Store::open(&db).unwrap().with_project("app").unwrap();
+    let fail = || {
+        Attempt::failed(
+            AttemptStatus::Fail,
+            Some(5),
+            Failure::from_output(None, "thread 't' panicked at src/lib.rs:1:1:\nboom"),
+        )
+    };
+    for i in 0..60 {
+        let (commit, flaky) = if i < 40 {
+            (&clean, false)
+        } else {
+            (&bad, i % 3 == 0)
+        };
+        let result = if flaky {
+            TestResult::new("net::handshake", vec![fail(), Attempt::pass(Some(5))])
+        } else {
+            TestResult::new("net::handshake", vec![Attempt::pass(Some(5))])
+        };
+        let meta = RunMeta {
+            run_id: format!("r{i}"),
+            commit: Some(commit.clone()),
+            branch: Some("main".into()),
+            started_at: 1_767_571_200_000 + i * 3_600_000,
+            finished_at: 1_767_571_200_000 + i * 3_600_000 + 1_000,
+            source_format: "test".into(),
+            ..RunMeta::default()
+        };
+        store.record_run(&meta, &[result], None).unwrap();
+    }
+    drop(store);
+    let out = p
+        .flake(&[
+            "why",
+            "net::handshake",
+            "--db",
+            db.to_str().unwrap(),
+            "--project",
+            "app",
+        ])
+        .env("NO_COLOR", "1")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("a change strong"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("between {}..{}", &clean[..10], &bad[..10])),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Retry the handshake once"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Bump the connection pool to 64"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("initial"), "{}", out.stdout);
+}

@@ -723,7 +723,15 @@ fn change(obs: &[Obs<'_>], repo: Option<&Path>) -> (usize, Option<Candidate>) {
     let failing = after.iter().filter(|o| o.failing).count();
     let rate = failing as f64 / after.len() as f64;
     let p = (1.0 - rate).powi(i32::try_from(first).unwrap_or(i32::MAX));
-    let (clean, bad) = (obs[first - 1].run, obs[first].run);
+    // The range starts at the last clean run of another commit: clean runs
+    // of the first failing commit itself say nothing about where it came from.
+    let bad = obs[first].run;
+    let clean = obs[..first]
+        .iter()
+        .rev()
+        .find(|o| o.run.meta.commit != bad.meta.commit)
+        .unwrap_or(&obs[first - 1])
+        .run;
     let commits = match (repo, &clean.meta.commit, &bad.meta.commit) {
         (Some(repo), Some(from), Some(to)) if from != to => commit_subjects(repo, from, to),
         _ => Vec::new(),
