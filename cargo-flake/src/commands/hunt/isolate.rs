@@ -131,8 +131,8 @@ pub fn render(found: &Isolation, s: &Styles) -> String {
     let n = found.runs;
     let _ = writeln!(
         out,
-        "{} {}",
-        paint(s.bold, "cargo flake hunt --isolate:"),
+        "{} isolating {}",
+        paint(s.bold, "cargo flake:"),
         paint(s.id, &found.id)
     );
     let _ = writeln!(
