@@ -331,6 +331,10 @@ fn test_selection_flag(args: &[String], runner: RunnerKind) -> Option<String> {
     if let Some(f) = found {
         return Some(f.to_owned());
     }
+    if runner == RunnerKind::Nextest && args.iter().any(|a| a == "--") {
+        // nextest takes what follows `--` as test name filters.
+        return Some("--".into());
+    }
     if runner == RunnerKind::CargoTest {
         // After the second `--`: libtest's own name filters and selection.
         return RunnerArgs::parse(args)
@@ -566,6 +570,18 @@ impl Lab<'_> {
             .any(|r| r.id == self.opts.id && matches!(r.outcome, Outcome::Failed | Outcome::Flaky))
     }
 
+    /// A set that passed fewer runs than the clean standard is treated as
+    /// not triggering (the bisection has to go on), and says so.
+    fn note_short(&mut self, set: &[String], t: Tally, n: u32) {
+        if t.failed == 0 && t.runs < n && self.problem.is_none() {
+            self.warnings.push(format!(
+                "a set of {} tests ran with the test only {} of {n} times (another test's failure stopped the runs); it was taken as clean",
+                set.len(),
+                t.runs
+            ));
+        }
+    }
+
     /// Halves the co-running tests down to the smallest set that still makes
     /// the test fail.
     fn bisect(
@@ -582,6 +598,7 @@ impl Lab<'_> {
             let (a, b) = set.split_at(set.len() / 2);
             let (a, b) = (a.to_vec(), b.to_vec());
             let ta = self.trial(Purpose::Bisect, &a, threads, n, true)?;
+            self.note_short(&a, ta, n);
             steps.push(step(&a, threads, ta));
             if ta.failed > 0 {
                 set = a;
@@ -591,6 +608,7 @@ impl Lab<'_> {
                 break;
             }
             let tb = self.trial(Purpose::Bisect, &b, threads, n, true)?;
+            self.note_short(&b, tb, n);
             steps.push(step(&b, threads, tb));
             if tb.failed > 0 {
                 set = b;
@@ -774,6 +792,7 @@ mod tests {
             Some("--filterset=test(x)")
         );
         assert_eq!(nx(&["-p", "app", "--profile", "ci"]), None);
+        assert_eq!(nx(&["-p", "app", "--", "parse"]).as_deref(), Some("--"));
         let ct = |a: &[&str]| test_selection_flag(&strings(a), RunnerKind::CargoTest);
         assert_eq!(ct(&["--test", "it"]).as_deref(), Some("--test"));
         assert_eq!(
