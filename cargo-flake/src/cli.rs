@@ -521,6 +521,22 @@ of the current commit, the flake rate of each test over the hunt is printed
 with its 95% interval, and the HTML report is written. Use it to confirm a
 suspect, or to prove a fix before releasing a test from quarantine.
 
+--isolate ID asks whether one test fails because of the other tests of its
+binary (state they share: a file, a port, the environment, a database), and
+which. It runs the test alone N times (--runs, default 20), with all the other
+tests of its binary N times, and so again with --test-threads 1. When it passes
+alone and fails with the others, the others are bisected: the test runs with
+one half, then the other, and the half that makes it fail is halved again, down
+to one test where the failure allows. One failure shows that a set triggers it;
+a set counts as clean only after N runs without a failure (a trigger that is
+itself a matter of timing needs repeats). The suspects are confirmed with N runs
+with them alone and N runs with all the others but them. Retries are off and
+nothing is recorded: these line-ups are unusual on purpose and would skew the
+history. With nextest each test is its own process; with --runner cargo-test
+the tests of a binary share one process, so statics and environment variables
+set by a test count too. Arguments after `--` may choose packages, features or
+a profile, not tests.
+
 Exit code: 0 when every iteration ran (whatever the tests did), 1 when an
 iteration could not produce results, 2 on usage or tool errors.";
 
@@ -598,9 +614,18 @@ pub struct ReportArgs {
 /// `cargo flake hunt`.
 #[derive(Debug, Args)]
 pub struct HuntArgs {
-    /// Iterations.
-    #[arg(long, required = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub runs: u32,
+    /// Iterations; with --isolate, runs per line-up, and the runs a set of
+    /// tests must pass to count as clean [default with --isolate: 20]
+    #[arg(long, required_unless_present = "isolate", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub runs: Option<u32>,
+    /// Find out whether this test fails because of the other tests of its
+    /// binary, and which: alone, with the others, with one test thread, then
+    /// a bisection of the others. Nothing is recorded.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["retries", "html", "db", "database_url", "project", "commit", "branch", "run_id", "path"])]
+    pub isolate: Option<String>,
+    /// Output format of --isolate [default: human]
+    #[arg(long, value_enum, requires = "isolate")]
+    pub format: Option<ListFormat>,
     /// Retries per failing test within an iteration (overrides nextest configuration).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
@@ -1088,7 +1113,7 @@ mod tests {
         let Command::Hunt(h) = f.command else {
             panic!()
         };
-        assert_eq!((h.runs, h.runner_args.len()), (20, 2));
+        assert_eq!((h.runs, h.runner_args.len()), (Some(20), 2));
         let Cargo::Flake(f) = parse(&["flake", "test", "--junit", "out.xml"]).unwrap();
         let Command::Test(t) = f.command else {
             panic!()
@@ -1098,6 +1123,39 @@ mod tests {
         assert!(parse(&["flake", "hunt"]).is_err(), "--runs is required");
         assert!(parse(&["flake", "hunt", "--runs", "0"]).is_err());
         assert!(parse(&["flake", "show"]).is_err());
+    }
+
+    #[test]
+    fn hunt_isolate_lines() {
+        let Cargo::Flake(f) = parse(&[
+            "flake",
+            "hunt",
+            "--isolate",
+            "app tests::a",
+            "--format",
+            "json",
+            "--",
+            "-p",
+            "app",
+        ])
+        .unwrap();
+        let Command::Hunt(h) = f.command else {
+            panic!()
+        };
+        assert_eq!(h.isolate.as_deref(), Some("app tests::a"));
+        assert_eq!((h.runs, h.format), (None, Some(ListFormat::Json)));
+        // Nothing is recorded, so history and report flags would be silently ignored.
+        for extra in [
+            &["--db", "h.db"][..],
+            &["--html", "r.html"],
+            &["--retries", "1"],
+            &["--commit", "abc"],
+            &["--quarantine", "q.toml"],
+        ] {
+            let args = [&["flake", "hunt", "--isolate", "a b"][..], extra].concat();
+            assert!(parse(&args).is_err(), "{extra:?}");
+        }
+        assert!(parse(&["flake", "hunt", "--runs", "3", "--format", "json"]).is_err());
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub fn hunt(opts: &Options, progress: &mut dyn FnMut(RunnerEvent)) -> Result<Hun
 }
 
 /// Whether the installed nextest has stress mode.
-fn supports_stress(cargo: &Path) -> bool {
+pub(crate) fn supports_stress(cargo: &Path) -> bool {
     Command::new(cargo)
         .args(["nextest", "run", "--help"])
         .stdin(Stdio::null())

@@ -15,6 +15,7 @@ pub mod git;
 pub mod github;
 pub mod hunt;
 pub mod ingest;
+pub mod isolate;
 pub mod junit_writer;
 pub mod meta;
 pub mod model;

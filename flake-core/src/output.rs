@@ -392,3 +392,140 @@ impl<'a> GateJson<'a> {
         }
     }
 }
+
+/// `cargo flake hunt --isolate ID --format json`.
+#[derive(Debug, Serialize)]
+pub struct IsolateJson<'a> {
+    /// Schema version.
+    pub schema: u32,
+    /// The test id.
+    pub id: &'a str,
+    /// Its binary.
+    pub binary_id: &'a str,
+    /// Its name within the binary.
+    pub test: &'a str,
+    /// `"nextest"` or `"cargo-test"`.
+    pub runner: &'static str,
+    /// Runs per line-up; also the runs a set must pass to count as clean.
+    pub runs: u32,
+    /// The other (not ignored) tests of the binary.
+    pub others: &'a [String],
+    /// The test alone.
+    pub alone: TallyJson,
+    /// With the others at the default concurrency (`null`: not run).
+    pub together: Option<TallyJson>,
+    /// With the others, one test thread (`null`: not run).
+    pub one_thread: Option<TallyJson>,
+    /// `"order_dependent"`, `"fails_alone"`, `"no_failure"`, `"no_others"`
+    /// or `"incomplete"` (a run went wrong: see `problem`).
+    pub verdict: &'static str,
+    /// The smallest set of other tests found to trigger the failure
+    /// (`null` without a bisection).
+    pub triggered_by: Option<&'a [String]>,
+    /// How the set was found.
+    pub bisection: Option<BisectionJson<'a>>,
+    /// First line of the test's first failure.
+    pub failure: Option<&'a str>,
+    /// Why the isolation stopped early (a build failure, a crash).
+    pub problem: Option<&'a str>,
+    /// Non-fatal notes.
+    pub warnings: &'a [String],
+}
+
+/// Runs of a test in one line-up.
+#[derive(Debug, Serialize)]
+pub struct TallyJson {
+    /// Runs in which the test ran.
+    pub runs: u32,
+    /// Runs in which it failed.
+    pub failed: u32,
+}
+
+impl From<crate::isolate::Tally> for TallyJson {
+    fn from(t: crate::isolate::Tally) -> Self {
+        TallyJson {
+            runs: t.runs,
+            failed: t.failed,
+        }
+    }
+}
+
+/// The bisection of `cargo flake hunt --isolate`.
+#[derive(Debug, Serialize)]
+pub struct BisectionJson<'a> {
+    /// `"default"` or `"one"`: the concurrency at which it failed with the others.
+    pub threads: &'static str,
+    /// A set is clean after this many runs without a failure.
+    pub clean_after: u32,
+    /// Each set tried, in order.
+    pub steps: Vec<StepJson<'a>>,
+    /// The smallest set found.
+    pub suspects: &'a [String],
+    /// False when neither half of `suspects` triggered the failure alone.
+    pub complete: bool,
+    /// The test with the suspects only.
+    pub with: TallyJson,
+    /// The test with all the others but the suspects.
+    pub without: TallyJson,
+}
+
+/// One set tried in a bisection.
+#[derive(Debug, Serialize)]
+pub struct StepJson<'a> {
+    /// The other tests that ran with it.
+    pub others: &'a [String],
+    /// Runs made (they stop at the first failure).
+    pub runs: u32,
+    /// Failures (0 or 1).
+    pub failed: u32,
+    /// `"triggers"`, `"clean"`, or `"inconclusive"` when a problem cut its runs short.
+    pub result: &'static str,
+}
+
+impl<'a> IsolateJson<'a> {
+    /// The JSON view of an isolation.
+    pub fn new(found: &'a crate::isolate::Isolation) -> Self {
+        let bisection = found.bisection.as_ref();
+        IsolateJson {
+            schema: SCHEMA,
+            id: &found.id,
+            binary_id: &found.binary_id,
+            test: &found.test,
+            runner: found.runner.name(),
+            runs: found.runs,
+            others: &found.others,
+            alone: found.alone.into(),
+            together: found.together.map(Into::into),
+            one_thread: found.one_thread.map(Into::into),
+            verdict: found.verdict.as_str(),
+            triggered_by: bisection.map(|b| b.suspects.as_slice()),
+            bisection: bisection.map(|b| BisectionJson {
+                threads: b.threads.as_str(),
+                clean_after: found.runs,
+                steps: b
+                    .steps
+                    .iter()
+                    .map(|s| StepJson {
+                        others: &s.others,
+                        runs: s.tally.runs,
+                        failed: s.tally.failed,
+                        result: if s.tally.failed > 0 {
+                            "triggers"
+                        } else if s.tally.runs >= found.runs {
+                            "clean"
+                        } else {
+                            "inconclusive"
+                        },
+                    })
+                    .collect(),
+                suspects: &b.suspects,
+                complete: b.complete,
+                with: b.with.into(),
+                without: b.without.into(),
+            }),
+            failure: found.failure.as_deref(),
+            problem: found.problem.as_deref(),
+            warnings: &found.warnings,
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! `cargo flake test --junit` and GitHub Actions output, and `cargo flake
-//! hunt`, through the real nextest on the rust-e2e fixture project.
+//! hunt`, through the real nextest on the rust-e2e fixture project; `cargo
+//! flake hunt --isolate` through the real nextest and the real `cargo test`
+//! on the order-dependent fixture project.
 
 use std::collections::BTreeMap;
 
@@ -158,4 +160,145 @@ fn hunt_records_every_iteration_and_measures_rates() {
     assert_eq!(runs.len(), 3);
     let html = std::fs::read_to_string(p.path().join(".flake/hunt-report.html")).unwrap();
     assert!(html.contains("flaky-fixture::it flaky_twice"));
+}
+
+const VICTIM: &str = "order-fixture import::sees_no_scratch_file";
+const TRIGGER: &str = "warmup::writes_scratch_file";
+
+/// The order-dependent fixture, whose shared file is removed when the test
+/// ends, whatever happened (the trigger removes it itself unless killed).
+struct OrderFixture(Project);
+
+impl OrderFixture {
+    fn new() -> OrderFixture {
+        OrderFixture(Project::copy("order-dependent"))
+    }
+
+    /// The fixture's `scratch_path()`: named after the copy's folder.
+    fn scratch(&self) -> std::path::PathBuf {
+        let copy = self.0.path().file_name().unwrap().to_str().unwrap();
+        std::env::temp_dir().join(format!("cargo-flake-order-fixture-{copy}.tmp"))
+    }
+}
+
+impl Drop for OrderFixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.scratch());
+    }
+}
+
+// The victim watches for the trigger's file during the whole 400 ms the
+// trigger holds it, so one overlapping start is enough: with 3 runs per
+// line-up the failure shows whatever the machine's load, and the passes
+// (alone, and with everything but the trigger) cannot fail at all.
+#[test]
+fn isolate_finds_the_test_that_breaks_another_through_nextest() {
+    let p = OrderFixture::new();
+    let out =
+        p.0.flake(&[
+            "hunt",
+            "--isolate",
+            VICTIM,
+            "--runs",
+            "3",
+            "--color",
+            "never",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let verdict = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("verdict: "))
+        .unwrap_or_else(|| panic!("no verdict:\n{}", out.stdout));
+    assert!(
+        verdict.starts_with("verdict: passes alone (0/3 failed), fails with the others ("),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !verdict.contains("fails with the others (0/3)"),
+        "{}",
+        out.stdout
+    );
+    // Run one after another, the trigger has removed its file before the victim looks.
+    assert!(
+        verdict.contains("with --test-threads 1 (0/3)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        verdict.contains(&format!("triggered by: `{TRIGGER}` (failed ")),
+        "{}",
+        out.stdout
+    );
+    assert!(verdict.ends_with(", 0/3 without it)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("a set is clean after 3 runs without a failure"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("  failure: stale scratch file"),
+        "{}",
+        out.stdout
+    );
+    assert!(!p.scratch().exists(), "the trigger cleans up after itself");
+    // Nothing is recorded: these line-ups would skew the history.
+    assert!(!p.0.path().join(".flake/history.db").exists());
+}
+
+#[test]
+fn isolate_through_cargo_test_where_the_tests_share_a_process() {
+    let p = OrderFixture::new();
+    let out =
+        p.0.flake(&[
+            "hunt",
+            "--isolate",
+            VICTIM,
+            "--runs",
+            "3",
+            "--runner",
+            "cargo-test",
+            "--format",
+            "json",
+        ])
+        // libtest runs one thread per core: on a one-core machine the
+        // trigger and the victim would never overlap.
+        .env("RUST_TEST_THREADS", "4")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["runner"], "cargo-test");
+    assert_eq!(json["verdict"], "order_dependent", "{json:#}");
+    assert_eq!(json["alone"], serde_json::json!({"runs": 3, "failed": 0}));
+    assert!(json["together"]["failed"].as_u64().unwrap() > 0, "{json:#}");
+    assert_eq!(json["one_thread"]["failed"], 0, "{json:#}");
+    assert_eq!(json["others"].as_array().unwrap().len(), 6, "{json:#}");
+    assert_eq!(
+        json["triggered_by"],
+        serde_json::json!([TRIGGER]),
+        "{json:#}"
+    );
+    let b = &json["bisection"];
+    assert_eq!(
+        (b["complete"].as_bool(), b["clean_after"].as_u64()),
+        (Some(true), Some(3))
+    );
+    assert_eq!(b["without"], serde_json::json!({"runs": 3, "failed": 0}));
+    // Every set without the trigger was held to the full 3 runs before it counted as clean.
+    for step in b["steps"].as_array().unwrap() {
+        let has_trigger = step["others"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == TRIGGER);
+        let expected = if has_trigger { "triggers" } else { "clean" };
+        assert_eq!(step["result"], expected, "{step}");
+        if !has_trigger {
+            assert_eq!(step["runs"], 3, "{step}");
+        }
+    }
 }

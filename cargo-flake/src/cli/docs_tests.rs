@@ -73,6 +73,10 @@ const SYNOPSES: &[Synopsis] = &[
         file: "README.md",
         text: "cargo flake ingest report.json [more reports...] [--run-id ID] [--commit SHA] [--branch NAME]",
     },
+    Synopsis {
+        file: "README.md",
+        text: r#"cargo flake hunt --isolate "<id>" [--runs 20] [--format json]"#,
+    },
 ];
 
 /// Spans that are neither commands nor synopses of one command, with why.

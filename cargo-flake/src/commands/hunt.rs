@@ -1,4 +1,4 @@
-//! `cargo flake hunt --runs N -- <runner args>`.
+//! `cargo flake hunt --runs N -- <runner args>`, and `--isolate ID`.
 
 use std::fmt::Write;
 
@@ -9,6 +9,8 @@ use flake_core::report::{Model, html::percent};
 use flake_core::run;
 use flake_core::runner::RunOptions;
 use flake_core::store::{Location, Store};
+
+mod isolate;
 
 use super::report::{options, write_html};
 use super::test::choose_runner;
@@ -26,6 +28,9 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
         .unwrap_or_else(|| "cargo".into());
     let styles = Styles::stderr(color);
     let runner = choose_runner(args.runner, &cargo, &styles);
+    if let Some(id) = args.isolate.clone() {
+        return isolate::run(args, id, cwd, cargo, runner, color);
+    }
     let (db, project) = history_location(&ws, &args.db)?;
     let no_flags = crate::cli::WindowArgs {
         window: None,
@@ -45,6 +50,7 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
                 retries: args.retries,
                 runner_args: args.runner_args,
                 quiet_stdout: false,
+                capture_output: false,
             },
             db: db.clone(),
             project: project.clone(),
@@ -55,7 +61,7 @@ pub fn run(args: HuntArgs, color: ColorChoice) -> Result<u8, Error> {
             gate: GateOptions::default(),
             interrupted: None,
         },
-        iterations: args.runs,
+        iterations: args.runs.unwrap_or(1),
     };
     let mut progress = |_| {};
     let found = hunt::hunt(&opts, &mut progress)?;

@@ -73,6 +73,7 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
             retries: args.retries,
             runner_args: args.runner_args,
             quiet_stdout: json,
+            capture_output: false,
         },
         db,
         project,

@@ -52,8 +52,9 @@ pub fn run(
         .or_else(|| args.retries.as_deref().and_then(|r| r.parse().ok()))
         .unwrap_or(DEFAULT_RETRIES);
     let mut warnings = Vec::new();
+    let mut log = String::new();
 
-    let (binaries, build_problem) = build(opts, &cargo_args)?;
+    let (binaries, build_problem) = build(opts, &cargo_args, &mut log)?;
     if let Some(problem) = build_problem {
         return Ok(RunnerOutput {
             results: Vec::new(),
@@ -62,6 +63,7 @@ pub fn run(
             target: args.target,
             problem: Some(problem),
             warnings,
+            log,
         });
     }
 
@@ -80,7 +82,13 @@ pub fn run(
         progress(RunnerEvent::BinaryStarted {
             binary_id: binary.id.clone(),
         });
-        let (mut first, status) = run_binary(opts, binary, &args.test_binary_args, &mut warnings)?;
+        let (mut first, status) = run_binary(
+            opts,
+            binary,
+            &args.test_binary_args,
+            &mut warnings,
+            &mut log,
+        )?;
         let count = |o: Outcome, rs: &[TestResult]| rs.iter().filter(|r| r.outcome == o).count();
         progress(RunnerEvent::BinaryFinished {
             binary_id: binary.id.clone(),
@@ -105,7 +113,14 @@ pub fn run(
                 attempt,
                 tests: failing.len(),
             });
-            let (rerun, status) = rerun(opts, binary, &rerun_flags, &failing, &mut warnings)?;
+            let (rerun, status) = rerun(
+                opts,
+                binary,
+                &rerun_flags,
+                &failing,
+                &mut warnings,
+                &mut log,
+            )?;
             if let Some(p) = status_problem(binary, status, &rerun) {
                 problem.get_or_insert(p);
             }
@@ -127,6 +142,7 @@ pub fn run(
         target: args.target,
         problem,
         warnings,
+        log,
     })
 }
 
@@ -139,6 +155,7 @@ fn rerun(
     flags: &[String],
     names: &[String],
     warnings: &mut Vec<String>,
+    log: &mut String,
 ) -> Result<(Vec<TestResult>, std::process::ExitStatus), RunnerError> {
     let args = |names: &[String]| {
         let mut a = flags.to_vec();
@@ -147,7 +164,7 @@ fn rerun(
         a
     };
     let mut batch_warnings = Vec::new();
-    let (results, status) = run_binary(opts, binary, &args(names), &mut batch_warnings)?;
+    let (results, status) = run_binary(opts, binary, &args(names), &mut batch_warnings, log)?;
     if names.len() == 1 || !(results.is_empty() && status.code() == Some(2)) {
         warnings.extend(batch_warnings);
         return Ok((results, status));
@@ -155,8 +172,13 @@ fn rerun(
     let mut all = Vec::new();
     let mut last = status;
     for name in names {
-        let (results, status) =
-            run_binary(opts, binary, &args(std::slice::from_ref(name)), warnings)?;
+        let (results, status) = run_binary(
+            opts,
+            binary,
+            &args(std::slice::from_ref(name)),
+            warnings,
+            log,
+        )?;
         all.extend(results);
         if !status.success() {
             last = status;
@@ -199,6 +221,7 @@ fn cargo_version(cargo: &Path) -> Option<String> {
 fn build(
     opts: &RunOptions,
     cargo_args: &[&String],
+    log: &mut String,
 ) -> Result<(Vec<TestBinary>, Option<String>), RunnerError> {
     let metadata = MetadataCommand::new()
         .cargo_path(&opts.cargo)
@@ -231,11 +254,17 @@ fn build(
         .args(cargo_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(if opts.capture_output {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .map_err(|source| RunnerError::Spawn {
             command: "cargo test --no-run".into(),
             source,
         })?;
+    let stderr = super::drain(child.stderr.take());
     let mut binaries = Vec::new();
     let stdout = child.stdout.take().expect("piped");
     for message in Message::parse_stream(BufReader::new(stdout)).flatten() {
@@ -274,6 +303,7 @@ fn build(
         command: "cargo test --no-run".into(),
         source,
     })?;
+    log.push_str(&super::drained(stderr));
     if !status.success() {
         return Ok((
             Vec::new(),
@@ -312,25 +342,33 @@ fn run_binary(
     binary: &TestBinary,
     extra: &[String],
     warnings: &mut Vec<String>,
+    log: &mut String,
 ) -> Result<(Vec<TestResult>, std::process::ExitStatus), RunnerError> {
     if binary.report_time.get() {
         let mut own = Vec::new();
         let (results, status, stderr) = run_binary_once(opts, binary, extra, true, &mut own)?;
         if !(results.is_empty() && status.code() == Some(2)) {
-            // Not the usage error: what the tests wrote to stderr belongs on the terminal.
-            use std::io::Write;
-            let _ = std::io::stderr().write_all(&stderr);
+            // Not the usage error: what the tests wrote to stderr belongs on
+            // the terminal, or in the log the caller asked for.
+            if opts.capture_output {
+                log.push_str(&String::from_utf8_lossy(&stderr));
+            } else {
+                use std::io::Write;
+                let _ = std::io::stderr().write_all(&stderr);
+            }
             warnings.extend(own);
             return Ok((results, status));
         }
         binary.report_time.set(false);
     }
-    let (results, status, _) = run_binary_once(opts, binary, extra, false, warnings)?;
+    let (results, status, stderr) = run_binary_once(opts, binary, extra, false, warnings)?;
+    log.push_str(&String::from_utf8_lossy(&stderr));
     Ok((results, status))
 }
 
-/// One execution; with `report_time`, stderr is captured (and returned) so a
-/// harness's complaint about the flag does not reach the user.
+/// One execution; with `report_time` (or a captured output), stderr is
+/// captured and returned, so a harness's complaint about the flag does not
+/// reach the user.
 fn run_binary_once(
     opts: &RunOptions,
     binary: &TestBinary,
@@ -353,7 +391,7 @@ fn run_binary_once(
         .env("CARGO_PKG_VERSION", &binary.version)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(if report_time {
+        .stderr(if report_time || opts.capture_output {
             Stdio::piped()
         } else {
             Stdio::inherit()

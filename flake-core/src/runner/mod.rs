@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub runner_args: Vec<String>,
     /// Send the runner's stdout to our stderr, so our stdout carries only JSON.
     pub quiet_stdout: bool,
+    /// Keep the runner's terminal output (build messages, its reporter) off
+    /// the terminal and return it in [`RunnerOutput::log`]: for callers that
+    /// run it many times and show only what went wrong.
+    pub capture_output: bool,
 }
 
 /// Retries when neither the command line nor nextest's configuration sets any.
@@ -69,6 +73,8 @@ pub struct RunnerOutput {
     pub problem: Option<String>,
     /// Non-fatal observations worth showing (e.g. a stream line that did not parse).
     pub warnings: Vec<String>,
+    /// The runner's terminal output, when [`RunOptions::capture_output`] asked for it.
+    pub log: String,
 }
 
 /// Progress reported by runners that have no terminal output of their own.
@@ -134,6 +140,28 @@ pub enum RunnerError {
     /// Scratch files could not be written.
     #[error("failed to prepare scratch files for the runner")]
     Scratch(#[source] std::io::Error),
+}
+
+/// Reads a child's pipe to the end on a thread, so a chatty child cannot
+/// fill the pipe and stall while we wait for it.
+pub(crate) fn drain<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    pipe.map(|mut p| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = p.read_to_end(&mut buf);
+            buf
+        })
+    })
+}
+
+/// What a [`drain`] thread read, as text.
+pub(crate) fn drained(handle: Option<std::thread::JoinHandle<Vec<u8>>>) -> String {
+    handle
+        .and_then(|h| h.join().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Describes a finished process for messages: exit code or signal.

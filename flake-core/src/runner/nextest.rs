@@ -76,12 +76,15 @@ fn parse_semver(v: &str) -> Option<(u64, u64, u64)> {
     Some((it.next()??, it.next()??, it.next()??))
 }
 
+/// The problem of a nextest run that matched no tests (exit code 4).
+pub const NO_TESTS: &str = "nextest ran no tests (exit code 4: no tests matched)";
+
 /// What nextest's exit code means for the gate. `None`: results decide.
 /// `Err`: a usage or configuration error (exit code 2 territory).
 pub fn interpret_exit(code: Option<i32>) -> Result<Option<String>, String> {
     match code {
         Some(0 | 100) => Ok(None),
-        Some(4) => Ok(Some("nextest ran no tests (exit code 4: no tests matched)".into())),
+        Some(4) => Ok(Some(NO_TESTS.into())),
         Some(101) => Ok(Some("the build failed (nextest exit code 101)".into())),
         Some(104) => Ok(Some("listing the tests failed (nextest exit code 104)".into())),
         Some(105) => Ok(Some("a setup script failed (nextest exit code 105)".into())),
@@ -135,8 +138,13 @@ pub fn run(opts: &RunOptions) -> Result<RunnerOutput, RunnerError> {
         cmd.args(["--message-format", "libtest-json-plus"])
             .env("NEXTEST_EXPERIMENTAL_LIBTEST_JSON", "1")
             .stdout(Stdio::piped());
+    } else if opts.capture_output {
+        cmd.stdout(Stdio::piped());
     } else if opts.quiet_stdout {
         cmd.stdout(stderr_stdio());
+    }
+    if opts.capture_output {
+        cmd.stderr(Stdio::piped());
     }
     cmd.args(&opts.runner_args).stdin(Stdio::inherit());
     let started = SystemTime::now();
@@ -144,16 +152,32 @@ pub fn run(opts: &RunOptions) -> Result<RunnerOutput, RunnerError> {
         command: "cargo nextest run".into(),
         source,
     })?;
+    let stderr = super::drain(child.stderr.take());
     let mut warnings = Vec::new();
+    let mut other_stdout = None;
     let started_tests = match child.stdout.take() {
-        Some(out) => read_started(BufReader::new(out), &mut warnings),
-        None => Vec::new(),
+        Some(out) if read_stream => read_started(BufReader::new(out), &mut warnings),
+        out => {
+            other_stdout = super::drain(out);
+            Vec::new()
+        }
     };
     let status = child.wait().map_err(|source| RunnerError::Spawn {
         command: "cargo nextest run".into(),
         source,
     })?;
-    let mut problem = interpret_exit(status.code()).map_err(RunnerError::Usage)?;
+    let log = super::drained(other_stdout) + &super::drained(stderr);
+    let mut problem = interpret_exit(status.code()).map_err(|m| {
+        if opts.capture_output {
+            // "See its message above" would point at nothing: we kept it.
+            let m = m
+                .replace("; see its message above", "")
+                .replace("; see the message above", "");
+            RunnerError::Usage(format!("{m}:\n{}", log.trim_end()))
+        } else {
+            RunnerError::Usage(m)
+        }
+    })?;
     if !read_stream && !junit_skipped {
         warnings.push(format!(
             "`--message-format {}` was passed to nextest, so ignored tests are not recorded",
@@ -224,6 +248,7 @@ pub fn run(opts: &RunOptions) -> Result<RunnerOutput, RunnerError> {
         target: args.target,
         problem,
         warnings,
+        log,
     })
 }
 

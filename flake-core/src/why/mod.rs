@@ -322,7 +322,7 @@ pub fn explain(store: &Store, id: &str, opts: &WhyOptions) -> Result<Option<Why>
     if flaky > 0 {
         why.next_steps.push(format!(
             "order and state shared inside one test binary do not show in the history: \
-             `cargo flake hunt --isolate {id}` runs it alone and with the rest of its binary"
+             `cargo flake hunt --isolate '{id}'` runs it alone and with the rest of its binary"
         ));
     }
     Ok(Some(why))
@@ -658,7 +658,7 @@ fn shared_state(
                 "this_failing_alone": only_this,
             }),
             try_next: format!(
-                "look for state both share (files, ports, environment variables, a database): `cargo flake hunt --isolate {id}` names co-running tests that trigger it"
+                "look for state both share (files, ports, environment variables, a database): `cargo flake hunt --isolate '{id}'` names co-running tests that trigger it"
             ),
         }),
     ))
