@@ -322,7 +322,8 @@ pub fn explain(store: &Store, id: &str, opts: &WhyOptions) -> Result<Option<Why>
     if flaky > 0 {
         why.next_steps.push(format!(
             "order and state shared inside one test binary do not show in the history: \
-             `cargo flake hunt --isolate '{id}'` runs it alone and with the rest of its binary"
+             `cargo flake hunt --isolate {}` runs it alone and with the rest of its binary",
+            shell_quote(id)
         ));
     }
     Ok(Some(why))
@@ -658,7 +659,8 @@ fn shared_state(
                 "this_failing_alone": only_this,
             }),
             try_next: format!(
-                "look for state both share (files, ports, environment variables, a database): `cargo flake hunt --isolate '{id}'` names co-running tests that trigger it"
+                "look for state both share (files, ports, environment variables, a database): `cargo flake hunt --isolate {}` names co-running tests that trigger it",
+                shell_quote(id)
             ),
         }),
     ))
@@ -856,6 +858,18 @@ fn failure_kind(attempts: &[RunAttempt]) -> Option<Hypothesis> {
     })
 }
 
+/// `s` as one shell word: test ids have spaces (JUnit's class and name),
+/// and a command to paste must work as printed.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:/=+@%,".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 fn clip(s: &str, chars: usize) -> String {
     match s.char_indices().nth(chars) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -901,5 +915,18 @@ mod truth {
         let stable = explain(&store, "background::t000", &opts).unwrap().unwrap();
         assert_eq!((stable.verdict, stable.hypotheses.len()), ("stable", 0));
         eprintln!("{report}");
+    }
+}
+
+#[cfg(test)]
+mod quoting {
+    #[test]
+    fn commands_to_paste_quote_ids_only_when_needed() {
+        assert_eq!(
+            super::shell_quote("app::net::reconnects"),
+            "app::net::reconnects"
+        );
+        assert_eq!(super::shell_quote("app net::x"), "'app net::x'");
+        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
     }
 }
