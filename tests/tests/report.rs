@@ -341,6 +341,11 @@ Failure causes
 By branch
   main                            8 runs, 2 flaky, 0 failed
   feature/x                       4 runs, 1 flaky, 0 failed
+
+  Why
+    timing (weak): failing attempts ran 20 ms (median) against 12 ms for passing ones (3 failing, 12 passing attempts); 1 of the failures were timeouts
+    failure kind (weak): 2 of 4 failures read as a refused or reset connection (e.g. \"connection refused: N.N.N.N:N\")
+    the evidence: cargo flake why 'app::it net::reconnects'
 ";
     assert_eq!(out.stdout, expected);
 

@@ -205,7 +205,10 @@ pub fn brief(w: &Why, s: &Styles) -> String {
     let _ = writeln!(
         out,
         "    {}",
-        paint(s.dim, format!("the evidence: cargo flake why {}", w.id))
+        paint(
+            s.dim,
+            format!("the evidence: cargo flake why {}", why::shell_quote(&w.id))
+        )
     );
     out
 }

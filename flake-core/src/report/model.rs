@@ -285,7 +285,7 @@ impl Model {
                     runs: opts.stats.window.max(10),
                     repo: None,
                 };
-                crate::why::explain(store, &t.id, &opts)?
+                Some(crate::why::explain_key(store, t.key, &t.id, &opts)?)
             } else {
                 None
             };

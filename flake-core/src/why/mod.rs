@@ -209,9 +209,20 @@ struct Candidate {
 /// Explains test `id` from `store`'s history; `None` when the history has
 /// no such test.
 pub fn explain(store: &Store, id: &str, opts: &WhyOptions) -> Result<Option<Why>, StoreError> {
-    let Some(key) = store.test_key(id)? else {
-        return Ok(None);
-    };
+    match store.test_key(id)? {
+        Some(key) => explain_key(store, key, id, opts).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`explain`] for a test whose interned key the caller holds (a reader
+/// over many tests must not look each up by name).
+pub fn explain_key(
+    store: &Store,
+    key: i64,
+    id: &str,
+    opts: &WhyOptions,
+) -> Result<Why, StoreError> {
     let window = store.window(key, opts.runs.max(1))?;
     let runs = store.runs()?;
     let by_seq: HashMap<i64, &RunRecord> = runs.iter().map(|r| (r.seq, r)).collect();
@@ -260,7 +271,7 @@ pub fn explain(store: &Store, id: &str, opts: &WhyOptions) -> Result<Option<Why>
     if flaky + failed == 0 {
         why.next_steps
             .push("nothing failed in the runs weighed: there is nothing to explain".into());
-        return Ok(Some(why));
+        return Ok(why);
     }
     let oldest = obs.iter().map(|o| o.run.seq).min().unwrap_or(0);
     let attempts = store.attempts_since(key, oldest)?;
@@ -326,7 +337,7 @@ pub fn explain(store: &Store, id: &str, opts: &WhyOptions) -> Result<Option<Why>
             shell_quote(id)
         ));
     }
-    Ok(Some(why))
+    Ok(why)
 }
 
 fn ms_text(ms: f64) -> String {
@@ -860,7 +871,7 @@ fn failure_kind(attempts: &[RunAttempt]) -> Option<Hypothesis> {
 
 /// `s` as one shell word: test ids have spaces (JUnit's class and name),
 /// and a command to paste must work as printed.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.:/=+@%,".contains(&b))
