@@ -322,6 +322,24 @@ fn scenario(dir: &Path, db: &[&str], location: &flake_core::store::Location) {
     assert_eq!(status, 200, "{kept}");
     assert_eq!(kept["changed"], false, "{kept}");
     assert_eq!(kept["file"], committed);
+    // The service keeps the file it was sent as the project's: the flaky
+    // test is quarantined in flaky-tests and in its story now.
+    let quarantined = |token: &str| {
+        let (_, _, page) = get(
+            &format!("/api/v1/projects/{PROJECT_IN_URL}/flaky-tests"),
+            token,
+        );
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == FLAKY)
+            .unwrap()["quarantined"]
+            .clone()
+    };
+    assert_eq!(quarantined(&read.token), true);
+    let (_, _, story_now) = get(&test_path(FLAKY, ""), &read.token);
+    assert_eq!(story_now["stats"]["quarantined"], true, "{story_now}");
 
     // A file with comments and no entry: the entry is added, the comments stay.
     let commented = "# Managed by cargo flake quarantine sync; comments survive.\n";

@@ -611,7 +611,8 @@ type CacheKey = (String, Option<String>, Option<String>, Option<u32>);
 
 #[derive(Debug)]
 struct Cached {
-    version: (i64, i64, i64),
+    // The history's version, and when the quarantine file last arrived.
+    version: ((i64, i64, i64), Option<i64>),
     at: std::time::Instant,
     items: Arc<Vec<serde_json::Value>>,
 }
@@ -635,7 +636,10 @@ fn flaky_items(
         slots.entry(key).or_default().clone()
     };
     let mut cached = slot.lock().map_err(ApiError::internal)?;
-    let version = store.history_version()?;
+    let version = (
+        store.history_version()?,
+        store.quarantine_file()?.map(|(_, at)| at),
+    );
     if let Some(c) = cached.as_ref()
         && c.version == version
         && c.at.elapsed() < CACHE_TTL
@@ -660,6 +664,7 @@ fn compute_flaky_items(
     // Only tests with flaky evidence are listed: their numbers without
     // reading every other test's window.
     let mut stats = stats::compute_flaky(store, &opts)?;
+    stats.mark_quarantined(&super::read::known_quarantine(store)?);
     stats.sort(SortKey::Rate, opts.min_runs);
     let day_ago = flake_core::meta::now_ms() - 86_400_000;
     let flaky: Vec<&stats::TestStats> = stats.tests.iter().filter(|t| t.flaky > 0).collect();

@@ -417,10 +417,9 @@ fn report_options() -> Options {
     }
 }
 
-fn no_quarantine() -> Result<QuarantineFile, Page> {
-    // Parsing nothing is an empty quarantine without touching a file.
-    QuarantineFile::parse(std::path::Path::new("(service)"), String::new())
-        .map_err(|e| internal(&e))
+/// The quarantine file the project last sent (see `read::known_quarantine`).
+fn known_quarantine(store: &flake_core::store::Store) -> Result<QuarantineFile, Page> {
+    super::read::known_quarantine(store).map_err(|e| internal(&e))
 }
 
 /// `?q=` of the project page.
@@ -455,8 +454,8 @@ pub async fn project(
     let p = project.clone();
     let built = with_store(&app, move |store| {
         store.select_project(p);
-        let model =
-            Model::build(store, &no_quarantine()?, &report_options()).map_err(|e| internal(&e))?;
+        let model = Model::build(store, &known_quarantine(store)?, &report_options())
+            .map_err(|e| internal(&e))?;
         let runs = store.runs().map_err(|e| internal(&e))?;
         Ok((model, runs))
     })
@@ -606,10 +605,9 @@ fn project_body(project: &str, m: &Model, days: &[Day], q: &str) -> String {
     out.push_str("<h2>Quarantine</h2>");
     if m.quarantine.is_empty() {
         out.push_str(
-            "<p class=\"muted\">The service holds no project's <code>flake-quarantine.toml</code>: \
-             which tests are quarantined is known to the project's repository \
-             (<code>cargo flake quarantine list</code>), not here. \
-             Tests with flaky evidence are marked in the table.</p>",
+            "<p class=\"muted\">No test is quarantined in the <code>flake-quarantine.toml</code> \
+             the project last sent (<code>cargo flake quarantine sync --server</code> sends it), \
+             or it sent none yet. Tests with flaky evidence are marked in the table.</p>",
         );
     } else {
         out.push_str("<ul>");
@@ -708,8 +706,14 @@ pub async fn test(
     let (p, i) = (project.clone(), id.clone());
     let built = with_store(&app, move |store| {
         store.select_project(p);
-        let story = Story::build(store, &no_quarantine()?, &i, &report_options(), STORY_RUNS)
-            .map_err(|e| internal(&e))?;
+        let story = Story::build(
+            store,
+            &known_quarantine(store)?,
+            &i,
+            &report_options(),
+            STORY_RUNS,
+        )
+        .map_err(|e| internal(&e))?;
         let why = flake_core::why::explain(store, &i, &flake_core::why::WhyOptions::default())
             .map_err(|e| internal(&e))?;
         Ok(story.map(|s| (s, why)))
@@ -821,8 +825,8 @@ fn story_body(project: &str, story: &Story) -> String {
             );
         }
         None => out.push_str(
-            "<p class=\"muted\">Quarantine: not known to the service (see the project's \
-             <code>flake-quarantine.toml</code>).</p>",
+            "<p class=\"muted\">Not quarantined in the <code>flake-quarantine.toml</code> the \
+             project last sent (<code>cargo flake quarantine sync --server</code> sends it).</p>",
         ),
     }
 

@@ -2,9 +2,9 @@
 //! quarantine proposal a bot turns into a pull request, and the OpenAPI
 //! document that describes every route (`docs/openapi.json`).
 //!
-//! The server has no project's `flake.toml` and no quarantine file: both
-//! answers are computed under the default policy, and `tests/{id}` reports
-//! `quarantined: false` (the proposal is where the file is read).
+//! The server has no project's `flake.toml`: answers are computed under the
+//! default policy. Which tests are quarantined it learns from the file a
+//! proposal request sends, which it keeps as the project's current one.
 
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ use flake_core::quarantine::{
 };
 use flake_core::report::{Options, Story};
 use flake_core::stats::{self, StatsOptions, TestStats};
-use flake_core::store::Role;
+use flake_core::store::{Role, Store, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -100,11 +100,12 @@ pub async fn test_story(
             stats: StatsOptions::from_config(&Config::default()),
             now_ms: flake_core::meta::now_ms(),
         };
-        let no_quarantine = empty_quarantine()?;
-        let Some(story) = Story::build(store, &no_quarantine, &id, &opts, runs)? else {
+        let quarantine = known_quarantine(store)?;
+        let Some(story) = Story::build(store, &quarantine, &id, &opts, runs)? else {
             return Err(unknown());
         };
-        let st = stats::compute_one(store, &opts.stats, key)?;
+        let mut st = stats::compute_one(store, &opts.stats, key)?;
+        st.mark_quarantined(&quarantine);
         let t = st.get(&id).cloned().unwrap_or_else(|| TestStats {
             id: id.clone(),
             key,
@@ -164,9 +165,19 @@ pub async fn test_story(
 }
 
 /// An empty quarantine file (the server has none).
-fn empty_quarantine() -> Result<QuarantineFile, ApiError> {
-    QuarantineFile::parse(std::path::Path::new(QUARANTINE_NAME), String::new())
-        .map_err(ApiError::internal)
+/// The quarantine file the project's repository last sent (with a proposal
+/// request: `cargo flake quarantine sync --server` sends it every time), or
+/// an empty one: what the service knows of which tests are quarantined.
+pub(super) fn known_quarantine(store: &Store) -> Result<QuarantineFile, StoreError> {
+    let text = store.quarantine_file()?.map(|(c, _)| c).unwrap_or_default();
+    // A stored file parsed when it arrived; should it not parse now (a
+    // newer build's stricter rules), the service knows no quarantine.
+    Ok(
+        QuarantineFile::parse(std::path::Path::new(QUARANTINE_NAME), text).unwrap_or_else(|_| {
+            QuarantineFile::parse(std::path::Path::new(QUARANTINE_NAME), String::new())
+                .expect("an empty file parses")
+        }),
+    )
 }
 
 /// Query parameters of `tests/{id}/why`.
@@ -252,9 +263,12 @@ pub async fn quarantine_proposal(
                 ),
             )
         })?;
-        let file = QuarantineFile::parse(std::path::Path::new(QUARANTINE_NAME), text)
+        let file = QuarantineFile::parse(std::path::Path::new(QUARANTINE_NAME), text.clone())
             .map_err(quarantine_error)?;
         store.select_project(p);
+        // The repository's file as it is now: flaky-tests, tests/{id} and
+        // the dashboard mark quarantined tests by it.
+        store.save_quarantine_file(&text, flake_core::meta::now_ms())?;
         let today = quarantine::policy::today();
         let plan =
             quarantine::plan(store, file, &Config::default(), today).map_err(|e| match e {

@@ -223,6 +223,17 @@ macro_rules! forward_backend {
         fn last_proposal(&self, project: &str) -> Result<String, StoreError> {
             $ty::last_proposal(self, project)
         }
+        fn save_quarantine_file(
+            &mut self,
+            project: &str,
+            content: &str,
+            now_ms: i64,
+        ) -> Result<(), StoreError> {
+            $ty::save_quarantine_file(self, project, content, now_ms)
+        }
+        fn quarantine_file(&self, project: &str) -> Result<Option<(String, i64)>, StoreError> {
+            $ty::quarantine_file(self, project)
+        }
         fn announce_proposal(
             &mut self,
             project: &str,
@@ -434,6 +445,16 @@ pub trait Backend: std::fmt::Debug + Send {
     ) -> Result<bool, StoreError>;
     /// Deliveries not yet delivered nor given up.
     fn pending_deliveries(&self) -> Result<i64, StoreError>;
+    /// Keeps `content` as the quarantine file `project`'s repository has
+    /// now (sent with a proposal request), received at `now_ms`.
+    fn save_quarantine_file(
+        &mut self,
+        project: &str,
+        content: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The quarantine file `project`'s repository last sent, and when.
+    fn quarantine_file(&self, project: &str) -> Result<Option<(String, i64)>, StoreError>;
     /// The quarantine file last announced by `quarantine.proposal_changed`
     /// for `project` (empty before the first).
     fn last_proposal(&self, project: &str) -> Result<String, StoreError>;
@@ -919,6 +940,17 @@ impl Store {
     /// See [`Backend::pending_deliveries`].
     pub fn pending_deliveries(&self) -> Result<i64, StoreError> {
         self.backend.pending_deliveries()
+    }
+
+    /// See [`Backend::save_quarantine_file`] (this store's project).
+    pub fn save_quarantine_file(&mut self, content: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.backend
+            .save_quarantine_file(&self.project, content, now_ms)
+    }
+
+    /// See [`Backend::quarantine_file`] (this store's project).
+    pub fn quarantine_file(&self) -> Result<Option<(String, i64)>, StoreError> {
+        self.backend.quarantine_file(&self.project)
     }
 
     /// See [`Backend::last_proposal`] (this store's project).

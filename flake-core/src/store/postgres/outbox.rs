@@ -498,6 +498,43 @@ impl PgBackend {
         Ok(n == 1)
     }
 
+    /// See [`crate::store::Backend::save_quarantine_file`].
+    pub(crate) fn save_quarantine_file(
+        &mut self,
+        project: &str,
+        content: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = sql_err(&self.shown);
+        self.client
+            .get_mut()
+            .execute(
+                "INSERT INTO flake_quarantine_files (project, content, received_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (project) DO UPDATE SET content = excluded.content,
+                    received_at = excluded.received_at",
+                &[&project, &content, &now_ms],
+            )
+            .map_err(&sql)?;
+        Ok(())
+    }
+
+    /// See [`crate::store::Backend::quarantine_file`].
+    pub(crate) fn quarantine_file(
+        &self,
+        project: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let sql = sql_err(&self.shown);
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT content, received_at FROM flake_quarantine_files WHERE project = $1",
+                &[&project],
+            )
+            .map_err(&sql)?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// See [`crate::store::Backend::last_proposal`].
     pub(crate) fn last_proposal(&self, project: &str) -> Result<String, StoreError> {
         let sql = sql_err(&self.shown);

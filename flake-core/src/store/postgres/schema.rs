@@ -255,6 +255,16 @@ const MIGRATIONS: &[&str] = &[
         announced_at bigint NOT NULL
     );
     "#,
+    // 6 -> 7: the quarantine file each project's repository last sent (with
+    // a proposal request): what the service knows of which tests are
+    // quarantined (SQLite schema 8).
+    r#"
+    CREATE TABLE flake_quarantine_files (
+        project     text COLLATE "C" PRIMARY KEY,
+        content     text NOT NULL,
+        received_at bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes to PostgreSQL (its own sequence,

@@ -563,6 +563,41 @@ impl SqliteBackend {
         Ok(n == 1)
     }
 
+    /// See [`crate::store::Backend::save_quarantine_file`].
+    pub(crate) fn save_quarantine_file(
+        &mut self,
+        project: &str,
+        content: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = sql_err(&self.display_path());
+        self.conn
+            .execute(
+                "INSERT INTO quarantine_files (project, content, received_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (project) DO UPDATE SET content = excluded.content,
+                    received_at = excluded.received_at",
+                params![project, content, now_ms],
+            )
+            .map_err(&sql)?;
+        Ok(())
+    }
+
+    /// See [`crate::store::Backend::quarantine_file`].
+    pub(crate) fn quarantine_file(
+        &self,
+        project: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let sql = sql_err(&self.display_path());
+        self.conn
+            .query_row(
+                "SELECT content, received_at FROM quarantine_files WHERE project = ?1",
+                [project],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&sql)
+    }
+
     /// See [`crate::store::Backend::last_proposal`].
     pub(crate) fn last_proposal(&self, project: &str) -> Result<String, StoreError> {
         let sql = sql_err(&self.display_path());

@@ -221,6 +221,15 @@ const MIGRATIONS: &[&str] = &[
         announced_at INTEGER NOT NULL
     );
     "#,
+    // 7 -> 8: the quarantine file each project's repository last sent to
+    // the service (with a proposal request).
+    r#"
+    CREATE TABLE quarantine_files (
+        project     TEXT PRIMARY KEY,
+        content     TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// `pragma application_id` of a cargo-flake history ("cflk"), so another
@@ -371,7 +380,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 13);
+        assert_eq!(tables, 14);
     }
 
     #[test]
