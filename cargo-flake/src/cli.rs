@@ -99,6 +99,55 @@ pub enum Command {
     /// Send test reports to a team server (`cargo flake serve`) as one run.
     #[command(long_about = UPLOAD_LONG_ABOUT)]
     Upload(UploadArgs),
+    /// Every stored result with its run's metadata, as CSV or JSON Lines, for spreadsheets and notebooks.
+    #[command(long_about = EXPORT_LONG_ABOUT)]
+    Export(ExportArgs),
+}
+
+const EXPORT_LONG_ABOUT: &str = "\
+Every stored result with its run's metadata, as CSV or JSON Lines, for
+spreadsheets and notebooks.
+
+One row per test per run, runs oldest first (in the order they were recorded),
+then by test id. The columns, always in this order (docs/export.md describes
+each; new columns are only ever added at the end):
+
+  project, run_id, commit, branch, started_at, finished_at, host, os, target,
+  ci_provider, ci_job, runner, test_id, outcome, attempts, duration_ms
+
+Times are RFC 3339 in UTC with milliseconds; outcome is passed, flaky, failed
+or skipped; duration_ms is the final attempt's. CSV follows RFC 4180: a header
+line, CRLF line ends, fields quoted when they hold a comma, a quote or a line
+break, and a missing value left empty. JSON Lines has one object per line with
+the same keys in the same order, and null for a missing value.
+
+The rows are streamed: memory stays flat however large the history, and
+`| head` stops the export quietly. With --output the file is written whole or
+not at all.";
+
+/// `cargo flake export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// Only runs started on or after this date (YYYY-MM-DD, UTC; an RFC 3339 time; or `30d` for 30 days ago)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Write to this file instead of standard output (replaced only once the export is complete)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `--format` of export.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Comma-separated values (RFC 4180) with a header line.
+    Csv,
+    /// JSON Lines: one object per line.
+    Jsonl,
 }
 
 const UPLOAD_LONG_ABOUT: &str = "\

@@ -8,6 +8,7 @@ pub mod ci;
 pub mod cluster;
 pub mod config;
 pub mod env_vars;
+pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;

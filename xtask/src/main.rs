@@ -19,9 +19,13 @@
 //! - `bench-why [...]`: `cargo flake why`'s hit rate on the planted causes of
 //!   synthetic histories, and its time over 5,000 tests x 1,000 runs.
 //! - `render-report`, `bench-report`: the HTML report as a PNG, and its benchmark.
+//! - `bench-export [same flags as bench-history]`: `cargo flake export` of
+//!   the 5 M results to /dev/null, rows/s and peak RSS against `sqlite3`'s
+//!   own CSV export (and PostgreSQL's `COPY` with `CARGO_FLAKE_TEST_DATABASE_URL`).
 
 mod bench;
 mod bench_capacity;
+mod bench_export;
 mod bench_history;
 mod bench_pg;
 mod bench_pg_month;
@@ -58,7 +62,8 @@ usage: cargo xtask <task>
   bench-why [--seeds N] [--runs N] [--iterations N] [--reuse]
                                         why's hit rate on planted causes; its time over 5 M results
   render-report [--db PATH] [--html PATH] [--png PATH]   HTML report to PNG (headless Chromium)
-  bench-report [--tests N] [--runs N]   report generation time and size";
+  bench-report [--tests N] [--runs N]   report generation time and size
+  bench-export [same flags as bench-history]  cargo flake export rows/s and RSS (PostgreSQL too with CARGO_FLAKE_TEST_DATABASE_URL)";
 
 fn rounds(args: &[String], default: usize) -> usize {
     args.iter()
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
         Some("bench-prune") => bench_prune::options(rest, root)
             .and_then(|o| bench_prune::run(&o, root).map_err(|e| e.to_string())),
+        Some("bench-export") => bench_export::run(rest, root),
         Some("bench-scale") => bench_history::Options::parse_scale(rest, root)
             .and_then(|o| bench_history::run(&o, root).map_err(|e| e.to_string())),
         Some("bench") => {

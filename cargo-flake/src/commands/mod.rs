@@ -3,6 +3,7 @@
 
 mod db;
 pub(crate) mod diff;
+mod export;
 mod gate;
 mod hunt;
 mod ingest;
@@ -56,6 +57,7 @@ pub fn dispatch(flake: Flake) -> Result<u8, Error> {
         Command::Webhook(cmd) => webhook::run(cmd),
         Command::Serve(args) => serve(args),
         Command::Upload(args) => upload::run(args, color),
+        Command::Export(args) => export::run(args),
     }
 }
 

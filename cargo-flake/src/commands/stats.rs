@@ -60,7 +60,7 @@ pub fn run(args: StatsArgs, color: ColorChoice) -> Result<u8, Error> {
 }
 
 /// `2026-11-01`, an RFC 3339 time, or `14d` (days ago).
-fn parse_since(s: &str) -> Result<i64, Error> {
+pub(super) fn parse_since(s: &str) -> Result<i64, Error> {
     if let Ok(d) = s.parse::<jiff::civil::Date>() {
         return Ok(start_of_day(d));
     }

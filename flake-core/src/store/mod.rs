@@ -258,6 +258,14 @@ macro_rules! forward_backend {
         ) -> Result<Vec<(i64, crate::store::RunAttempt)>, StoreError> {
             $ty::attempts_since_each(self, tests)
         }
+        fn export(
+            &self,
+            project: &str,
+            since_ms: Option<i64>,
+            visit: &mut dyn FnMut(&crate::store::ExportRow<'_>) -> Result<bool, StoreError>,
+        ) -> Result<(), StoreError> {
+            $ty::export(self, project, since_ms, visit)
+        }
     };
 }
 
@@ -295,6 +303,7 @@ macro_rules! forward_run_write {
 pub mod copy;
 mod error;
 pub mod events;
+mod export;
 mod location;
 mod merge;
 pub mod postgres;
@@ -307,8 +316,8 @@ pub use error::{BackendError, StoreError};
 pub use location::{Location, LocationError, mask_password};
 pub use sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 pub use types::{
-    AttemptOutcome, Check, Delivery, DeliveryAttempt, DeliveryRecord, NextStep, PrunePlan,
-    PruneSummary, ResultRecord, Role, RunAttempt, RunRecord, StoredTest, TokenRecord,
+    AttemptOutcome, Check, Delivery, DeliveryAttempt, DeliveryRecord, ExportRow, NextStep,
+    PrunePlan, PruneSummary, ResultRecord, Role, RunAttempt, RunRecord, StoredTest, TokenRecord,
     WebhookEndpoint, WindowResult, WriteSummary, name_key,
 };
 
@@ -511,6 +520,20 @@ pub trait Backend: std::fmt::Debug + Send {
         &self,
         tests: &[(i64, i64)],
     ) -> Result<Vec<(i64, RunAttempt)>, StoreError>;
+    /// Visits every result of `project` in runs started at or after
+    /// `since_ms`, with its run: runs oldest first (by sequence number), and
+    /// within a run by test id (bytewise), until `visit` returns `false`.
+    /// Streamed a chunk of runs at a time, each run whole as it stood when
+    /// read, with no lock held between chunks: memory follows the largest
+    /// run and the project's test names, not the history (see
+    /// `store/export.rs`), and every backend visits the same rows in the
+    /// same order.
+    fn export(
+        &self,
+        project: &str,
+        since_ms: Option<i64>,
+        visit: &mut dyn FnMut(&ExportRow<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError>;
 }
 
 /// An open transaction recording one run. Dropping it without
@@ -968,6 +991,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.backend
             .announce_proposal(&self.project, previous, content, data, now_ms)
+    }
+
+    /// See [`Backend::export`] (this store's project).
+    pub fn export(
+        &self,
+        since_ms: Option<i64>,
+        visit: &mut dyn FnMut(&ExportRow<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.backend.export(&self.project, since_ms, visit)
     }
 
     /// Records a whole run in one call.

@@ -10,7 +10,7 @@ use crate::store::postgres::testing::TestDatabase;
 /// Runs `test` on every backend this machine has. `test` gets a function
 /// that opens the one database of that round for a project, as often as
 /// it likes (two projects, two writers).
-fn each_backend(test: impl Fn(&dyn Fn(&str) -> Store)) {
+pub(super) fn each_backend(test: impl Fn(&dyn Fn(&str) -> Store)) {
     let dir = tempfile::tempdir().unwrap();
     let file = Location::Sqlite(dir.path().join("h.db"));
     let pg = TestDatabase::create();

@@ -76,6 +76,26 @@ pub struct ResultRecord {
     pub duration_ms: Option<i64>,
 }
 
+/// One stored result with its run, as [`super::Backend::export`] hands it
+/// out: borrowed, so a visit costs no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportRow<'a> {
+    /// The project the run belongs to.
+    pub project: &'a str,
+    /// Run sequence number ([`RunRecord::seq`]): rows of one run are adjacent.
+    pub run_seq: i64,
+    /// The run's metadata as recorded.
+    pub run: &'a RunMeta,
+    /// The test id.
+    pub test_id: &'a str,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Attempts run.
+    pub attempts: i64,
+    /// Duration of the final attempt, ms.
+    pub duration_ms: Option<i64>,
+}
+
 /// What recording a run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteSummary {

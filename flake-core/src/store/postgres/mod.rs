@@ -43,6 +43,7 @@
 //! passfile (`connect.rs`), and only the masked URL ever appears in a message.
 
 mod connect;
+mod export;
 mod outbox;
 mod partition;
 mod prune;

@@ -20,6 +20,7 @@
 //!   upload never double-counts.
 
 mod detail;
+mod export;
 mod outbox;
 mod prune;
 mod read;
