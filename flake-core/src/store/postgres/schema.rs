@@ -454,17 +454,20 @@ mod tests {
             .unwrap();
         super::super::PgBackend::connect(db.url()).unwrap();
         client
-            .batch_execute("UPDATE flake_schema_version SET version = 7")
+            .batch_execute(&format!(
+                "UPDATE flake_schema_version SET version = {}",
+                SCHEMA_VERSION + 1
+            ))
             .unwrap();
         let err = super::super::PgBackend::connect(db.url()).unwrap_err();
         assert!(
             matches!(
                 err,
                 StoreError::TooNew {
-                    found: 7,
+                    found,
                     supported: SCHEMA_VERSION,
                     ..
-                }
+                } if found == SCHEMA_VERSION + 1
             ),
             "{err:?}"
         );
