@@ -4,8 +4,8 @@
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 
+use super::read::{RUN_COLUMNS, run_from_row};
 use super::{PgBackend, sql_err};
-use crate::meta::RunMeta;
 use crate::model::Outcome;
 use crate::store::export::{ExportRun, ExportSource, drive};
 use crate::store::{ExportRow, StoreError};
@@ -37,43 +37,29 @@ impl ExportSource for Source<'_> {
         limit: usize,
     ) -> Result<Vec<ExportRun>, StoreError> {
         let sql = sql_err(&self.pg.shown);
+        // The run columns `runs` reads, then the partition (column 22).
         let rows = self
             .pg
             .client
             .borrow_mut()
             .query(
-                "SELECT id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at,
-                    host, os, target, ci_provider, ci_job, ci_run, runner, runner_version,
-                    source_format, total, bucket
-                 FROM flake_runs WHERE id > $2 AND project = $1 AND started_at >= $3
-                 ORDER BY id LIMIT $4",
+                &format!(
+                    "SELECT {RUN_COLUMNS}, bucket FROM flake_runs
+                     WHERE id > $2 AND project = $1 AND started_at >= $3 ORDER BY id LIMIT $4"
+                ),
                 &[&self.project, &after, &since_ms, &(limit as i64)],
             )
             .map_err(&sql)?;
         Ok(rows
             .iter()
-            .map(|r| ExportRun {
-                seq: r.get(0),
-                meta: RunMeta {
-                    run_id: r.get(1),
-                    commit: r.get(2),
-                    branch: r.get(3),
-                    tree: r.get(4),
-                    dirty: r.get(5),
-                    started_at: r.get(6),
-                    finished_at: r.get(7),
-                    host: r.get(8),
-                    os: r.get(9),
-                    target: r.get(10),
-                    ci_provider: r.get(11),
-                    ci_job: r.get(12),
-                    ci_run: r.get(13),
-                    runner: r.get(14),
-                    runner_version: r.get(15),
-                    source_format: r.get(16),
-                },
-                total: r.get(17),
-                bucket: r.get(18),
+            .map(|r| {
+                let run = run_from_row(r);
+                ExportRun {
+                    seq: run.seq,
+                    meta: run.meta,
+                    total: run.total,
+                    bucket: r.get(22),
+                }
             })
             .collect())
     }

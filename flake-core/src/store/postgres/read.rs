@@ -13,7 +13,7 @@ use crate::meta::RunMeta;
 use crate::model::{AttemptStatus, Failure, Outcome};
 use crate::store::{ResultRecord, RunAttempt, RunRecord, StoreError, StoredTest, WindowResult};
 
-const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os, target,
+pub(super) const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os, target,
     ci_provider, ci_job, ci_run, runner, runner_version, source_format, total, passed, flaky, failed, skipped";
 
 /// Rows of the first page of a test's scan: more than a default window, so
@@ -36,7 +36,7 @@ pub(super) struct WindowCache {
     whole: bool,
 }
 
-fn run_from_row(r: &Row) -> RunRecord {
+pub(super) fn run_from_row(r: &Row) -> RunRecord {
     RunRecord {
         seq: r.get(0),
         meta: RunMeta {

@@ -6,8 +6,8 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::detail::decode_outcome;
+use super::read::{RUN_COLUMNS, run_from_row};
 use super::{SqliteBackend, sql_err};
-use crate::meta::RunMeta;
 use crate::model::Outcome;
 use crate::store::export::{ExportRun, ExportSource, drive};
 use crate::store::{ExportRow, StoreError};
@@ -40,37 +40,18 @@ impl ExportSource for Source<'_> {
         let sql = sql_err(self.path);
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at,
-                    host, os, target, ci_provider, ci_job, ci_run, runner, runner_version,
-                    source_format, total
-                 FROM runs WHERE id > ?2 AND project = ?1 AND started_at >= ?3
-                 ORDER BY id LIMIT ?4",
-            )
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE id > ?2 AND project = ?1 AND started_at >= ?3
+                 ORDER BY id LIMIT ?4"
+            ))
             .map_err(&sql)?;
         let rows = stmt
             .query_map(params![self.project, after, since_ms, limit as i64], |r| {
+                let run = run_from_row(r)?;
                 Ok(ExportRun {
-                    seq: r.get(0)?,
-                    meta: RunMeta {
-                        run_id: r.get(1)?,
-                        commit: r.get(2)?,
-                        branch: r.get(3)?,
-                        tree: r.get(4)?,
-                        dirty: r.get(5)?,
-                        started_at: r.get(6)?,
-                        finished_at: r.get(7)?,
-                        host: r.get(8)?,
-                        os: r.get(9)?,
-                        target: r.get(10)?,
-                        ci_provider: r.get(11)?,
-                        ci_job: r.get(12)?,
-                        ci_run: r.get(13)?,
-                        runner: r.get(14)?,
-                        runner_version: r.get(15)?,
-                        source_format: r.get(16)?,
-                    },
-                    total: r.get(17)?,
+                    seq: run.seq,
+                    meta: run.meta,
+                    total: run.total,
                     bucket: 0,
                 })
             })

@@ -7,10 +7,10 @@ use crate::meta::RunMeta;
 use crate::model::Outcome;
 use crate::store::{ResultRecord, RunRecord, StoreError};
 
-const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os, target,
+pub(super) const RUN_COLUMNS: &str = "id, run_key, commit_sha, branch, tree_sha, dirty, started_at, finished_at, host, os, target,
     ci_provider, ci_job, ci_run, runner, runner_version, source_format, total, passed, flaky, failed, skipped";
 
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         seq: r.get(0)?,
         meta: RunMeta {
