@@ -13,6 +13,24 @@ use serde::{Deserialize, Serialize};
 /// that dumps megabytes must not bloat the history database or a report.
 pub const MAX_OUTPUT_BYTES: usize = 16 * 1024;
 
+/// A test id's class (suite, module path) and short name: the last `::`
+/// separates them (`flaky-tests`' and webhook payloads' `class_name`/`name`).
+pub fn class_and_name(id: &str) -> (Option<&str>, &str) {
+    match id.rsplit_once("::") {
+        Some((class, name)) => (Some(class), name),
+        None => (None, id),
+    }
+}
+
+/// `s` cut to at most `chars` characters, with an ellipsis when cut: a
+/// failure message in a payload or a summary line stays bounded.
+pub fn clip_chars(s: &str, chars: usize) -> String {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
 /// How one attempt of a test ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

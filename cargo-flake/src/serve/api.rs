@@ -680,7 +680,7 @@ fn compute_flaky_items(
         let at = flake_core::meta::format_time;
         let first = flaky_runs.iter().map(|r| r.started_at).min();
         let last = flaky_runs.iter().map(|r| r.started_at).max();
-        let (class_name, name) = split_id(&t.id);
+        let (class_name, name) = flake_core::model::class_and_name(&t.id);
         let (low, high) = t.wilson();
         items.push(json!({
             "id": t.id,
@@ -707,13 +707,6 @@ fn compute_flaky_items(
 }
 
 /// `class::name` into its class and name, where the id has a class.
-fn split_id(id: &str) -> (Option<&str>, &str) {
-    match id.rsplit_once("::") {
-        Some((class, name)) => (Some(class), name),
-        None => (None, id),
-    }
-}
-
 /// Page tokens are opaque to clients: a version letter and the offset.
 fn encode_token(offset: usize) -> String {
     format!("v1.{offset:x}")

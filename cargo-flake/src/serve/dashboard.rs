@@ -965,14 +965,7 @@ fn duration(ms: i64) -> String {
 }
 
 fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n[… clipped]", &s[..end])
+    flake_core::report::html::clip_bytes(s, max, "clipped")
 }
 
 const CSS: &str = r#"

@@ -537,7 +537,11 @@ fn cluster_list(out: &mut String, clusters: &[Cluster], with_tests: bool) {
             let _ = write!(
                 out,
                 "<details class=\"out\"><summary>output</summary><pre>{}</pre></details>",
-                esc(&clip_bytes(output, SAMPLE_OUTPUT_BYTES))
+                esc(&clip_bytes(
+                    output,
+                    SAMPLE_OUTPUT_BYTES,
+                    "clipped in the report"
+                ))
             );
         }
         out.push_str("</li>");
@@ -798,7 +802,9 @@ pub fn datetime(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn clip_bytes(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes on a character boundary, with `note`
+/// after the cut (shared with the dashboard).
+pub fn clip_bytes(s: &str, max: usize, note: &str) -> String {
     if s.len() <= max {
         return s.to_owned();
     }
@@ -806,7 +812,7 @@ fn clip_bytes(s: &str, max: usize) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}\n[… clipped in the report]", &s[..end])
+    format!("{}\n[… {note}]", &s[..end])
 }
 
 /// Escapes text for HTML element content and quoted attribute values.

@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 
 use crate::meta::{RunMeta, format_time};
-use crate::model::Outcome;
+use crate::model::{Outcome, clip_chars};
 use crate::store::StoreError;
 use crate::webhooks::{FLAKY_NEW, FLAKY_RESOLVED, RUN_COMPLETED};
 use crate::wilson::wilson;
@@ -289,7 +289,7 @@ fn test_data(e: TestEvent<'_>) -> Value {
         flakes as f64 / runs as f64
     };
     let (low, high) = wilson(flakes, runs);
-    let (class_name, short) = class_and_name(e.name);
+    let (class_name, short) = crate::model::class_and_name(e.name);
     let details_url = e.config.public_url.as_deref().map(|base| {
         format!(
             "{}/p/{}/t/{}",
@@ -320,7 +320,7 @@ fn test_data(e: TestEvent<'_>) -> Value {
         Change::New => {
             data["failure"] = match e.failure {
                 Some((message, location)) => json!({
-                    "message": clip(message, MESSAGE_CHARS),
+                    "message": clip_chars(message, MESSAGE_CHARS),
                     "location": location,
                 }),
                 None => Value::Null,
@@ -333,24 +333,8 @@ fn test_data(e: TestEvent<'_>) -> Value {
     data
 }
 
-/// A test id's class (suite, module path) and short name: the last `::`
-/// separates them, as in `flaky-tests`.
-pub fn class_and_name(id: &str) -> (Option<&str>, &str) {
-    match id.rsplit_once("::") {
-        Some((class, name)) => (Some(class), name),
-        None => (None, id),
-    }
-}
-
 fn round(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
-}
-
-fn clip(s: &str, chars: usize) -> String {
-    match s.char_indices().nth(chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }
 
 /// A Standard Webhooks body with a new message id.
@@ -468,8 +452,8 @@ mod tests {
     #[test]
     fn clipping_keeps_payloads_small_and_utf8() {
         let long = "é".repeat(MESSAGE_CHARS * 3);
-        let c = clip(&long, MESSAGE_CHARS);
+        let c = clip_chars(&long, MESSAGE_CHARS);
         assert_eq!(c.chars().count(), MESSAGE_CHARS + 1);
-        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip_chars("short", 10), "short");
     }
 }

@@ -862,7 +862,7 @@ fn failure_kind(attempts: &[RunAttempt]) -> Option<Hypothesis> {
         summary: format!(
             "{n} of {total} failures read as {} (e.g. \"{}\")",
             kind.describe(),
-            clip(&example, 120)
+            crate::model::clip_chars(&example, 120)
         ),
         evidence: json!({ "kind": kind, "failures": n, "of": total, "example": example }),
         try_next: kind.advice().into(),
@@ -879,13 +879,6 @@ pub fn shell_quote(s: &str) -> String {
         return s.to_owned();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-fn clip(s: &str, chars: usize) -> String {
-    match s.char_indices().nth(chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }
 
 #[cfg(test)]
