@@ -610,19 +610,13 @@ fn the_documented_receivers_verify_real_deliveries() {
         // store, as `webhook add` does, with a known secret.
         let mut store = Store::connect(&Location::parse(s.pg.url()).unwrap()).unwrap();
         let id = store
-            .insert_webhook(&flake_core::store::WebhookEndpoint {
-                id: 0,
-                project: PROJECT.into(),
-                url: url.clone(),
-                events: vec!["run.completed".into()],
-                secret: secret.clone(),
-                previous_secret: None,
-                previous_until: None,
-                created_at: flake_core::meta::now_ms(),
-                disabled_at: None,
-                disabled_reason: None,
-                failing_since: None,
-            })
+            .insert_webhook(&flake_core::store::WebhookEndpoint::new(
+                PROJECT,
+                url.clone(),
+                vec!["run.completed".into()],
+                secret.clone(),
+                flake_core::meta::now_ms(),
+            ))
             .unwrap();
         let ping = s.flake(&["webhook", "test", &id.to_string()]).run();
         assert_eq!(ping.code, 0, "{tag}: {}{}", ping.stdout, ping.stderr);

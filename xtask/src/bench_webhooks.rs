@@ -186,19 +186,13 @@ pub fn run(root: &Path, o: &Options) -> Result<bool, String> {
             .map_err(|e| e.to_string())?;
         for r in &receivers {
             store
-                .insert_webhook(&WebhookEndpoint {
-                    id: 0,
-                    project: HOOK_PROJECT.into(),
-                    url: format!("http://127.0.0.1:{}/hook", r.port),
-                    events: vec!["flaky_test.new".into()],
-                    secret: flake_core::webhooks::new_secret().map_err(|e| e.to_string())?,
-                    previous_secret: None,
-                    previous_until: None,
-                    created_at: flake_core::meta::now_ms(),
-                    disabled_at: None,
-                    disabled_reason: None,
-                    failing_since: None,
-                })
+                .insert_webhook(&WebhookEndpoint::new(
+                    HOOK_PROJECT,
+                    format!("http://127.0.0.1:{}/hook", r.port),
+                    vec!["flaky_test.new".into()],
+                    flake_core::webhooks::new_secret().map_err(|e| e.to_string())?,
+                    flake_core::meta::now_ms(),
+                ))
                 .map_err(|e| e.to_string())?;
         }
     }

@@ -32,19 +32,7 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
                 .map_err(|e| Usage(format!("--events: {e}")))?;
             let secret = flake_core::webhooks::new_secret().map_err(|e| Usage(e.to_string()))?;
             let mut store = open_history(&ws, &db)?;
-            let endpoint = WebhookEndpoint {
-                id: 0,
-                project: store.project().to_owned(),
-                url,
-                events: wanted,
-                secret: secret.clone(),
-                previous_secret: None,
-                previous_until: None,
-                created_at: now,
-                disabled_at: None,
-                disabled_reason: None,
-                failing_since: None,
-            };
+            let endpoint = WebhookEndpoint::new(store.project(), url, wanted, secret.clone(), now);
             let id = store.insert_webhook(&endpoint)?;
             // The secret alone on stdout, for `SECRET=$(cargo flake webhook add ...)`.
             print_stdout(&format!("{secret}\n"))?;

@@ -104,19 +104,13 @@ async fn create(
         let events = flake_core::webhooks::parse_events(new.events.iter().map(String::as_str))
             .map_err(invalid)?;
         let secret = flake_core::webhooks::new_secret().map_err(ApiError::internal)?;
-        let mut endpoint = WebhookEndpoint {
-            id: 0,
-            project: p,
-            url: new.url,
+        let mut endpoint = WebhookEndpoint::new(
+            p,
+            new.url,
             events,
-            secret: secret.clone(),
-            previous_secret: None,
-            previous_until: None,
-            created_at: flake_core::meta::now_ms(),
-            disabled_at: None,
-            disabled_reason: None,
-            failing_since: None,
-        };
+            secret.clone(),
+            flake_core::meta::now_ms(),
+        );
         endpoint.id = store.insert_webhook(&endpoint)?;
         let mut body = serde_json::to_value(&endpoint).map_err(ApiError::internal)?;
         body["secret"] = json!(secret);

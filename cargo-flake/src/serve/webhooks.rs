@@ -556,16 +556,14 @@ mod tests {
             payload: "{}".into(),
             endpoint: WebhookEndpoint {
                 id: 1,
-                project: "p".into(),
-                url: "http://example.com/".into(),
-                events: vec![],
-                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-                previous_secret: None,
-                previous_until: None,
-                created_at: 0,
-                disabled_at: None,
-                disabled_reason: None,
                 failing_since,
+                ..WebhookEndpoint::new(
+                    "p",
+                    "http://example.com/",
+                    vec![],
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    0,
+                )
             },
         }
     }

@@ -543,18 +543,9 @@ fn tokens_are_checked_by_hash_and_end_when_revoked_or_expired() {
 fn webhook_endpoints_are_stored_rotated_and_removed() {
     each_backend(|open| {
         let mut store = open("app");
-        let endpoint = |project: &str, url: &str| WebhookEndpoint {
-            id: 0,
-            project: project.into(),
-            url: url.into(),
-            events: vec!["flaky_test.new".into(), "flaky_test.resolved".into()],
-            secret: "whsec_AAAA".into(),
-            previous_secret: None,
-            previous_until: None,
-            created_at: 7,
-            disabled_at: None,
-            disabled_reason: None,
-            failing_since: None,
+        let endpoint = |project: &str, url: &str| {
+            let events = vec!["flaky_test.new".into(), "flaky_test.resolved".into()];
+            WebhookEndpoint::new(project, url, events, "whsec_AAAA", 7)
         };
         let a = store
             .insert_webhook(&endpoint("app", "https://hooks.example/a"))
@@ -687,18 +678,9 @@ fn runs_queue_their_webhook_events_and_deliveries_are_claimed_once() {
             clean_runs: 3,
             public_url: Some("https://flake.example/".into()),
         });
-        let endpoint = |events: &[&str]| WebhookEndpoint {
-            id: 0,
-            project: "app".into(),
-            url: "https://hooks.example/a".into(),
-            events: events.iter().map(|e| (*e).to_owned()).collect(),
-            secret: "whsec_AAAA".into(),
-            previous_secret: None,
-            previous_until: None,
-            created_at: 7,
-            disabled_at: None,
-            disabled_reason: None,
-            failing_since: None,
+        let endpoint = |events: &[&str]| {
+            let events = events.iter().map(|e| (*e).to_owned()).collect();
+            WebhookEndpoint::new("app", "https://hooks.example/a", events, "whsec_AAAA", 7)
         };
         let flaky_hook = store
             .insert_webhook(&endpoint(&["flaky_test.new", "flaky_test.resolved"]))

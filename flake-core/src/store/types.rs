@@ -304,6 +304,29 @@ pub struct WebhookEndpoint {
 }
 
 impl WebhookEndpoint {
+    /// A new, enabled endpoint of `project` (its id is given when stored).
+    pub fn new(
+        project: impl Into<String>,
+        url: impl Into<String>,
+        events: Vec<String>,
+        secret: impl Into<String>,
+        created_at: i64,
+    ) -> WebhookEndpoint {
+        WebhookEndpoint {
+            id: 0,
+            project: project.into(),
+            url: url.into(),
+            events,
+            secret: secret.into(),
+            previous_secret: None,
+            previous_until: None,
+            created_at,
+            disabled_at: None,
+            disabled_reason: None,
+            failing_since: None,
+        }
+    }
+
     /// The secrets that sign a delivery at `now_ms`: the current one, and
     /// the one before a rotation while its overlap lasts.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
