@@ -285,7 +285,13 @@ impl Model {
                     runs: opts.stats.window.max(10),
                     repo: None,
                 };
-                Some(crate::why::explain_key(store, t.key, &t.id, &opts)?)
+                Some(crate::why::explain_in(
+                    store,
+                    t.key,
+                    &t.id,
+                    &opts,
+                    &index.runs,
+                )?)
             } else {
                 None
             };

@@ -223,9 +223,20 @@ pub fn explain_key(
     id: &str,
     opts: &WhyOptions,
 ) -> Result<Why, StoreError> {
+    let runs: HashMap<i64, RunRecord> = store.runs()?.into_iter().map(|r| (r.seq, r)).collect();
+    explain_in(store, key, id, opts, &runs)
+}
+
+/// [`explain_key`] with the project's runs by sequence number already read
+/// (the report explains many tests over one reading of the runs).
+pub fn explain_in(
+    store: &Store,
+    key: i64,
+    id: &str,
+    opts: &WhyOptions,
+    by_seq: &HashMap<i64, RunRecord>,
+) -> Result<Why, StoreError> {
     let window = store.window(key, opts.runs.max(1))?;
-    let runs = store.runs()?;
-    let by_seq: HashMap<i64, &RunRecord> = runs.iter().map(|r| (r.seq, r)).collect();
     // Oldest first, skips left out (they say nothing about failing).
     let mut obs: Vec<Obs<'_>> = window
         .iter()
