@@ -368,12 +368,17 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A 429 or 503 answer's `Retry-After` in seconds, capped.
 fn retry_after(response: &ureq::Response) -> Option<Duration> {
-    response
-        .header("Retry-After")?
+    retry_after_secs(response.header("Retry-After")?, MAX_RETRY_AFTER)
+}
+
+/// A `Retry-After` value in seconds, at most `cap` (an HTTP date is rare
+/// from the servers we talk to and is taken as absent).
+pub(crate) fn retry_after_secs(value: &str, cap: Duration) -> Option<Duration> {
+    value
         .trim()
         .parse::<u64>()
         .ok()
-        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+        .map(|s| Duration::from_secs(s).min(cap))
 }
 
 /// A short reason from the I/O error under a transport error.
@@ -412,13 +417,20 @@ fn error_body(response: ureq::Response) -> (Option<String>, String) {
 
 /// The pause after failed attempt `n` (1-based): `base`·2^(n-1), ±25%.
 fn jittered(base: Duration, n: u32) -> Duration {
-    let nominal = base.saturating_mul(1 << (n - 1).min(10));
+    jitter(base.saturating_mul(1 << (n - 1).min(10)), 0.25)
+}
+
+/// `d` moved at random by up to ±`spread` (a fraction), so that many
+/// clients (or deliveries) waiting the same time do not retry in step.
+pub(crate) fn jitter(d: Duration, spread: f64) -> Duration {
     // A process-random number without another dependency: the standard
-    // library seeds every `RandomState` from the OS.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(n);
-    let unit = (h.finish() % 10_001) as f64 / 10_000.0; // 0..=1
-    nominal.mul_f64(0.75 + unit * 0.5)
+    // library seeds every `RandomState` from the OS, and each new one differs.
+    let unit = (std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        % 10_001) as f64
+        / 10_000.0; // 0..=1
+    d.mul_f64(1.0 - spread + unit * 2.0 * spread)
 }
 
 /// Percent-encodes a path segment or query value (RFC 3986 unreserved kept).

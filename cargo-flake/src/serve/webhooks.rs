@@ -19,7 +19,6 @@
 //! that changes between the check and the connection cannot redirect it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -154,7 +153,7 @@ impl Dispatcher {
     }
 }
 
-fn lease() -> Duration {
+fn lease(workers: usize) -> Duration {
     if let Some(ms) = std::env::var(LEASE_VAR)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -163,14 +162,15 @@ fn lease() -> Duration {
     }
     // A batch's slowest case: every worker waits out the timeout for each of
     // its share of the batch; twice that, so a live claim never lapses.
-    TIMEOUT * 2 * (BATCH as u32).div_ceil(4)
+    let rounds = u32::try_from(BATCH.div_ceil(workers.max(1))).unwrap_or(u32::MAX);
+    TIMEOUT.saturating_mul(2 * rounds)
 }
 
 fn run(location: &Location, settings: &DeliverySettings, stop: &AtomicBool, app: &super::App) {
     let (wake, counts) = (&*app.wake, &app.metrics.webhooks);
     let agent = agent(settings.allow_private);
     let schedule = schedule();
-    let lease_ms = i64::try_from(lease().as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = i64::try_from(lease(settings.workers).as_millis()).unwrap_or(i64::MAX);
     let mut store: Option<Store> = None;
     // Per project, the history version its proposal was last checked at.
     let mut versions: HashMap<String, (i64, i64, i64)> = HashMap::new();
@@ -497,14 +497,9 @@ fn send(agent: &ureq::Agent, d: &Delivery, timestamp: i64, signature: &str, body
     }
 }
 
-/// `Retry-After`: seconds (an HTTP date is rare for webhooks and is
-/// treated as absent).
+/// A receiver's `Retry-After`, capped at a day.
 fn retry_after(value: &str) -> Option<Duration> {
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+    crate::upload::retry_after_secs(value, MAX_RETRY_AFTER)
 }
 
 /// What follows a failed attempt `d.attempt` (from 1).
@@ -529,17 +524,10 @@ fn after_failure(
     else {
         return NextStep::GiveUp;
     };
-    let pause = jitter(*pause).max(retry_after.unwrap_or_default());
+    // ±10%: the retries of many messages to one receiver that was down
+    // do not all arrive at the same moment.
+    let pause = crate::upload::jitter(*pause, 0.1).max(retry_after.unwrap_or_default());
     NextStep::RetryAt(now + i64::try_from(pause.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// +-10%, so that the retries of many messages to one receiver that was
-/// down do not all arrive at the same moment.
-fn jitter(d: Duration) -> Duration {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(now_ms() as u64);
-    let unit = (h.finish() % 10_001) as f64 / 10_000.0;
-    d.mul_f64(0.9 + unit * 0.2)
 }
 
 #[cfg(test)]
