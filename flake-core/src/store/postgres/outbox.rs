@@ -250,9 +250,6 @@ fn enqueue(
     Ok(())
 }
 
-const DELIVERY_COLUMNS: &str =
-    "d.id, d.msg_id_, d.event_type_, d.state, d.attempts, d.created_at_, d.next_attempt_at";
-
 impl PgBackend {
     /// See [`crate::store::Backend::enqueue_ping`].
     pub(crate) fn enqueue_ping(
@@ -427,13 +424,10 @@ impl PgBackend {
         let mut client = self.client.borrow_mut();
         let rows = client
             .query(
-                &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM (
-                        SELECT d.*, m.msg_id AS msg_id_, m.event_type AS event_type_, m.created_at AS created_at_
-                        FROM flake_webhook_deliveries d JOIN flake_webhook_messages m ON m.id = d.message
-                        WHERE d.endpoint = $1 AND ($2::bigint IS NULL OR d.id < $2)
-                        ORDER BY d.id DESC LIMIT $3) d ORDER BY d.id DESC"
-                ),
+                "SELECT d.id, m.msg_id, m.event_type, d.state, d.attempts, m.created_at, d.next_attempt_at
+                 FROM flake_webhook_deliveries d JOIN flake_webhook_messages m ON m.id = d.message
+                 WHERE d.endpoint = $1 AND ($2::bigint IS NULL OR d.id < $2)
+                 ORDER BY d.id DESC LIMIT $3",
                 &[&endpoint, &before, &limit],
             )
             .map_err(&sql)?;

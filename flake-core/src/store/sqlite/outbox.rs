@@ -26,25 +26,16 @@ fn outcome(path: &std::path::Path, code: i64) -> Result<Outcome, StoreError> {
 
 impl EventTx for RunWriter<'_> {
     fn flaky_in_run(&mut self) -> Result<Vec<i64>, StoreError> {
-        let sql = sql_err(&self.path);
         let mut candidates = std::mem::take(&mut self.flaky_candidates);
         candidates.sort_unstable();
         candidates.dedup();
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT outcome FROM results WHERE test = ?1 AND run = ?2")
-            .map_err(&sql)?;
-        let mut flaky = Vec::new();
-        for test in candidates {
-            let code: Option<i64> = stmt
-                .query_row(params![test, self.run], |r| r.get(0))
-                .optional()
-                .map_err(&sql)?;
-            if code == Some(Outcome::Flaky.code()) {
-                flaky.push(test);
-            }
-        }
-        Ok(flaky)
+        // A later merge may have made a candidate's result something else.
+        Ok(self
+            .outcomes_in_run(&candidates)?
+            .into_iter()
+            .filter(|(_, o)| *o == Outcome::Flaky)
+            .map(|(t, _)| t)
+            .collect())
     }
 
     fn lock_states(&mut self, flaky: &[i64], at: i64) -> Result<Vec<FlakeState>, StoreError> {
@@ -68,16 +59,25 @@ impl EventTx for RunWriter<'_> {
                 }
             }
         }
-        let wanted: HashSet<i64> = flaky.iter().copied().collect();
+        // The open rows (a partial index) and this run's flaky ones, not
+        // every test that ever flaked.
+        let listed = serde_json::to_string(flaky).map_err(|e| StoreError::Damaged {
+            path: self.path.clone(),
+            what: e.to_string(),
+        })?;
         let mut stmt = self
             .tx
             .prepare_cached(
                 "SELECT test, first_flaky_at, last_flaky_at, clean_runs, open FROM flaky_state
-                 WHERE project = ?1 ORDER BY test",
+                 WHERE project = ?1 AND open
+                 UNION
+                 SELECT test, first_flaky_at, last_flaky_at, clean_runs, open FROM flaky_state
+                 WHERE test IN (SELECT value FROM json_each(?2))
+                 ORDER BY test",
             )
             .map_err(&sql)?;
         let rows = stmt
-            .query_map([&self.project], |r| {
+            .query_map(params![self.project, listed], |r| {
                 Ok(FlakeState {
                     test: r.get(0)?,
                     first_flaky_at: r.get(1)?,
@@ -91,10 +91,8 @@ impl EventTx for RunWriter<'_> {
         let mut out = Vec::new();
         for row in rows {
             let mut s = row.map_err(&sql)?;
-            if s.open || wanted.contains(&s.test) {
-                s.fresh = fresh.contains(&s.test);
-                out.push(s);
-            }
+            s.fresh = fresh.contains(&s.test);
+            out.push(s);
         }
         Ok(out)
     }
