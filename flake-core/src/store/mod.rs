@@ -320,6 +320,7 @@ pub use types::{
     PrunePlan, PruneSummary, ResultRecord, Role, RunAttempt, RunRecord, StoredTest, TokenRecord,
     WebhookEndpoint, WindowResult, WriteSummary, name_key,
 };
+pub(crate) use types::{event_list, webhook_columns};
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

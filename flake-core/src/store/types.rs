@@ -303,6 +303,42 @@ pub struct WebhookEndpoint {
     pub failing_since: Option<i64>,
 }
 
+/// The columns an endpoint is read from, in the order the backends'
+/// decoders take them (the same names in both schemas).
+const WEBHOOK_COLUMNS: [&str; 11] = [
+    "id",
+    "project",
+    "url",
+    "events",
+    "secret",
+    "previous_secret",
+    "previous_until",
+    "created_at",
+    "disabled_at",
+    "disabled_reason",
+    "failing_since",
+];
+
+/// [`WEBHOOK_COLUMNS`] for a `SELECT`, each prefixed with `alias.` when given.
+pub(crate) fn webhook_columns(alias: Option<&str>) -> String {
+    WEBHOOK_COLUMNS
+        .iter()
+        .map(|c| match alias {
+            Some(a) => format!("{a}.{c}"),
+            None => (*c).to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The event types of the stored `events` column (comma-separated).
+pub(crate) fn event_list(column: &str) -> impl Iterator<Item = String> + '_ {
+    column
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+}
+
 impl WebhookEndpoint {
     /// A new, enabled endpoint of `project` (its id is given when stored).
     pub fn new(

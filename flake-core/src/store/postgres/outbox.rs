@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use postgres::types::ToSql;
 
 use super::write::RunWriter;
-use super::{PgBackend, sql_err, tokens::WEBHOOK_COLUMNS};
+use super::{PgBackend, sql_err};
 use crate::model::Outcome;
 use crate::store::events::{EventTx, FlakeState, OutboxMessage};
 use crate::store::{
@@ -125,13 +125,7 @@ impl EventTx for RunWriter<'_> {
             .map_err(&sql)?;
         Ok(rows
             .iter()
-            .flat_map(|r| {
-                r.get::<_, String>(0)
-                    .split(',')
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|r| crate::store::event_list(r.get(0)).collect::<Vec<_>>())
             .collect())
     }
 
@@ -315,7 +309,7 @@ impl PgBackend {
                      FROM c JOIN flake_webhook_messages m ON m.id = c.message
                      JOIN flake_webhook_endpoints e ON e.id = c.endpoint
                      ORDER BY c.id",
-                    endpoint_columns()
+                    crate::store::webhook_columns(Some("e"))
                 ),
                 &[&now_ms, &lease_ms, &limit],
             )
@@ -596,27 +590,14 @@ impl PgBackend {
     }
 }
 
-/// The endpoint's columns, prefixed for a join.
-fn endpoint_columns() -> String {
-    WEBHOOK_COLUMNS
-        .split(", ")
-        .map(|c| format!("e.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// An endpoint read from the columns [`WEBHOOK_COLUMNS`] lists, from `start` on.
+/// An endpoint read from the columns `store::webhook_columns` lists, from `start` on.
 pub(super) fn webhook_row_at(r: &postgres::Row, start: usize) -> crate::store::WebhookEndpoint {
     let events: String = r.get(start + 3);
     crate::store::WebhookEndpoint {
         id: r.get(start),
         project: r.get(start + 1),
         url: r.get(start + 2),
-        events: events
-            .split(',')
-            .filter(|e| !e.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        events: crate::store::event_list(&events).collect(),
         secret: r.get(start + 4),
         previous_secret: r.get(start + 5),
         previous_until: r.get(start + 6),

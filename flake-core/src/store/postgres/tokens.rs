@@ -131,8 +131,6 @@ impl PgBackend {
     }
 }
 
-pub(super) const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason, failing_since";
-
 fn webhook_row(r: &Row) -> crate::store::WebhookEndpoint {
     super::outbox::webhook_row_at(r, 0)
 }
@@ -171,8 +169,9 @@ impl PgBackend {
             .borrow_mut()
             .query(
                 &format!(
-                    "SELECT {WEBHOOK_COLUMNS} FROM flake_webhook_endpoints
-                     WHERE $1::text IS NULL OR project = $1 ORDER BY id"
+                    "SELECT {} FROM flake_webhook_endpoints
+                     WHERE $1::text IS NULL OR project = $1 ORDER BY id",
+                    crate::store::webhook_columns(None)
                 ),
                 &[&project],
             )

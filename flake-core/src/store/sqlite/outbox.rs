@@ -7,7 +7,6 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
 
-use super::tokens::WEBHOOK_COLUMNS;
 use super::write::RunWriter;
 use super::{SqliteBackend, sql_err};
 use crate::model::Outcome;
@@ -151,9 +150,7 @@ impl EventTx for RunWriter<'_> {
             .map_err(&sql)?;
         let mut out = HashSet::new();
         for row in rows {
-            for e in row.map_err(&sql)?.split(',').filter(|e| !e.is_empty()) {
-                out.insert(e.to_owned());
-            }
+            out.extend(crate::store::event_list(&row.map_err(&sql)?));
         }
         Ok(out)
     }
@@ -352,11 +349,7 @@ impl SqliteBackend {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&sql)?;
-        let columns = WEBHOOK_COLUMNS
-            .split(", ")
-            .map(|c| format!("e.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = crate::store::webhook_columns(Some("e"));
         let claimed = {
             let mut stmt = tx
                 .prepare(&format!(

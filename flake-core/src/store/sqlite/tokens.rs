@@ -142,13 +142,11 @@ fn record(raw: Raw, path: &std::path::Path) -> Result<TokenRecord, StoreError> {
     })
 }
 
-pub(super) const WEBHOOK_COLUMNS: &str = "id, project, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason, failing_since";
-
 fn webhook_row(r: &Row<'_>) -> rusqlite::Result<crate::store::WebhookEndpoint> {
     webhook_row_at(r, 0)
 }
 
-/// An endpoint read from the columns [`WEBHOOK_COLUMNS`] lists, from `start` on.
+/// An endpoint read from the columns `store::webhook_columns` lists, from `start` on.
 pub(super) fn webhook_row_at(
     r: &Row<'_>,
     start: usize,
@@ -158,11 +156,7 @@ pub(super) fn webhook_row_at(
         id: r.get(start)?,
         project: r.get(start + 1)?,
         url: r.get(start + 2)?,
-        events: events
-            .split(',')
-            .filter(|e| !e.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        events: crate::store::event_list(&events).collect(),
         secret: r.get(start + 4)?,
         previous_secret: r.get(start + 5)?,
         previous_until: r.get(start + 6)?,
@@ -199,7 +193,8 @@ impl SqliteBackend {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints WHERE ?1 IS NULL OR project = ?1 ORDER BY id"
+                "SELECT {} FROM webhook_endpoints WHERE ?1 IS NULL OR project = ?1 ORDER BY id",
+                crate::store::webhook_columns(None)
             ))
             .map_err(&sql)?;
         stmt.query_map([project], webhook_row)
