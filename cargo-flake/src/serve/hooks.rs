@@ -57,19 +57,38 @@ fn endpoint_of(store: &Store, project: &str, id: i64) -> Result<WebhookEndpoint,
         })
 }
 
+/// Runs `f` on a pooled connection for an admin token of `project`, with
+/// endpoint `id` (when given) checked to be the project's; errors name the
+/// project in the log.
+async fn as_admin<T: Send + 'static>(
+    app: &Arc<App>,
+    project: &str,
+    headers: HeaderMap,
+    id: Option<i64>,
+    f: impl FnOnce(&mut Store, &str) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let p = project.to_owned();
+    with_store(app, move |store| {
+        authorize(store, &headers, &p, Role::Admin)?;
+        if let Some(id) = id {
+            endpoint_of(store, &p, id)?;
+        }
+        f(store, &p)
+    })
+    .await
+    .map_err(|e| e.about(project))
+}
+
 /// `GET .../webhooks`: the project's endpoints (never their secrets).
 async fn list(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = project.clone();
-    let list = with_store(&app, move |store| {
-        authorize(store, &headers, &p, Role::Admin)?;
-        Ok(store.webhooks(Some(&p))?)
+    let list = as_admin(&app, &project, headers, None, move |store, p| {
+        Ok(store.webhooks(Some(p))?)
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await?;
     Ok(answer(StatusCode::OK, &project, json!({ "items": list })))
 }
 
@@ -88,9 +107,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = project.clone();
-    let created = with_store(&app, move |store| {
-        authorize(store, &headers, &p, Role::Admin)?;
+    let created = as_admin(&app, &project, headers, None, move |store, p| {
         let invalid =
             |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook", m);
         let new: NewEndpoint = serde_json::from_slice(&body).map_err(|e| {
@@ -116,8 +133,7 @@ async fn create(
         body["secret"] = json!(secret);
         Ok(body)
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await?;
     Ok(answer(StatusCode::CREATED, &project, created))
 }
 
@@ -127,15 +143,11 @@ async fn remove(
     Path((project, id)): Path<(String, i64)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = project.clone();
-    with_store(&app, move |store| {
-        authorize(store, &headers, &p, Role::Admin)?;
-        endpoint_of(store, &p, id)?;
+    as_admin(&app, &project, headers, Some(id), move |store, _| {
         store.remove_webhook(id)?;
         Ok(())
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await?;
     Ok(answer(StatusCode::OK, &project, json!({ "removed": id })))
 }
 
@@ -145,16 +157,12 @@ async fn ping(
     Path((project, id)): Path<(String, i64)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = project.clone();
-    let msg_id = with_store(&app, move |store| {
-        authorize(store, &headers, &p, Role::Admin)?;
-        endpoint_of(store, &p, id)?;
+    let msg_id = as_admin(&app, &project, headers, Some(id), move |store, _| {
         store
             .enqueue_ping(id, flake_core::meta::now_ms())?
             .ok_or_else(|| ApiError::internal("the endpoint went away"))
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await?;
     app.wake.notify();
     Ok(answer(
         StatusCode::ACCEPTED,
@@ -185,17 +193,13 @@ async fn rotate(
         )
         .about(&project));
     }
-    let p = project.clone();
-    let body = with_store(&app, move |store| {
-        authorize(store, &headers, &p, Role::Admin)?;
-        endpoint_of(store, &p, id)?;
+    let body = as_admin(&app, &project, headers, Some(id), move |store, _| {
         let secret = flake_core::webhooks::new_secret().map_err(ApiError::internal)?;
         let until = flake_core::meta::now_ms() + i64::from(hours) * 3_600_000;
         store.rotate_webhook_secret(id, &secret, until)?;
         Ok(json!({ "secret": secret, "previous_until": until }))
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await?;
     Ok(answer(StatusCode::OK, &project, body))
 }
 
@@ -237,15 +241,11 @@ async fn deliveries(
                 })?,
         ),
     };
-    let p = project.clone();
-    let page = with_store(&app, move |store| {
-        authorize(store, &headers, &p, Role::Admin)?;
-        endpoint_of(store, &p, id)?;
+    let page = as_admin(&app, &project, headers, Some(id), move |store, _| {
         // One more than the page tells whether there is a next one.
         Ok(store.deliveries(id, before, size + 1)?)
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await?;
     let next = (page.len() > size).then(|| format!("v1.{:x}", page[size - 1].id));
     let items: Vec<_> = page.into_iter().take(size).collect();
     Ok(answer(
@@ -261,10 +261,7 @@ async fn replay(
     Path((project, id, delivery)): Path<(String, i64, i64)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = project.clone();
-    with_store(&app, move |store| {
-        authorize(store, &headers, &p, Role::Admin)?;
-        endpoint_of(store, &p, id)?;
+    as_admin(&app, &project, headers, Some(id), move |store, _| {
         if store.replay_delivery(id, delivery, flake_core::meta::now_ms())? {
             Ok(())
         } else {
@@ -277,8 +274,7 @@ async fn replay(
             ))
         }
     })
-    .await
-    .map_err(|e| e.about(&project))?;
+    .await?;
     app.wake.notify();
     Ok(answer(
         StatusCode::ACCEPTED,
