@@ -1,5 +1,6 @@
 //! `cargo flake db`: migrate, check and copy history databases.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 
 use flake_core::config::Config;
@@ -39,9 +40,7 @@ pub fn run(cmd: DbCommand, color: ColorChoice) -> Result<u8, Error> {
             let check = store.check()?;
             match format {
                 ListFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&check)?;
-                    s.push('\n');
-                    print_stdout(&s)?;
+                    print_json(&check)?;
                 }
                 ListFormat::Human => {
                     let styles = Styles::stdout(color);
@@ -104,15 +103,13 @@ fn prune(args: PruneArgs, ws: &Workspace, color: ColorChoice) -> Result<u8, Erro
     let summary = store.prune(&planned.plan, args.dry_run)?;
     match args.format {
         ListFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&serde_json::json!({
+            print_json(&serde_json::json!({
                 "project": store.project(),
                 "dry_run": args.dry_run,
                 "old_runs": planned.old_runs,
                 "protected_tests": planned.protected_tests,
                 "removed": summary,
             }))?;
-            s.push('\n');
-            print_stdout(&s)?;
         }
         ListFormat::Human => {
             let styles = Styles::stdout(color);

@@ -1,12 +1,13 @@
 //! `cargo flake gate`: the pre-merge gate over reports of any language.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 
 use flake_core::gate::{self, GateOptions, Verdict};
 use flake_core::ingest;
 use flake_core::quarantine::QuarantineFile;
 
-use super::{Error, print_stderr, print_stdout, workspace};
+use super::{Error, print_stderr, workspace};
 use crate::cli::{ColorChoice, GateArgs, MessageFormat};
 use crate::style::{Styles, paint};
 use crate::{EXIT_GATE_FAILED, EXIT_OK};
@@ -29,7 +30,7 @@ pub fn run(args: GateArgs, color: ColorChoice) -> Result<u8, Error> {
     };
     if args.message_format == MessageFormat::Json {
         let value = flake_core::output::GateJson::new(&report, outcomes.len());
-        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+        print_json(&value)?;
         return Ok(code);
     }
     let s = Styles::stderr(color);

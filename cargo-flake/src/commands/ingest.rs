@@ -1,12 +1,11 @@
 //! `cargo flake ingest`.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 
 use flake_core::ingest::{self, Format, IngestOptions};
 
-use super::{
-    Error, open_history, print_stderr, print_stdout, redact, show_path, show_store, workspace,
-};
+use super::{Error, open_history, print_stderr, redact, show_path, show_store, workspace};
 use crate::EXIT_OK;
 use crate::cli::{ColorChoice, FormatChoice, IngestArgs, MessageFormat};
 use crate::style::{Styles, paint};
@@ -40,7 +39,7 @@ pub fn run(args: IngestArgs, color: ColorChoice) -> Result<u8, Error> {
     let outcome = ingest::ingest(&mut store, &opts)?;
     if args.message_format == MessageFormat::Json {
         let value = flake_core::output::IngestJson::new(&outcome, &store.describe());
-        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+        print_json(&value)?;
         return Ok(EXIT_OK);
     }
     let s = Styles::stderr(color);

@@ -105,6 +105,13 @@ pub fn show_store(store: &flake_core::store::Store) -> String {
         .unwrap_or_else(|| store.describe())
 }
 
+/// Writes `value` to stdout as pretty JSON and a newline.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    print_stdout(&text)
+}
+
 /// Writes to stdout; a closed pipe (`| head`) ends the program quietly.
 pub fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();

@@ -1,5 +1,6 @@
 //! `cargo flake quarantine list|add|remove|sync`.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 
 use flake_core::config::Config;
@@ -24,9 +25,7 @@ pub fn run(cmd: QuarantineCommand, color: ColorChoice) -> Result<u8, Error> {
                 ListFormat::Json => {
                     let entries: Vec<QuarantineEntryJson<'_>> =
                         file.entries().iter().map(Into::into).collect();
-                    let mut text = serde_json::to_string_pretty(&entries)?;
-                    text.push('\n');
-                    print_stdout(&text)?;
+                    print_json(&entries)?;
                 }
                 ListFormat::Human => print_stdout(&list_human(&file, &Styles::stdout(color)))?,
             }

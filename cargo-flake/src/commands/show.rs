@@ -1,5 +1,6 @@
 //! `cargo flake show <id>`: one test's story in the terminal.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 
 use flake_core::quarantine::QuarantineFile;
@@ -33,9 +34,7 @@ pub fn run(args: ShowArgs, color: ColorChoice) -> Result<u8, Error> {
         ListFormat::Json => {
             let mut value = serde_json::to_value(&story)?;
             value["why"] = serde_json::to_value(&why)?;
-            let mut text = serde_json::to_string_pretty(&value)?;
-            text.push('\n');
-            print_stdout(&text)?;
+            print_json(&value)?;
         }
         ListFormat::Human => {
             let styles = Styles::stdout(color);

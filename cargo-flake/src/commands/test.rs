@@ -1,5 +1,6 @@
 //! `cargo flake test`.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,9 +111,7 @@ pub fn run(args: TestArgs, color: ColorChoice) -> Result<u8, Error> {
     ci_output(&result, json)?;
     let upload_line = upload.as_ref().map(|u| u.line.as_str());
     if json {
-        let mut text = serde_json::to_string_pretty(&TestRunJson::new(&result))?;
-        text.push('\n');
-        print_stdout(&text)?;
+        print_json(&TestRunJson::new(&result))?;
         // stdout holds the JSON alone; what happened to the upload goes to stderr.
         if let Some(line) = upload_line {
             print_stderr(&format!("{line}\n"));

@@ -1,5 +1,6 @@
 //! `cargo flake token`: API tokens of the team service.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 
 use flake_core::quarantine::policy::{parse_date, start_of_day};
@@ -66,9 +67,7 @@ pub fn run(cmd: TokenCommand, color: ColorChoice) -> Result<u8, Error> {
             let list = store.tokens((!all_projects).then(|| store.project()))?;
             match format {
                 ListFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&list)?;
-                    s.push('\n');
-                    print_stdout(&s)?;
+                    print_json(&list)?;
                 }
                 ListFormat::Human => {
                     let styles = Styles::stdout(color);

@@ -1,5 +1,6 @@
 //! `cargo flake webhook`: where the team service sends its events.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 
 use flake_core::store::WebhookEndpoint;
@@ -50,9 +51,7 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
             let list = store.webhooks(Some(store.project()))?;
             match format {
                 ListFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&list)?;
-                    s.push('\n');
-                    print_stdout(&s)?;
+                    print_json(&list)?;
                 }
                 ListFormat::Human => {
                     let mut out = String::new();
@@ -127,9 +126,7 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
             let list = store.deliveries(id, None, limit.clamp(1, 1000))?;
             match format {
                 ListFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&list)?;
-                    s.push('\n');
-                    print_stdout(&s)?;
+                    print_json(&list)?;
                 }
                 ListFormat::Human => {
                     let mut out = String::new();

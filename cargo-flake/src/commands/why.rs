@@ -1,5 +1,6 @@
 //! `cargo flake why <id>`: the causes a test's history points at.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 use std::io::Write as _;
 use std::time::Duration;
@@ -39,9 +40,7 @@ pub fn run(args: WhyArgs, color: ColorChoice) -> Result<u8, Error> {
             if let (Some(cmd), Some(answer)) = (&args.explain_with, &answer) {
                 value["explainer"] = serde_json::json!({ "command": cmd, "answer": answer });
             }
-            let mut text = serde_json::to_string_pretty(&value)?;
-            text.push('\n');
-            print_stdout(&text)?;
+            print_json(&value)?;
         }
         ListFormat::Human => {
             let mut text = render(&found, &Styles::stdout(color));

@@ -1,6 +1,7 @@
 //! `cargo flake hunt --isolate ID`: the test alone, with the others, and
 //! which of the others trigger its failure.
 
+use crate::commands::print_json;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -69,9 +70,7 @@ pub fn run(
     let found = isolate::isolate(&opts, &mut progress)?;
     match args.format.unwrap_or(ListFormat::Human) {
         ListFormat::Json => {
-            let mut text = serde_json::to_string_pretty(&IsolateJson::new(&found))?;
-            text.push('\n');
-            print_stdout(&text)?;
+            print_json(&IsolateJson::new(&found))?;
         }
         ListFormat::Human => print_stdout(&render(&found, &Styles::stdout(color)))?,
     }
