@@ -29,18 +29,7 @@ fn call(req: ureq::Request, body: Option<&[u8]>) -> (u16, String, serde_json::Va
     (status, kind, json)
 }
 
-/// Percent-encodes a path segment.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use flake_core::webhooks::percent_encode as encode;
 
 const PROJECT: &str = "github.com/org/app";
 const PROJECT_IN_URL: &str = "github.com%2Forg%2Fapp";

@@ -121,11 +121,7 @@ pub fn render(w: &Why, s: &Styles) -> String {
             String::new()
         }
     );
-    let shown: Vec<_> = w
-        .hypotheses
-        .iter()
-        .filter(|h| h.strength > Strength::None)
-        .collect();
+    let shown: Vec<_> = w.supported().collect();
     if failing > 0 && shown.is_empty() {
         let _ = writeln!(
             out,
@@ -183,12 +179,7 @@ pub fn brief(w: &Why, s: &Styles) -> String {
         return out;
     }
     let _ = writeln!(out, "\n  {}", paint(s.bold, "Why"));
-    let shown: Vec<_> = w
-        .hypotheses
-        .iter()
-        .filter(|h| h.strength > Strength::None)
-        .take(3)
-        .collect();
+    let shown: Vec<_> = w.supported().take(3).collect();
     if shown.is_empty() {
         let _ = writeln!(out, "    no cause stands out beyond chance");
     }

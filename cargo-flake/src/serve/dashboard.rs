@@ -742,17 +742,12 @@ pub async fn test(
 /// The hypotheses of `cargo flake why`, strongest first, each with its
 /// numbers; the strength is a word as well as a colour.
 fn why_section(out: &mut String, w: &flake_core::why::Why) {
-    use flake_core::why::Strength;
     out.push_str("<h2 id=\"why\">Why it flakes</h2>");
     if w.flaky + w.failed == 0 {
         out.push_str("<p class=\"empty\">Nothing failed in the runs weighed.</p>");
         return;
     }
-    let shown: Vec<_> = w
-        .hypotheses
-        .iter()
-        .filter(|h| h.strength > Strength::None)
-        .collect();
+    let shown: Vec<_> = w.supported().collect();
     if shown.is_empty() {
         out.push_str(
             "<p class=\"muted\">No cause stands out beyond chance: as far as the history tells, it fails at random.</p>",

@@ -383,13 +383,7 @@ fn details(out: &mut String, m: &Model) {
 
 /// `cargo flake why`'s hypotheses over the window, strength in words.
 fn why_list(out: &mut String, w: &crate::why::Why) {
-    use crate::why::Strength;
-    let shown: Vec<_> = w
-        .hypotheses
-        .iter()
-        .filter(|h| h.strength > Strength::None)
-        .take(3)
-        .collect();
+    let shown: Vec<_> = w.supported().take(3).collect();
     out.push_str("<h4>Why</h4>");
     if shown.is_empty() {
         out.push_str("<p class=\"muted\">No cause stands out beyond chance in this window.</p>");

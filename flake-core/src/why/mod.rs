@@ -184,8 +184,13 @@ pub struct Why {
 impl Why {
     /// The strongest hypothesis that is more than chance.
     pub fn top(&self) -> Option<&Hypothesis> {
+        self.supported().next()
+    }
+
+    /// The hypotheses with evidence beyond chance, strongest first.
+    pub fn supported(&self) -> impl Iterator<Item = &Hypothesis> {
         self.hypotheses
-            .first()
+            .iter()
             .filter(|h| h.strength > Strength::None)
     }
 }
