@@ -434,9 +434,7 @@ pub(crate) fn jitter(d: Duration, spread: f64) -> Duration {
 }
 
 /// Percent-encodes a path segment or query value (RFC 3986 unreserved kept).
-pub fn encode(s: &str) -> String {
-    flake_core::webhooks::percent_encode(s)
-}
+pub use flake_core::webhooks::percent_encode as encode;
 
 #[cfg(test)]
 mod tests {

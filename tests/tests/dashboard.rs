@@ -129,18 +129,7 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Percent-encodes a path segment.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+use flake_core::webhooks::percent_encode as encode;
 
 /// Status, headers of interest and body of a response, errors included.
 struct Answer {

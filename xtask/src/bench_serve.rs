@@ -93,9 +93,7 @@ pub(crate) const CASES: usize = 1_000;
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
 const BIG_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub(crate) fn encode(project: &str) -> String {
-    project.replace('/', "%2F")
-}
+pub(crate) use flake_core::webhooks::percent_encode as encode;
 
 pub(crate) fn scratch() -> Result<TestDatabase, String> {
     TestDatabase::create().ok_or_else(|| {
