@@ -513,17 +513,6 @@ impl Lab<'_> {
                     let results = self.take(output);
                     return Ok(hunt::split_stress(&results, runs as usize));
                 }
-                let mut out = Vec::new();
-                for _ in 0..runs {
-                    let output = runner::nextest::run(&run)?;
-                    let results = self.take(output);
-                    let failed = self.failed_in(&results);
-                    out.push(results);
-                    if self.problem.is_some() || (stop_at_failure && failed) {
-                        break;
-                    }
-                }
-                Ok(out)
             }
             RunnerKind::CargoTest => {
                 run.runner_args = cargo_test_args(
@@ -534,19 +523,23 @@ impl Lab<'_> {
                     &self.user_binary_args,
                 )
                 .map_err(|m| RunError::Runner(RunnerError::Usage(m)))?;
-                let mut out = Vec::new();
-                for _ in 0..runs {
-                    let output = runner::cargo_test::run(&run, &mut |_| {})?;
-                    let results = self.take(output);
-                    let failed = self.failed_in(&results);
-                    out.push(results);
-                    if self.problem.is_some() || (stop_at_failure && failed) {
-                        break;
-                    }
-                }
-                Ok(out)
             }
         }
+        // One invocation per run (cargo test, or a nextest without stress mode).
+        let mut out = Vec::new();
+        for _ in 0..runs {
+            let output = match self.opts.runner {
+                RunnerKind::Nextest => runner::nextest::run(&run)?,
+                RunnerKind::CargoTest => runner::cargo_test::run(&run, &mut |_| {})?,
+            };
+            let results = self.take(output);
+            let failed = self.failed_in(&results);
+            out.push(results);
+            if self.problem.is_some() || (stop_at_failure && failed) {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Keeps a runner's warnings and problem; returns its results.
