@@ -20,6 +20,28 @@ pub(crate) struct Sample {
     pub(crate) rss_kib: Option<u64>,
 }
 
+/// A bench's `--name N` flags, in order, each N at least 1; the names in
+/// `switches` take no value (and read as 1).
+pub(crate) fn flags<'a>(
+    args: &'a [String],
+    switches: &[&str],
+) -> Result<Vec<(&'a str, usize)>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if switches.contains(&a.as_str()) {
+            out.push((a.as_str(), 1));
+            continue;
+        }
+        let v = it
+            .next()
+            .and_then(|v| v.parse::<usize>().ok())
+            .ok_or_else(|| format!("`{a}` needs a number"))?;
+        out.push((a.as_str(), v.max(1)));
+    }
+    Ok(out)
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();

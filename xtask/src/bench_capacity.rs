@@ -63,18 +63,9 @@ impl Options {
             runs_per_phase: 20,
             keep: false,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if a == "--keep" {
-                o.keep = true;
-                continue;
-            }
-            let v = it
-                .next()
-                .and_then(|v| v.parse::<usize>().ok())
-                .ok_or_else(|| format!("`{a}` needs a number"))?
-                .max(1);
-            match a.as_str() {
+        for (a, v) in crate::bench::flags(args, &["--keep"])? {
+            match a {
+                "--keep" => o.keep = true,
                 "--tests" => o.tests = v,
                 "--runs" => o.runs = v,
                 "--iterations" => o.iterations = v,

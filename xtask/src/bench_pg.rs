@@ -45,18 +45,13 @@ impl Options {
             runs: 1_000,
             iterations: 5,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let v = it
-                .next()
-                .and_then(|v| v.parse::<usize>().ok())
-                .ok_or_else(|| format!("`{a}` needs a number"))?;
-            match a.as_str() {
-                "--rounds" => o.rounds = v.max(1),
-                "--writers" => o.writers = v.max(1),
-                "--tests" => o.tests = v.max(1),
-                "--runs" => o.runs = v.max(1),
-                "--iterations" => o.iterations = v.max(1),
+        for (a, v) in crate::bench::flags(args, &[])? {
+            match a {
+                "--rounds" => o.rounds = v,
+                "--writers" => o.writers = v,
+                "--tests" => o.tests = v,
+                "--runs" => o.runs = v,
+                "--iterations" => o.iterations = v,
                 other => return Err(format!("unknown argument `{other}`")),
             }
         }

@@ -63,14 +63,8 @@ impl Options {
             requests: 320,
             big: 200_000,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let v = it
-                .next()
-                .and_then(|v| v.parse::<usize>().ok())
-                .ok_or_else(|| format!("`{a}` needs a number"))?
-                .max(1);
-            match a.as_str() {
+        for (a, v) in crate::bench::flags(args, &[])? {
+            match a {
                 "--seconds" => o.seconds = v as u64,
                 "--clients" => o.clients = v,
                 "--tests" => o.tests = v,

@@ -37,18 +37,9 @@ impl Options {
             iterations: 7,
             reuse: false,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if a == "--reuse" {
-                o.reuse = true;
-                continue;
-            }
-            let v = it
-                .next()
-                .and_then(|v| v.parse::<usize>().ok())
-                .ok_or_else(|| format!("`{a}` needs a number"))?
-                .max(1);
-            match a.as_str() {
+        for (a, v) in crate::bench::flags(args, &["--reuse"])? {
+            match a {
+                "--reuse" => o.reuse = true,
                 "--seeds" => o.seeds = v as u64,
                 "--runs" => o.runs = v.max(100),
                 "--iterations" => o.iterations = v,
