@@ -192,19 +192,31 @@ pub fn run(root: &Path, o: &Options) -> Result<bool, String> {
     }
     let server = Server::start_with(&flake, pg.url(), &["--allow-private-webhook-targets"])?;
     let report = Arc::new(junit(CASES));
+    // The upload load, its line printed; the load and its p99.
     let uploads = |label: &'static str, server: &Arc<Server>| {
-        let (report, token, server) = (report.clone(), load_token.clone(), server.clone());
-        load(o.clients, o.seconds, usize::MAX, move |n, agent| {
+        let (report, token, srv) = (report.clone(), load_token.clone(), server.clone());
+        let l = load(o.clients, o.seconds, usize::MAX, move |n, agent| {
             upload(
                 agent,
-                &server,
+                &srv,
                 LOAD_PROJECT,
                 &token,
                 &format!("{label}-{n}"),
                 &format!("{n:040x}"),
                 &report,
             )
-        })
+        });
+        let log = server.take_log();
+        let p99 = quantile(&l.latencies_ms, 0.99);
+        println!(
+            "  {} uploads ({:.0}/s), {} errors, p50 {:.0} ms, p99 {p99:.0} ms; server: {}",
+            l.ok,
+            l.ok as f64 / l.wall,
+            l.errors,
+            quantile(&l.latencies_ms, 0.5),
+            server_times(&log.uploads)
+        );
+        (l, p99)
     };
     let server = Arc::new(server);
 
@@ -212,17 +224,7 @@ pub fn run(root: &Path, o: &Options) -> Result<bool, String> {
         "baseline: {} clients upload a {CASES}-case report for {} s, no deliveries",
         o.clients, o.seconds
     );
-    let base = uploads("base", &server);
-    let base_log = server.take_log();
-    let base_p99 = quantile(&base.latencies_ms, 0.99);
-    println!(
-        "  {} uploads ({:.0}/s), {} errors, p50 {:.0} ms, p99 {base_p99:.0} ms; server: {}",
-        base.ok,
-        base.ok as f64 / base.wall,
-        base.errors,
-        quantile(&base.latencies_ms, 0.5),
-        server_times(&base_log.uploads)
-    );
+    let (base, base_p99) = uploads("base", &server);
 
     // 2a: the fan-out alone.
     println!(
@@ -268,20 +270,9 @@ pub fn run(root: &Path, o: &Options) -> Result<bool, String> {
         &all_flaky(o.events, "b"),
     )?;
     let before: usize = receivers.iter().map(Receiver::count).sum();
-    let l = uploads("during", &server);
-    let during_log = server.take_log();
+    let (l, during_p99) = uploads("during", &server);
     let after: usize = receivers.iter().map(Receiver::count).sum();
-    let during_p99 = quantile(&l.latencies_ms, 0.99);
-    println!(
-        "  {} uploads ({:.0}/s), {} errors, p50 {:.0} ms, p99 {during_p99:.0} ms; server: {}; \
-         {} deliveries meanwhile",
-        l.ok,
-        l.ok as f64 / l.wall,
-        l.errors,
-        quantile(&l.latencies_ms, 0.5),
-        server_times(&during_log.uploads),
-        after - before
-    );
+    println!("  {} deliveries meanwhile", after - before);
     let rest = Instant::now();
     wait_for(&receivers, 2 * want, rest)?;
     println!(
@@ -292,17 +283,7 @@ pub fn run(root: &Path, o: &Options) -> Result<bool, String> {
     // and autovacuum may have woken since the first baseline, so the fair
     // comparison is with the slower of the two.
     println!("baseline again, nothing to deliver");
-    let again = uploads("again", &server);
-    let again_log = server.take_log();
-    let again_p99 = quantile(&again.latencies_ms, 0.99);
-    println!(
-        "  {} uploads ({:.0}/s), {} errors, p50 {:.0} ms, p99 {again_p99:.0} ms; server: {}",
-        again.ok,
-        again.ok as f64 / again.wall,
-        again.errors,
-        quantile(&again.latencies_ms, 0.5),
-        server_times(&again_log.uploads)
-    );
+    let (_, again_p99) = uploads("again", &server);
     let base_p99 = base_p99.max(again_p99);
     let ratio = during_p99 / base_p99;
     let fan_ok = fan_out <= 30.0;
