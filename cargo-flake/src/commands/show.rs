@@ -17,19 +17,20 @@ pub fn run(args: ShowArgs, color: ColorChoice) -> Result<u8, Error> {
     let store = super::open_existing_history(&ws, &args.db)?;
     let quarantine = QuarantineFile::load(&ws.quarantine_path(args.quarantine.path.as_deref()))?;
     let opts = options(&ws, &args.window)?;
-    let Some(story) = Story::build(&store, &quarantine, &args.id, &opts, args.runs)? else {
+    // Why it flakes, in brief: `cargo flake why` has the evidence.
+    let why_opts = flake_core::why::WhyOptions {
+        repo: Some(ws.root.clone()),
+        ..Default::default()
+    };
+    let Some((story, why)) =
+        Story::build_with_why(&store, &quarantine, &args.id, &opts, args.runs, &why_opts)?
+    else {
         return Err(Usage(format!(
             "the history has no test `{}`; ids are printed by `cargo flake test` and `cargo flake stats`",
             args.id
         ))
         .into());
     };
-    // Why it flakes, in brief: `cargo flake why` has the evidence.
-    let why_opts = flake_core::why::WhyOptions {
-        repo: Some(ws.root.clone()),
-        ..Default::default()
-    };
-    let why = flake_core::why::explain(&store, &args.id, &why_opts)?;
     match args.format {
         ListFormat::Json => {
             let mut value = serde_json::to_value(&story)?;
@@ -39,9 +40,7 @@ pub fn run(args: ShowArgs, color: ColorChoice) -> Result<u8, Error> {
         ListFormat::Human => {
             let styles = Styles::stdout(color);
             let mut text = render(&story, &styles, opts.stats.min_runs);
-            if let Some(w) = &why {
-                text.push_str(&super::why::brief(w, &styles));
-            }
+            text.push_str(&super::why::brief(&why, &styles));
             print_stdout(&text)?
         }
     }

@@ -706,17 +706,15 @@ pub async fn test(
     let (p, i) = (project.clone(), id.clone());
     let built = with_store(&app, move |store| {
         store.select_project(p);
-        let story = Story::build(
+        Story::build_with_why(
             store,
             &known_quarantine(store)?,
             &i,
             &report_options(),
             STORY_RUNS,
+            &flake_core::why::WhyOptions::default(),
         )
-        .map_err(|e| internal(&e))?;
-        let why = flake_core::why::explain(store, &i, &flake_core::why::WhyOptions::default())
-            .map_err(|e| internal(&e))?;
-        Ok(story.map(|s| (s, why)))
+        .map_err(|e| internal(&e))
     })
     .await;
     let (story, why) = match built {
@@ -730,9 +728,7 @@ pub async fn test(
         Err(page) => return page.signed_in(&s).about(&project).into_response(),
     };
     let mut body = story_body(&project, &story);
-    if let Some(w) = &why {
-        why_section(&mut body, w);
-    }
+    why_section(&mut body, &why);
     Page::new(StatusCode::OK, id.clone(), body)
         .signed_in(&s)
         .about(&project)

@@ -519,6 +519,38 @@ impl Story {
             return Ok(None);
         };
         let index = RunIndex::load(store)?;
+        Story::build_in(store, quarantine, id, key, &index, opts, timeline).map(Some)
+    }
+
+    /// [`Story::build`] and `cargo flake why`'s hypotheses of the same
+    /// test over one lookup of its id and one reading of the runs (`show`
+    /// and the dashboard's test page tell both).
+    pub fn build_with_why(
+        store: &Store,
+        quarantine: &QuarantineFile,
+        id: &str,
+        opts: &Options,
+        timeline: usize,
+        why: &crate::why::WhyOptions,
+    ) -> Result<Option<(Story, crate::why::Why)>, StoreError> {
+        let Some(key) = store.test_key(id)? else {
+            return Ok(None);
+        };
+        let index = RunIndex::load(store)?;
+        let story = Story::build_in(store, quarantine, id, key, &index, opts, timeline)?;
+        let why = crate::why::explain_in(store, key, id, why, &index.runs)?;
+        Ok(Some((story, why)))
+    }
+
+    fn build_in(
+        store: &Store,
+        quarantine: &QuarantineFile,
+        id: &str,
+        key: i64,
+        index: &RunIndex,
+        opts: &Options,
+        timeline: usize,
+    ) -> Result<Story, StoreError> {
         // One test's window, not every test's: `show` must not cost a report.
         let st = stats::compute_one(store, &opts.stats, key)?;
         let t = st.get(id).cloned().unwrap_or_else(|| TestStats {
@@ -529,7 +561,7 @@ impl Story {
         let rate = Rate::of(&t, opts.stats.min_runs);
         let judged = judged(store, key, &t, &st.runs)?;
         let mut ignored = Clusterer::new();
-        let (detail, first) = detail(store, key, id, &judged, &index, &mut ignored)?;
+        let (detail, first) = detail(store, key, id, &judged, index, &mut ignored)?;
         let rows = judged
             .iter()
             .take(timeline)
@@ -543,14 +575,14 @@ impl Story {
             in_history: true,
             entry: e.clone(),
         });
-        Ok(Some(Story {
+        Ok(Story {
             id: id.to_owned(),
             rate,
             quarantine,
             timeline: rows,
             recent: judged.iter().rev().map(|j| j.result.outcome).collect(),
             detail,
-        }))
+        })
     }
 }
 
