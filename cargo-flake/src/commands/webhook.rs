@@ -91,21 +91,13 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
                 print_stderr(&format!("removed webhook {id}\n"));
                 Ok(EXIT_OK)
             } else {
-                print_stderr(&format!(
-                    "project {} has no webhook {id}\n",
-                    store.project()
-                ));
-                Ok(EXIT_GATE_FAILED)
+                Ok(no_webhook(&store, id))
             }
         }
         WebhookCommand::Test { db, id, wait } => {
             let mut store = open_existing_history(&ws, &db)?;
             if !owned(&store, id)? {
-                print_stderr(&format!(
-                    "project {} has no webhook {id}\n",
-                    store.project()
-                ));
-                return Ok(EXIT_GATE_FAILED);
+                return Ok(no_webhook(&store, id));
             }
             test(&mut store, id, wait)
         }
@@ -117,11 +109,7 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
         } => {
             let store = open_existing_history(&ws, &db)?;
             if !owned(&store, id)? {
-                print_stderr(&format!(
-                    "project {} has no webhook {id}\n",
-                    store.project()
-                ));
-                return Ok(EXIT_GATE_FAILED);
+                return Ok(no_webhook(&store, id));
             }
             let list = store.deliveries(id, None, limit.clamp(1, 1000))?;
             match format {
@@ -187,11 +175,7 @@ pub fn run(cmd: WebhookCommand) -> Result<u8, Error> {
                 ));
                 Ok(EXIT_OK)
             } else {
-                print_stderr(&format!(
-                    "project {} has no webhook {id}\n",
-                    store.project()
-                ));
-                Ok(EXIT_GATE_FAILED)
+                Ok(no_webhook(&store, id))
             }
         }
     }
@@ -230,11 +214,7 @@ fn test(
     wait: std::time::Duration,
 ) -> Result<u8, Error> {
     let Some(msg_id) = store.enqueue_ping(id, flake_core::meta::now_ms())? else {
-        print_stderr(&format!(
-            "project {} has no webhook {id}\n",
-            store.project()
-        ));
-        return Ok(EXIT_GATE_FAILED);
+        return Ok(no_webhook(store, id));
     };
     print_stderr(&format!(
         "queued ping {msg_id} for webhook {id}; waiting for a server to deliver it\n"
@@ -281,6 +261,15 @@ fn test(
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Says that the project has no endpoint `id`; the exit code for it.
+fn no_webhook(store: &flake_core::store::Store, id: i64) -> u8 {
+    print_stderr(&format!(
+        "project {} has no webhook {id}\n",
+        store.project()
+    ));
+    EXIT_GATE_FAILED
 }
 
 /// Whether endpoint `id` belongs to the store's project: one project's

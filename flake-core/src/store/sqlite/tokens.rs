@@ -206,18 +206,21 @@ impl SqliteBackend {
     /// See [`crate::store::Backend::remove_webhook`].
     pub(crate) fn remove_webhook(&mut self, id: i64) -> Result<bool, StoreError> {
         let sql = sql_err(&self.display_path());
-        let n = self
-            .conn
+        // No foreign keys in this schema: the endpoint's queue goes with it,
+        // in one transaction.
+        let tx = self.conn.transaction().map_err(&sql)?;
+        tx.execute(
+            "DELETE FROM webhook_attempts WHERE delivery IN
+                (SELECT id FROM webhook_deliveries WHERE endpoint = ?1)",
+            [id],
+        )
+        .map_err(&sql)?;
+        tx.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?1", [id])
+            .map_err(&sql)?;
+        let n = tx
             .execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])
             .map_err(&sql)?;
-        // No foreign keys in this schema: the endpoint's queue goes with it.
-        self.conn
-            .execute_batch(&format!(
-                "DELETE FROM webhook_attempts WHERE delivery IN
-                    (SELECT id FROM webhook_deliveries WHERE endpoint = {id});
-                 DELETE FROM webhook_deliveries WHERE endpoint = {id};"
-            ))
-            .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
         Ok(n == 1)
     }
 
